@@ -1,0 +1,81 @@
+// The contexts a stage receives for each operation.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "stowage/logger.h"
+#include "stowage/message.h"
+
+namespace stowage {
+
+using Clock = std::chrono::steady_clock;
+
+// The time by which an operation must finish. A stage passes what remains to
+// its own I/O (socket and statement timeouts) so that it returns in time; the
+// host stops waiting at the deadline either way and counts the call failed.
+class Deadline {
+ public:
+  explicit Deadline(Clock::time_point at) : at_(at) {}
+  static Deadline After(std::chrono::milliseconds ms) { return Deadline(Clock::now() + ms); }
+
+  Clock::time_point at() const noexcept { return at_; }
+  bool expired() const noexcept { return Clock::now() >= at_; }
+  // What remains, never negative.
+  std::chrono::milliseconds remaining() const noexcept {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(at_ - Clock::now());
+    return left.count() > 0 ? left : std::chrono::milliseconds(0);
+  }
+
+ private:
+  Clock::time_point at_;
+};
+
+// String values that earlier stages set for later ones during one write, e.g.
+// "message_id", "conversation_id" and "sequence" set by the SQL stage. The
+// host copies the attributes into each stage call and keeps what a stage set
+// only when that stage succeeded. The well-known keys below also appear in
+// the API's answer.
+class Attributes {
+ public:
+  static constexpr std::string_view kMessageId = "message_id";
+  static constexpr std::string_view kConversationId = "conversation_id";
+  static constexpr std::string_view kSequence = "sequence";
+
+  void set(std::string_view key, std::string value) { values_[std::string(key)] = std::move(value); }
+  std::optional<std::string> get(std::string_view key) const {
+    auto it = values_.find(key);
+    if (it == values_.end()) return std::nullopt;
+    return it->second;
+  }
+  bool contains(std::string_view key) const { return values_.find(key) != values_.end(); }
+  const std::map<std::string, std::string, std::less<>>& all() const noexcept { return values_; }
+
+ private:
+  std::map<std::string, std::string, std::less<>> values_;
+};
+
+// One message going through the pipeline. The references stay valid for the
+// whole call, including a call the host has stopped waiting for.
+struct WriteContext {
+  const std::string& guest_id;
+  const Message& message;
+  Deadline deadline;
+  Logger& log;
+  // Set by earlier stages; a stage may add its own (prefix keys with the
+  // stage's plugin name, e.g. "redis.entry", unless they are well-known).
+  // In compensate(), holds what this stage's write() set.
+  Attributes& attributes;
+};
+
+// A read or erase of one guest's messages.
+struct GuestContext {
+  const std::string& guest_id;
+  Deadline deadline;
+  Logger& log;
+};
+
+}  // namespace stowage

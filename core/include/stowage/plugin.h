@@ -1,0 +1,204 @@
+// Exporting a stage from a plugin library.
+//
+// A plugin library holds one stage class and ends with
+//
+//   STOWAGE_STAGE(RedisStage, "redis", "Redis", "1.0.0")
+//
+// which exports:
+// - `stowage_plugin_info`, the version block: a plain C struct the host reads
+//   and checks before it calls anything else in the library;
+// - `stowage_plugin_schema`, the stage's ConfigSchema;
+// - `stowage_plugin_create` / `stowage_plugin_destroy`, which make and free
+//   the stage inside the library, wrapped so that no exception leaves it.
+//
+// The class needs:
+//   static stowage::ConfigSchema config_schema();
+//   StageClass(const stowage::StageConfig& config, stowage::Logger& log);
+// A constructor that throws makes creation fail with the exception's text.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stowage/config.h"
+#include "stowage/logger.h"
+#include "stowage/stage.h"
+#include "stowage/status.h"
+#include "stowage/version.h"
+
+#if __has_include(<boost/version.hpp>)
+#include <boost/version.hpp>
+#define STOWAGE_BOOST_VERSION BOOST_VERSION
+#else
+#define STOWAGE_BOOST_VERSION 0
+#endif
+
+#define STOWAGE_STRINGIFY_(x) #x
+#define STOWAGE_STRINGIFY(x) STOWAGE_STRINGIFY_(x)
+
+#if defined(__clang__)
+#define STOWAGE_COMPILER "clang " __clang_version__
+#elif defined(__GNUC__)
+#define STOWAGE_COMPILER "gcc " __VERSION__
+#else
+#define STOWAGE_COMPILER "unknown"
+#endif
+
+// The standard library and its ABI: std::string and std::vector cross the
+// plugin boundary, so host and plugin must agree on it exactly.
+#if defined(_LIBCPP_VERSION)
+#define STOWAGE_STDLIB_ABI "libc++ abi " STOWAGE_STRINGIFY(_LIBCPP_ABI_VERSION)
+#elif defined(__GLIBCXX__)
+#define STOWAGE_STDLIB_ABI "libstdc++ cxx11-abi " STOWAGE_STRINGIFY(_GLIBCXX_USE_CXX11_ABI)
+#else
+#define STOWAGE_STDLIB_ABI "unknown"
+#endif
+
+#define STOWAGE_EXPORT __attribute__((visibility("default")))
+
+extern "C" {
+
+// "STOW": the first field of every version block.
+#define STOWAGE_PLUGIN_MAGIC 0x53544f57u
+
+// The version block. Its layout never changes, so that a host of any version
+// can read the block of a plugin of any version and explain a mismatch.
+struct StowagePluginInfo {
+  std::uint32_t magic;          // STOWAGE_PLUGIN_MAGIC
+  std::uint32_t sdk_major;      // STOWAGE_SDK_VERSION_MAJOR it was built with
+  std::uint32_t sdk_minor;      // STOWAGE_SDK_VERSION_MINOR it was built with
+  std::uint32_t boost_version;  // BOOST_VERSION it was built with, 0 if none
+  char compiler[64];            // e.g. "gcc 12.2.0"
+  char stdlib_abi[64];          // e.g. "libstdc++ cxx11-abi 1"
+  char name[64];                // the plugin's name, e.g. "redis"
+  char label[32];               // its log prefix without brackets, e.g. "Redis"
+  char version[32];             // the plugin's own version, e.g. "1.0.0"
+};
+
+}  // extern "C"
+
+namespace stowage::internal {
+
+// Turns an exception into a Status; used where stage code meets the boundary.
+inline Status StatusFromCurrentException(const char* operation) noexcept {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string(operation) + " threw: " + e.what());
+  } catch (...) {
+    return Status::Internal(std::string(operation) + " threw a non-standard exception");
+  }
+}
+
+// Wraps a stage so that every call returns a result and none throws. Lives in
+// the plugin library, so exceptions are caught where they are thrown.
+template <typename StageClass>
+class GuardedStage final : public Stage {
+ public:
+  explicit GuardedStage(std::unique_ptr<StageClass> inner) : inner_(std::move(inner)) {}
+
+  std::string target() const override {
+    try {
+      return inner_->target();
+    } catch (...) {
+      return {};
+    }
+  }
+  Status admit(WriteContext& ctx) noexcept override {
+    try {
+      return inner_->admit(ctx);
+    } catch (...) {
+      return StatusFromCurrentException("admit");
+    }
+  }
+  Status write(WriteContext& ctx) noexcept override {
+    try {
+      return inner_->write(ctx);
+    } catch (...) {
+      return StatusFromCurrentException("write");
+    }
+  }
+  Status compensate(WriteContext& ctx) noexcept override {
+    try {
+      return inner_->compensate(ctx);
+    } catch (...) {
+      return StatusFromCurrentException("compensate");
+    }
+  }
+  ReadResult read(GuestContext& ctx) noexcept override {
+    try {
+      return inner_->read(ctx);
+    } catch (...) {
+      return {StatusFromCurrentException("read"), false, {}};
+    }
+  }
+  Status refill(GuestContext& ctx, const std::vector<Message>& messages) noexcept override {
+    try {
+      return inner_->refill(ctx, messages);
+    } catch (...) {
+      return StatusFromCurrentException("refill");
+    }
+  }
+  EraseResult erase(GuestContext& ctx) noexcept override {
+    try {
+      return inner_->erase(ctx);
+    } catch (...) {
+      return {StatusFromCurrentException("erase"), false};
+    }
+  }
+  Status health(Deadline deadline) noexcept override {
+    try {
+      return inner_->health(deadline);
+    } catch (...) {
+      return StatusFromCurrentException("health");
+    }
+  }
+
+ private:
+  std::unique_ptr<StageClass> inner_;
+};
+
+template <typename StageClass>
+Stage* CreateGuarded(const StageConfig& config, Logger& log, Status& error) noexcept {
+  try {
+    return new GuardedStage<StageClass>(std::make_unique<StageClass>(config, log));
+  } catch (...) {
+    error = StatusFromCurrentException("the stage constructor");
+    return nullptr;
+  }
+}
+
+}  // namespace stowage::internal
+
+// Signatures of the exported functions, for the host.
+using StowagePluginSchemaFn = const stowage::ConfigSchema*() noexcept;
+using StowagePluginCreateFn = stowage::Stage*(const stowage::StageConfig*, stowage::Logger*,
+                                              stowage::Status*) noexcept;
+using StowagePluginDestroyFn = void(stowage::Stage*) noexcept;
+
+#define STOWAGE_STAGE(StageClass, plugin_name, plugin_label, plugin_version)                        \
+  extern "C" {                                                                                      \
+  STOWAGE_EXPORT extern const StowagePluginInfo stowage_plugin_info;                                \
+  const StowagePluginInfo stowage_plugin_info = {                                                   \
+      STOWAGE_PLUGIN_MAGIC,  STOWAGE_SDK_VERSION_MAJOR, STOWAGE_SDK_VERSION_MINOR,                  \
+      STOWAGE_BOOST_VERSION, STOWAGE_COMPILER,          STOWAGE_STDLIB_ABI,                         \
+      plugin_name,           plugin_label,              plugin_version};                            \
+  STOWAGE_EXPORT const stowage::ConfigSchema* stowage_plugin_schema() noexcept {                    \
+    try {                                                                                           \
+      static const stowage::ConfigSchema schema = StageClass::config_schema();                      \
+      return &schema;                                                                               \
+    } catch (...) {                                                                                 \
+      return nullptr;                                                                               \
+    }                                                                                               \
+  }                                                                                                 \
+  STOWAGE_EXPORT stowage::Stage* stowage_plugin_create(const stowage::StageConfig* config,          \
+                                                       stowage::Logger* log,                        \
+                                                       stowage::Status* error) noexcept {           \
+    return stowage::internal::CreateGuarded<StageClass>(*config, *log, *error);                     \
+  }                                                                                                 \
+  STOWAGE_EXPORT void stowage_plugin_destroy(stowage::Stage* stage) noexcept { delete stage; }      \
+  }

@@ -1,0 +1,113 @@
+// pipeline.toml: parsing, environment expansion and validation.
+//
+// Contract: LoadPipelineConfig never throws. Every error it reports names the
+// file, the line and the key, and says what to do; an unknown key comes with
+// a "did you mean" suggestion when a known key is close.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stowage/config.h"
+
+namespace stowage::config {
+
+enum class Policy { kRequired, kBestEffort };
+
+inline const char* PolicyName(Policy policy) noexcept {
+  return policy == Policy::kRequired ? "required" : "best_effort";
+}
+
+// Where a value was written: file and 1-based line and column.
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+// One problem in a config file.
+struct ConfigError {
+  SourceLocation where;
+  std::string key;      // dotted path, e.g. "stage[redis].config.url"
+  std::string message;  // what is wrong and what to do
+
+  // "pipeline.toml:12:1: stage[redis].polcy: unknown key; did you mean 'policy'?"
+  std::string ToString() const;
+};
+
+std::string FormatErrors(const std::vector<ConfigError>& errors);
+
+struct ServerSettings {
+  std::string listen = "127.0.0.1:8000";  // host:port
+  int io_threads = 1;                     // threads running the HTTP I/O
+  int workers = 8;                        // threads running pipeline work
+  std::size_t body_limit = 65536;         // bytes; larger bodies get 413
+  std::size_t max_content_bytes = 32768;  // bytes of a message's content
+  // Folders searched for a plugin given by bare name, before the default
+  // folder next to the executable (<bin>/../lib/stowage/plugins).
+  std::vector<std::filesystem::path> plugin_path;
+};
+
+struct LogSettings {
+  std::string level = "info";  // trace, debug, info, warn, error
+};
+
+// A stage's `config` value before it is checked against the plugin's schema:
+// strings already have ${VAR} expanded.
+struct RawValue {
+  stowage::ConfigValue value;
+  SourceLocation where;
+};
+
+struct StageSettings {
+  std::string name;
+  std::string plugin;  // bare name ("redis") or a path to a .so
+  Policy policy = Policy::kRequired;
+  bool enabled = true;
+  std::chrono::milliseconds timeout{1000};
+  std::map<std::string, RawValue> config;
+  SourceLocation where;  // the [[stage]] header
+};
+
+struct PipelineConfig {
+  std::filesystem::path file;  // as given; relative plugin paths resolve against its folder
+  ServerSettings server;
+  LogSettings log;
+  std::vector<StageSettings> stages;  // in file order, disabled ones included
+};
+
+// Reads an environment variable; returns nullopt when it is unset.
+using Environment = std::function<std::optional<std::string>(const std::string& name)>;
+Environment ProcessEnvironment();
+
+struct LoadResult {
+  std::optional<PipelineConfig> config;  // set when errors is empty
+  std::vector<ConfigError> errors;
+};
+
+// Parses `file`, expands ${VAR} and ${VAR:-default} in string values, checks
+// every key of [server], [log] and [[stage]] (stage `config` tables are
+// checked later, against the plugin's schema).
+LoadResult LoadPipelineConfig(const std::filesystem::path& file, const Environment& env = ProcessEnvironment());
+// The same from text; `file` only names it in errors.
+LoadResult ParsePipelineConfig(std::string_view text, const std::string& file,
+                               const Environment& env = ProcessEnvironment());
+
+// Checks a stage's raw config against the plugin's schema: unknown keys (with
+// a suggestion), wrong types (a string that spells the declared type, as left
+// by ${VAR} expansion, is converted), missing required keys. On success fills
+// `out` with every declared key, defaults included.
+std::vector<ConfigError> ValidateStageConfig(const StageSettings& stage, const std::string& config_file,
+                                             const stowage::ConfigSchema& schema, stowage::StageConfig* out);
+
+// The known key closest to `unknown` by edit distance, if close enough to be
+// a likely typo; empty otherwise.
+std::string SuggestKey(const std::string& unknown, const std::vector<std::string>& known);
+
+}  // namespace stowage::config

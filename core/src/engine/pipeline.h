@@ -1,0 +1,105 @@
+// Pipeline: the ordered stages of one pipeline.toml, and the three things
+// done to a guest's chat: write a message, read the messages, erase them.
+//
+// Failure policy (per stage, from pipeline.toml):
+// - required: a failure (error result, exception caught at the boundary, or
+//   deadline overrun) stops the write; every stage already applied is
+//   compensated in reverse order; the request fails naming the stage.
+// - best_effort: a failure is logged, counted and listed in `degraded`; the
+//   write goes on.
+// A Pipeline is immutable once built and safe to use from many threads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/pipeline_config.h"
+#include "loader/plugin_loader.h"
+#include "stowage/context.h"
+#include "stowage/message.h"
+#include "stowage/stage.h"
+#include "stowage/status.h"
+
+namespace stowage::engine {
+
+class CallRunner;
+
+// Outcome counters of one stage, kept for logs and metrics.
+struct StageCounters {
+  std::atomic<std::uint64_t> ok{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> timed_out{0};
+  std::atomic<std::uint64_t> compensated{0};
+  std::atomic<std::uint64_t> compensation_failed{0};
+};
+
+// One configured stage: its settings, its plugin, and (when enabled) the
+// stage object made from it.
+struct StageInstance {
+  config::StageSettings settings;
+  std::shared_ptr<const loader::Plugin> plugin;
+  std::shared_ptr<stowage::Logger> logger;  // outlives `stage`: calls still running hold both
+  std::shared_ptr<stowage::Stage> stage;    // null when disabled
+  std::string target;                       // stage->target(), cached
+  std::shared_ptr<StageCounters> counters = std::make_shared<StageCounters>();
+
+  const std::string& name() const noexcept { return settings.name; }
+  bool required() const noexcept { return settings.policy == config::Policy::kRequired; }
+};
+
+struct WriteOutcome {
+  stowage::Status status;     // ok, or what failed the request
+  std::string failed_stage;   // the stage that failed or refused the write
+  stowage::Attributes attributes;     // e.g. message_id, conversation_id, sequence
+  std::vector<std::string> stored_in;  // targets that hold the message, in stage order
+  std::vector<std::string> degraded;   // best-effort stages that failed
+};
+
+struct ReadOutcome {
+  stowage::Status status;
+  std::string failed_stage;
+  std::string served_by;  // the stage that served the messages; empty if none held any
+  std::vector<stowage::Message> messages;
+  std::vector<std::string> degraded;
+};
+
+struct EraseOutcome {
+  stowage::Status status;
+  std::string failed_stage;
+  std::vector<std::string> deleted_from;  // targets that held data of the guest
+  std::vector<std::string> degraded;
+};
+
+struct BuildResult {
+  std::shared_ptr<class Pipeline> pipeline;  // null when errors is non-empty
+  std::vector<std::string> errors;           // each names the file, line and key, or the plugin file
+  std::vector<std::string> warnings;
+};
+
+class Pipeline {
+ public:
+  // Loads every stage's plugin, validates its config table against the
+  // plugin's schema and creates the enabled stages. Never throws.
+  static BuildResult Build(const config::PipelineConfig& config);
+
+  ~Pipeline();
+
+  WriteOutcome Write(const std::string& guest_id, const stowage::Message& message);
+  ReadOutcome Read(const std::string& guest_id);
+  EraseOutcome Erase(const std::string& guest_id);
+
+  const std::vector<std::unique_ptr<StageInstance>>& stages() const noexcept { return stages_; }
+  const config::PipelineConfig& config() const noexcept { return config_; }
+
+ private:
+  Pipeline() = default;
+
+  config::PipelineConfig config_;
+  std::vector<std::unique_ptr<StageInstance>> stages_;
+  std::shared_ptr<CallRunner> runner_;
+};
+
+}  // namespace stowage::engine

@@ -1,0 +1,72 @@
+// Loading stage plugins: find the library, check its version block before
+// anything else is called, and create stages that cannot outlive it.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stowage/plugin.h"
+
+namespace boost::dll {
+class shared_library;
+}
+
+namespace stowage::loader {
+
+// A loaded and checked plugin library. Shared by every stage made from it;
+// the library is unloaded when the last Plugin and the last stage it made
+// are gone.
+class Plugin {
+ public:
+  const std::filesystem::path& path() const noexcept { return path_; }
+  const StowagePluginInfo& info() const noexcept { return *info_; }
+  const stowage::ConfigSchema& schema() const noexcept { return *schema_; }
+
+  // Creates a stage. The returned pointer keeps the library loaded. `log`
+  // must outlive the stage. Returns nullptr and sets `error` on failure.
+  std::shared_ptr<stowage::Stage> Create(const stowage::StageConfig& config, stowage::Logger& log,
+                                         stowage::Status* error) const;
+
+ private:
+  friend class PluginLoader;
+  std::filesystem::path path_;
+  std::shared_ptr<boost::dll::shared_library> library_;
+  const StowagePluginInfo* info_ = nullptr;
+  const stowage::ConfigSchema* schema_ = nullptr;
+  StowagePluginCreateFn* create_ = nullptr;
+  StowagePluginDestroyFn* destroy_ = nullptr;
+};
+
+struct LoadPluginResult {
+  std::shared_ptr<const Plugin> plugin;  // null on failure
+  std::string error;                     // names the file, what it was built for, what the host offers
+  std::vector<std::string> warnings;     // e.g. a Boost version that differs
+};
+
+class PluginLoader {
+ public:
+  // `search_path`: folders tried in order for a plugin given by bare name.
+  explicit PluginLoader(std::vector<std::filesystem::path> search_path);
+
+  // The folder of bundled plugins: <folder of this executable>/../lib/stowage/plugins.
+  static std::filesystem::path DefaultPluginFolder();
+
+  // `spec` is a bare name ("redis" -> "<folder>/redis.so") or a path
+  // (relative paths resolve against `base_folder`, the config file's folder).
+  // A library already loaded from the same file is shared.
+  LoadPluginResult Load(const std::string& spec, const std::filesystem::path& base_folder);
+
+  // Where Load would look for `spec`, in order.
+  std::vector<std::filesystem::path> Candidates(const std::string& spec,
+                                                const std::filesystem::path& base_folder) const;
+
+ private:
+  std::vector<std::filesystem::path> search_path_;
+};
+
+// The host's own version block values, for messages and for `stowage validate`.
+std::string HostDescription();
+
+}  // namespace stowage::loader

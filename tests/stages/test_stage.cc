@@ -1,0 +1,136 @@
+// test_stage: a real plugin for testing the engine, loader and server. It
+// keeps messages in memory and can be told, per operation, to fail, hang or
+// throw, so every failure path of the host can be driven through the real
+// loader.
+//
+// Config:
+//   target     "memory"  the target it names in stored_in / deleted_from
+//   write      "ok"      ok | fail | hang | throw | reject | fail_once_every
+//   read       "ok"      ok | fail | hang | throw | miss
+//   erase      "ok"      ok | fail | throw
+//   hang_ms    5000      how long "hang" sleeps
+//   set_attribute ""     "key=value" set on every successful write
+//   journal    ""        a file each call appends a line to ("write <guest> <content>",
+//                        "compensate <guest> <content>", ...), so tests see call order
+//                        across stages and processes
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "stowage/sdk.h"
+
+namespace {
+
+using stowage::ConfigSchema;
+using stowage::ConfigType;
+using stowage::Status;
+
+class TestStage final : public stowage::Stage {
+ public:
+  static ConfigSchema config_schema() {
+    return ConfigSchema()
+        .optional("target", std::string("memory"), "target named in stored_in and deleted_from")
+        .optional("write", std::string("ok"), "ok | fail | hang | throw | reject")
+        .optional("read", std::string("ok"), "ok | fail | hang | throw | miss")
+        .optional("erase", std::string("ok"), "ok | fail | throw")
+        .optional("construct", std::string("ok"), "ok | throw")
+        .optional("hang_ms", std::int64_t{5000}, "how long a hang lasts, in milliseconds")
+        .optional("set_attribute", std::string(""), "key=value set on every successful write")
+        .optional("journal", std::string(""), "file every call appends a line to");
+  }
+
+  TestStage(const stowage::StageConfig& config, stowage::Logger& log)
+      : target_(config.string("target")),
+        write_(config.string("write")),
+        read_(config.string("read")),
+        erase_(config.string("erase")),
+        hang_(std::chrono::milliseconds(config.integer("hang_ms"))),
+        set_attribute_(config.string("set_attribute")),
+        journal_(config.string("journal")),
+        log_(log) {
+    if (config.string("construct") == "throw") throw std::runtime_error("told to throw in the constructor");
+  }
+
+  std::string target() const override { return target_; }
+
+  Status admit(stowage::WriteContext& ctx) override {
+    if (write_ == "reject") return Status::Rejected("told to reject guest " + ctx.guest_id);
+    return Status::Ok();
+  }
+
+  Status write(stowage::WriteContext& ctx) override {
+    if (write_ == "fail") return Status::Unavailable("told to fail");
+    if (write_ == "throw") throw std::runtime_error("told to throw");
+    if (write_ == "hang") std::this_thread::sleep_for(hang_);
+    {
+      std::lock_guard lock(mu_);
+      messages_[ctx.guest_id].push_back(ctx.message);
+    }
+    if (auto eq = set_attribute_.find('='); eq != std::string::npos)
+      ctx.attributes.set(set_attribute_.substr(0, eq), set_attribute_.substr(eq + 1));
+    Journal("write " + ctx.guest_id + " " + ctx.message.content);
+    log_.info("stored message for guest " + ctx.guest_id);
+    return Status::Ok();
+  }
+
+  Status compensate(stowage::WriteContext& ctx) override {
+    std::lock_guard lock(mu_);
+    auto& list = messages_[ctx.guest_id];
+    for (auto it = list.rbegin(); it != list.rend(); ++it) {
+      if (*it == ctx.message) {
+        list.erase(std::next(it).base());
+        break;
+      }
+    }
+    Journal("compensate " + ctx.guest_id + " " + ctx.message.content);
+    return Status::Ok();
+  }
+
+  stowage::ReadResult read(stowage::GuestContext& ctx) override {
+    if (read_ == "fail") return {Status::Unavailable("told to fail"), false, {}};
+    if (read_ == "throw") throw std::runtime_error("told to throw");
+    if (read_ == "hang") std::this_thread::sleep_for(hang_);
+    if (read_ == "miss") return {};
+    std::lock_guard lock(mu_);
+    auto it = messages_.find(ctx.guest_id);
+    if (it == messages_.end() || it->second.empty()) return {};
+    return {Status::Ok(), true, it->second};
+  }
+
+  Status refill(stowage::GuestContext& ctx, const std::vector<stowage::Message>& messages) override {
+    std::lock_guard lock(mu_);
+    messages_[ctx.guest_id] = messages;
+    Journal("refill " + ctx.guest_id + " " + std::to_string(messages.size()));
+    return Status::Ok();
+  }
+
+  stowage::EraseResult erase(stowage::GuestContext& ctx) override {
+    if (erase_ == "fail") return {Status::Unavailable("told to fail"), false};
+    if (erase_ == "throw") throw std::runtime_error("told to throw");
+    std::lock_guard lock(mu_);
+    bool held = messages_.erase(ctx.guest_id) > 0;
+    Journal("erase " + ctx.guest_id);
+    return {Status::Ok(), held};
+  }
+
+ private:
+  void Journal(const std::string& line) {
+    if (journal_.empty()) return;
+    std::lock_guard lock(journal_mu_);
+    std::ofstream(journal_, std::ios::app) << target_ << " " << line << "\n";
+  }
+
+  const std::string target_, write_, read_, erase_;
+  const std::chrono::milliseconds hang_;
+  const std::string set_attribute_, journal_;
+  stowage::Logger& log_;
+  std::mutex mu_, journal_mu_;
+  std::map<std::string, std::vector<stowage::Message>> messages_;
+};
+
+}  // namespace
+
+STOWAGE_STAGE(TestStage, "test_stage", "TestStage", "1.0.0")
