@@ -5,7 +5,8 @@
 //
 // Config:
 //   target     "memory"  the target it names in stored_in / deleted_from
-//   write      "ok"      ok | fail | hang | throw | reject | fail_once_every
+//   write      "ok"      ok | fail | hang | throw | reject | skip (answers ok, stores nothing:
+//                        a cache that lost its entry)
 //   read       "ok"      ok | fail | hang | throw | miss
 //   erase      "ok"      ok | fail | throw
 //   hang_ms    5000      how long "hang" sleeps
@@ -33,7 +34,7 @@ class TestStage final : public stowage::Stage {
   static ConfigSchema config_schema() {
     return ConfigSchema()
         .optional("target", std::string("memory"), "target named in stored_in and deleted_from")
-        .optional("write", std::string("ok"), "ok | fail | hang | throw | reject")
+        .optional("write", std::string("ok"), "ok | fail | hang | throw | reject | skip")
         .optional("read", std::string("ok"), "ok | fail | hang | throw | miss")
         .optional("erase", std::string("ok"), "ok | fail | throw")
         .optional("construct", std::string("ok"), "ok | throw")
@@ -65,6 +66,7 @@ class TestStage final : public stowage::Stage {
     if (write_ == "fail") return Status::Unavailable("told to fail");
     if (write_ == "throw") throw std::runtime_error("told to throw");
     if (write_ == "hang") std::this_thread::sleep_for(hang_);
+    if (write_ == "skip") return Status::Ok();
     {
       std::lock_guard lock(mu_);
       messages_[ctx.guest_id].push_back(ctx.message);

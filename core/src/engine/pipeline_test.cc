@@ -1,0 +1,286 @@
+// The engine driven through real plugins: the test stage of tests/stages,
+// loaded by the real loader, told to fail, hang or throw.
+#include "engine/pipeline.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace stowage::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using config::Policy;
+using config::RawValue;
+using config::StageSettings;
+using namespace std::chrono_literals;
+
+const std::string kTestStage = std::string(STOWAGE_TEST_PLUGIN_DIR) + "/test_stage.so";
+
+struct StageSpec {
+  std::string name;
+  Policy policy = Policy::kRequired;
+  std::map<std::string, ConfigValue> config;
+  std::chrono::milliseconds timeout = 1000ms;
+  bool enabled = true;
+};
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("stowage_engine_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+    journal_ = (dir_ / "journal").string();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Every stage is the test stage, journaling to one file in call order.
+  std::shared_ptr<Pipeline> Build(const std::vector<StageSpec>& specs) {
+    config::PipelineConfig cfg;
+    cfg.file = dir_ / "pipeline.toml";
+    int line = 1;
+    for (const auto& spec : specs) {
+      StageSettings s;
+      s.name = spec.name;
+      s.plugin = kTestStage;
+      s.policy = spec.policy;
+      s.enabled = spec.enabled;
+      s.timeout = spec.timeout;
+      s.where = {cfg.file.string(), line++, 1};
+      s.config["target"] = RawValue{std::string(spec.name), s.where};
+      s.config["journal"] = RawValue{journal_, s.where};
+      for (const auto& [key, value] : spec.config) s.config[key] = RawValue{value, s.where};
+      cfg.stages.push_back(std::move(s));
+    }
+    auto built = Pipeline::Build(cfg);
+    EXPECT_TRUE(built.errors.empty()) << (built.errors.empty() ? "" : built.errors.front());
+    return built.pipeline;
+  }
+
+  std::vector<std::string> Journal() const {
+    std::ifstream in(journal_);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+
+  static Message Msg(const std::string& content) { return {"user", content, "2026-01-01T00:00:00.000000Z"}; }
+
+  fs::path dir_;
+  std::string journal_;
+};
+
+TEST_F(PipelineTest, WriteGoesThroughEveryStageInOrderAndReportsTargets) {
+  auto p = Build({{"a"}, {"b", Policy::kBestEffort}, {"c", Policy::kRequired, {{"set_attribute", "message_id=41"}}}});
+  ASSERT_TRUE(p);
+  auto out = p->Write("g1", Msg("hello"));
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(out.stored_in, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_TRUE(out.degraded.empty());
+  EXPECT_EQ(out.attributes.get("message_id"), "41");
+  EXPECT_EQ(Journal(), (std::vector<std::string>{"a write g1 hello", "b write g1 hello", "c write g1 hello"}));
+}
+
+TEST_F(PipelineTest, RequiredFailureCompensatesAppliedStagesInReverseOrderAndFailsNamingTheStage) {
+  auto p = Build({{"a"}, {"b", Policy::kBestEffort}, {"c", Policy::kRequired, {{"write", "fail"}}}, {"d"}});
+  ASSERT_TRUE(p);
+  auto out = p->Write("g1", Msg("hello"));
+  EXPECT_EQ(out.status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(out.failed_stage, "c");
+  EXPECT_TRUE(out.stored_in.empty());
+  EXPECT_EQ(Journal(), (std::vector<std::string>{"a write g1 hello", "b write g1 hello", "b compensate g1 hello",
+                                                 "a compensate g1 hello"}));
+  // Nothing of the message is left to read anywhere.
+  auto read = p->Read("g1");
+  EXPECT_TRUE(read.status.ok());
+  EXPECT_TRUE(read.messages.empty());
+  EXPECT_EQ(p->stages()[0]->counters->compensated.load(), 1u);
+  EXPECT_EQ(p->stages()[2]->counters->failed.load(), 1u);
+}
+
+TEST_F(PipelineTest, BestEffortFailureDegradesAndTheWriteGoesOn) {
+  auto p = Build({{"a"}, {"b", Policy::kBestEffort, {{"write", "fail"}}}, {"c"}});
+  ASSERT_TRUE(p);
+  auto out = p->Write("g1", Msg("hello"));
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(out.degraded, (std::vector<std::string>{"b"}));
+  EXPECT_EQ(out.stored_in, (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(Journal(), (std::vector<std::string>{"a write g1 hello", "c write g1 hello"}));
+  EXPECT_EQ(p->stages()[1]->counters->failed.load(), 1u);
+}
+
+TEST_F(PipelineTest, HangingRequiredStageTimesOutAndItsLateWriteIsUndone) {
+  auto p = Build({{"a"}, {"b", Policy::kRequired, {{"write", "hang"}, {"hang_ms", std::int64_t{800}}}, 100ms}});
+  ASSERT_TRUE(p);
+  auto started = Clock::now();
+  auto out = p->Write("g1", Msg("hello"));
+  auto waited = Clock::now() - started;
+  EXPECT_EQ(out.status.code(), StatusCode::kDeadlineExceeded) << out.status.ToString();
+  EXPECT_EQ(out.failed_stage, "b");
+  EXPECT_LT(waited, 700ms) << "the engine waited for the hanging stage instead of its timeout";
+  EXPECT_EQ(p->stages()[1]->counters->timed_out.load(), 1u);
+  // When the hanging write finally finishes, the engine undoes it.
+  std::vector<std::string> expected{"a write g1 hello", "a compensate g1 hello", "b write g1 hello",
+                                    "b compensate g1 hello"};
+  for (int i = 0; i < 50 && Journal() != expected; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(Journal(), expected);
+  EXPECT_TRUE(p->Read("g1").messages.empty());
+}
+
+TEST_F(PipelineTest, HangingBestEffortStageDegradesWithoutFailingTheRequest) {
+  auto p = Build({{"a"}, {"b", Policy::kBestEffort, {{"write", "hang"}, {"hang_ms", std::int64_t{500}}}, 50ms}});
+  ASSERT_TRUE(p);
+  auto out = p->Write("g1", Msg("hello"));
+  ASSERT_TRUE(out.status.ok());
+  EXPECT_EQ(out.degraded, (std::vector<std::string>{"b"}));
+  EXPECT_EQ(p->stages()[1]->counters->timed_out.load(), 1u);
+}
+
+TEST_F(PipelineTest, ThrowingStageIsAnErrorResultNotACrash) {
+  auto p = Build({{"a"}, {"b", Policy::kBestEffort, {{"write", "throw"}}}, {"c", Policy::kRequired, {{"write", "throw"}}}});
+  ASSERT_TRUE(p);
+  auto out = p->Write("g1", Msg("hello"));
+  EXPECT_EQ(out.status.code(), StatusCode::kInternal);
+  EXPECT_NE(out.status.message().find("told to throw"), std::string::npos) << out.status.message();
+  EXPECT_EQ(out.failed_stage, "c");
+  EXPECT_EQ(Journal(), (std::vector<std::string>{"a write g1 hello", "a compensate g1 hello"}));
+}
+
+TEST_F(PipelineTest, RefusalAtAdmissionStoresNothingAnywhereWhateverTheOrder) {
+  auto p = Build({{"a"}, {"b"}, {"quota", Policy::kBestEffort, {{"write", "reject"}}}});
+  ASSERT_TRUE(p);
+  auto out = p->Write("g1", Msg("hello"));
+  EXPECT_EQ(out.status.code(), StatusCode::kRejected);
+  EXPECT_EQ(out.failed_stage, "quota");
+  EXPECT_TRUE(Journal().empty());
+}
+
+TEST_F(PipelineTest, DisabledStageIsNeverCalled) {
+  auto p = Build({{"a"}, {"off", Policy::kRequired, {{"write", "fail"}}, 1000ms, /*enabled=*/false}});
+  ASSERT_TRUE(p);
+  auto out = p->Write("g1", Msg("hello"));
+  ASSERT_TRUE(out.status.ok());
+  EXPECT_EQ(out.stored_in, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(Journal(), (std::vector<std::string>{"a write g1 hello"}));
+}
+
+TEST_F(PipelineTest, ReadIsServedByTheFirstStageHoldingMessagesAndRefillsTheOnesBefore) {
+  auto p = Build({{"cache", Policy::kRequired, {{"write", "skip"}}}, {"store"}});
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->Write("g1", Msg("one")).status.ok());
+  ASSERT_TRUE(p->Write("g1", Msg("two")).status.ok());
+  auto first = p->Read("g1");
+  ASSERT_TRUE(first.status.ok());
+  EXPECT_EQ(first.served_by, "store");
+  ASSERT_EQ(first.messages.size(), 2u);
+  EXPECT_EQ(first.messages[0].content, "one");
+  EXPECT_EQ(first.messages[1].content, "two");
+  auto second = p->Read("g1");
+  EXPECT_EQ(second.served_by, "cache");
+  EXPECT_EQ(second.messages, first.messages);
+  EXPECT_EQ(Journal().back(), "cache refill g1 2");
+}
+
+TEST_F(PipelineTest, ReadOfAnUnknownGuestIsEmptyAndGuestsAreIsolated) {
+  auto p = Build({{"a"}});
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->Write("g1", Msg("mine")).status.ok());
+  auto other = p->Read("g2");
+  EXPECT_TRUE(other.status.ok());
+  EXPECT_TRUE(other.messages.empty());
+  EXPECT_TRUE(other.served_by.empty());
+}
+
+TEST_F(PipelineTest, ReadFallsThroughAFailingRequiredStageToTheNext) {
+  auto p = Build({{"cache", Policy::kRequired, {{"read", "fail"}}}, {"store"}});
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->Write("g1", Msg("one")).status.ok());
+  auto read = p->Read("g1");
+  ASSERT_TRUE(read.status.ok());
+  EXPECT_EQ(read.served_by, "store");
+  EXPECT_EQ(read.degraded, (std::vector<std::string>{"cache"}));
+  // When no stage can serve and a required one failed, the read fails.
+  auto unknown = p->Read("nobody");
+  EXPECT_EQ(unknown.status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(unknown.failed_stage, "cache");
+}
+
+TEST_F(PipelineTest, HangingReadTimesOut) {
+  auto p = Build({{"a", Policy::kRequired, {{"read", "hang"}, {"hang_ms", std::int64_t{600}}}, 50ms}});
+  ASSERT_TRUE(p);
+  auto read = p->Read("g1");
+  EXPECT_EQ(read.status.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(p->stages()[0]->counters->timed_out.load(), 1u);
+}
+
+TEST_F(PipelineTest, EraseAsksEveryStageAndNamesTheTargetsThatHeldData) {
+  // b cannot erase, and (like a metrics stage) never serves reads.
+  auto p = Build({{"a"},
+                  {"b", Policy::kBestEffort, {{"erase", "fail"}, {"read", "miss"}}},
+                  {"c", Policy::kRequired, {{"write", "skip"}}}});
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->Write("g1", Msg("one")).status.ok());
+  auto erased = p->Erase("g1");
+  ASSERT_TRUE(erased.status.ok()) << erased.status.ToString();
+  EXPECT_EQ(erased.deleted_from, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(erased.degraded, (std::vector<std::string>{"b"}));
+  EXPECT_TRUE(p->Read("g1").messages.empty());
+  auto again = p->Erase("g1");
+  EXPECT_TRUE(again.deleted_from.empty());
+}
+
+TEST_F(PipelineTest, RequiredEraseFailureFailsButTheOtherStagesAreStillErased) {
+  auto p = Build({{"a", Policy::kRequired, {{"erase", "throw"}}}, {"b"}});
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->Write("g1", Msg("one")).status.ok());
+  auto erased = p->Erase("g1");
+  EXPECT_EQ(erased.status.code(), StatusCode::kInternal);
+  EXPECT_EQ(erased.failed_stage, "a");
+  EXPECT_EQ(erased.deleted_from, (std::vector<std::string>{"b"}));
+}
+
+TEST_F(PipelineTest, BuildReportsEveryBadStageWithFileLineAndReason) {
+  config::PipelineConfig cfg;
+  cfg.file = dir_ / "pipeline.toml";
+  StageSettings missing;
+  missing.name = "missing";
+  missing.plugin = "no_such_plugin";
+  missing.where = {cfg.file.string(), 3, 1};
+  StageSettings throws;
+  throws.name = "throws";
+  throws.plugin = kTestStage;
+  throws.where = {cfg.file.string(), 9, 1};
+  throws.config["construct"] = RawValue{std::string("throw"), throws.where};
+  cfg.stages = {missing, throws};
+  auto built = Pipeline::Build(cfg);
+  EXPECT_FALSE(built.pipeline);
+  ASSERT_EQ(built.errors.size(), 2u);
+  EXPECT_NE(built.errors[0].find("pipeline.toml:3: stage[missing].plugin: plugin 'no_such_plugin' not found"),
+            std::string::npos)
+      << built.errors[0];
+  EXPECT_NE(built.errors[1].find("pipeline.toml:9: stage[throws]"), std::string::npos) << built.errors[1];
+  EXPECT_NE(built.errors[1].find("told to throw in the constructor"), std::string::npos) << built.errors[1];
+}
+
+TEST_F(PipelineTest, ConcurrentWritesAreAllStored) {
+  auto p = Build({{"a"}, {"b", Policy::kBestEffort}});
+  ASSERT_TRUE(p);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i)
+        if (!p->Write("g1", Msg(std::to_string(t) + "-" + std::to_string(i))).status.ok()) ++failures;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(p->Read("g1").messages.size(), 200u);
+}
+
+}  // namespace
+}  // namespace stowage::engine

@@ -1,0 +1,125 @@
+// The loader against real libraries: a good stage, one without a version
+// block, one built for another SDK major version.
+#include "loader/plugin_loader.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace stowage::loader {
+namespace {
+
+namespace fs = std::filesystem;
+const fs::path kPluginDir = STOWAGE_TEST_PLUGIN_DIR;
+
+class NullLogger final : public stowage::Logger {
+ public:
+  void log(LogLevel, std::string_view) noexcept override {}
+  bool enabled(LogLevel) const noexcept override { return false; }
+};
+
+TEST(PluginLoaderTest, LoadsAStageAndReadsItsVersionBlockAndSchema) {
+  PluginLoader loader({kPluginDir});
+  auto loaded = loader.Load("test_stage", "/nowhere");
+  ASSERT_TRUE(loaded.plugin) << loaded.error;
+  EXPECT_STREQ(loaded.plugin->info().name, "test_stage");
+  EXPECT_STREQ(loaded.plugin->info().label, "TestStage");
+  EXPECT_EQ(loaded.plugin->info().sdk_major, static_cast<std::uint32_t>(STOWAGE_SDK_VERSION_MAJOR));
+  EXPECT_NE(loaded.plugin->schema().find("write"), nullptr);
+  EXPECT_EQ(loaded.plugin->path(), fs::canonical(kPluginDir / "test_stage.so"));
+}
+
+TEST(PluginLoaderTest, TheSameFileIsLoadedOnce) {
+  PluginLoader loader({kPluginDir});
+  auto first = loader.Load("test_stage", "/nowhere");
+  auto second = loader.Load((kPluginDir / "test_stage.so").string(), "/nowhere");
+  ASSERT_TRUE(first.plugin && second.plugin);
+  EXPECT_EQ(first.plugin.get(), second.plugin.get());
+}
+
+TEST(PluginLoaderTest, RelativePathsResolveAgainstTheConfigFolder) {
+  PluginLoader loader({});
+  auto loaded = loader.Load("plugins/test_stage.so", kPluginDir.parent_path());
+  EXPECT_TRUE(loaded.plugin) << loaded.error;
+}
+
+TEST(PluginLoaderTest, RefusesALibraryWithoutVersionBlock) {
+  PluginLoader loader({kPluginDir});
+  auto loaded = loader.Load("no_version_block", "/nowhere");
+  EXPECT_FALSE(loaded.plugin);
+  EXPECT_NE(loaded.error.find("no_version_block.so"), std::string::npos) << loaded.error;
+  EXPECT_NE(loaded.error.find("has no version block"), std::string::npos) << loaded.error;
+  EXPECT_NE(loaded.error.find("host offers SDK 1.0"), std::string::npos) << loaded.error;
+}
+
+TEST(PluginLoaderTest, RefusesALibraryBuiltForAnotherMajorVersion) {
+  PluginLoader loader({kPluginDir});
+  auto loaded = loader.Load("wrong_major", "/nowhere");
+  EXPECT_FALSE(loaded.plugin);
+  EXPECT_NE(loaded.error.find("wrong_major.so was built for SDK 99.0"), std::string::npos) << loaded.error;
+  EXPECT_NE(loaded.error.find("this host offers SDK 1.0"), std::string::npos) << loaded.error;
+  EXPECT_NE(loaded.error.find("rebuild the plugin"), std::string::npos) << loaded.error;
+}
+
+TEST(PluginLoaderTest, AMissingPluginNamesEveryPlaceLookedAt) {
+  PluginLoader loader({"/opt/a", "/opt/b"});
+  auto loaded = loader.Load("absent", "/nowhere");
+  EXPECT_FALSE(loaded.plugin);
+  EXPECT_NE(loaded.error.find("/opt/a/absent.so"), std::string::npos) << loaded.error;
+  EXPECT_NE(loaded.error.find("/opt/b/absent.so"), std::string::npos) << loaded.error;
+}
+
+TEST(PluginLoaderTest, AFileThatIsNoLibraryIsRefusedWithTheLinkersReason) {
+  auto bogus = fs::temp_directory_path() / "stowage_not_a_library.so";
+  { std::ofstream(bogus) << "not an ELF file"; }
+  PluginLoader loader({});
+  auto loaded = loader.Load(bogus.string(), "/");
+  EXPECT_FALSE(loaded.plugin);
+  EXPECT_NE(loaded.error.find("could not be loaded"), std::string::npos) << loaded.error;
+  fs::remove(bogus);
+}
+
+TEST(PluginLoaderTest, AStageKeepsItsLibraryLoadedAfterThePluginIsDropped) {
+  NullLogger log;
+  std::shared_ptr<stowage::Stage> stage;
+  {
+    PluginLoader loader({kPluginDir});
+    auto loaded = loader.Load("test_stage", "/nowhere");
+    ASSERT_TRUE(loaded.plugin);
+    stowage::StageConfig config({{"target", std::string("t")},
+                                 {"write", std::string("ok")},
+                                 {"read", std::string("ok")},
+                                 {"erase", std::string("ok")},
+                                 {"construct", std::string("ok")},
+                                 {"hang_ms", std::int64_t{1}},
+                                 {"set_attribute", std::string("")},
+                                 {"journal", std::string("")}});
+    stowage::Status error;
+    stage = loaded.plugin->Create(config, log, &error);
+    ASSERT_TRUE(stage) << error.ToString();
+  }
+  // The plugin object is gone; the stage's code must still be there.
+  EXPECT_EQ(stage->target(), "t");
+}
+
+TEST(PluginLoaderTest, AConstructorThatThrowsIsAnErrorResult) {
+  NullLogger log;
+  PluginLoader loader({kPluginDir});
+  auto loaded = loader.Load("test_stage", "/nowhere");
+  ASSERT_TRUE(loaded.plugin);
+  stowage::StageConfig config({{"target", std::string("t")},
+                               {"write", std::string("ok")},
+                               {"read", std::string("ok")},
+                               {"erase", std::string("ok")},
+                               {"construct", std::string("throw")},
+                               {"hang_ms", std::int64_t{1}},
+                               {"set_attribute", std::string("")},
+                               {"journal", std::string("")}});
+  stowage::Status error;
+  EXPECT_FALSE(loaded.plugin->Create(config, log, &error));
+  EXPECT_EQ(error.code(), stowage::StatusCode::kInternal);
+  EXPECT_NE(error.message().find("told to throw in the constructor"), std::string::npos) << error.message();
+}
+
+}  // namespace
+}  // namespace stowage::loader
