@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -75,13 +74,13 @@ std::string Lowercase(std::string text) {
 
 // "unknown key; did you mean 'x'?" or, with no close key, the list of valid
 // keys. `always_list` adds the list even when there is a suggestion.
-std::string UnknownKeyMessage(const std::string& key, const std::vector<std::string>& known, bool always_list) {
+std::string UnknownKeyMessage(const std::string& key, const std::vector<std::string>& known,
+                              bool always_list) {
   std::string suggestion = SuggestKey(key, known);
-  std::string message = "unknown key";
-  if (!suggestion.empty()) message += "; did you mean '" + suggestion + "'?";
-  if (suggestion.empty() || always_list) {
-    message += known.empty() ? "; this table takes no keys, remove it" : "; valid keys: " + JoinKeys(known);
-  }
+  if (known.empty()) return "unknown key; this table takes no keys, remove it";
+  if (suggestion.empty()) return "unknown key; valid keys: " + JoinKeys(known);
+  std::string message = "unknown key; did you mean '" + suggestion + "'?";
+  if (always_list) message += " (valid keys: " + JoinKeys(known) + ")";
   return message;
 }
 
@@ -116,7 +115,9 @@ std::optional<bool> SpellsBoolean(std::string_view text) {
   return std::nullopt;
 }
 
-const char* Article(ConfigType type) { return type == ConfigType::kInteger ? "an" : "a"; }
+const char* Article(ConfigType type) {
+  return type == ConfigType::kInteger ? "an" : "a";
+}
 
 // "string \"abc\"", "integer 5", ... A secret's value is left out.
 std::string DescribeValue(const ConfigValue& value, bool secret) {
@@ -147,7 +148,8 @@ std::optional<ConfigValue> ConvertTo(const ConfigValue& value, ConfigType type, 
   if (static_cast<ConfigType>(value.index()) == type) return value;
   const std::string* text = std::get_if<std::string>(&value);
   switch (type) {
-    case ConfigType::kString: break;
+    case ConfigType::kString:
+      break;
     case ConfigType::kInteger:
       if (text)
         if (auto v = SpellsInteger(*text)) return ConfigValue{*v};
@@ -170,8 +172,12 @@ std::optional<ConfigValue> ConvertTo(const ConfigValue& value, ConfigType type, 
 // ---------------------------------------------------------------------------
 // ${VAR} expansion
 
-bool IsVariableStart(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
-bool IsVariableChar(char c) { return IsVariableStart(c) || (c >= '0' && c <= '9'); }
+bool IsVariableStart(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+bool IsVariableChar(char c) {
+  return IsVariableStart(c) || (c >= '0' && c <= '9');
+}
 
 constexpr const char* kExpansionHelp = "write ${NAME} or ${NAME:-default}, and $$ for a literal $";
 
@@ -241,8 +247,8 @@ std::optional<std::string> Expand(std::string_view text, const Environment& env,
 // The parser of one file
 
 const std::vector<std::string> kTopKeys = {"server", "log", "stage"};
-const std::vector<std::string> kServerKeys = {"listen",        "io_threads", "workers", "body_limit",
-                                              "max_content_bytes", "plugin_path"};
+const std::vector<std::string> kServerKeys = {"listen",     "io_threads",        "workers",
+                                              "body_limit", "max_content_bytes", "plugin_path"};
 const std::vector<std::string> kLogKeys = {"level"};
 const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error"};
 const std::vector<std::string> kStageKeys = {"name", "plugin", "policy", "enabled", "timeout_ms", "config"};
@@ -297,20 +303,29 @@ class Parser {
   // "integer 5", "string \"x\"", "table", ...
   static std::string Describe(const toml::node& node) {
     switch (node.type()) {
-      case toml::node_type::string: return "string " + Quote(node.as_string()->get());
-      case toml::node_type::integer: return "integer " + std::to_string(node.as_integer()->get());
+      case toml::node_type::string:
+        return "string " + Quote(node.as_string()->get());
+      case toml::node_type::integer:
+        return "integer " + std::to_string(node.as_integer()->get());
       case toml::node_type::floating_point: {
         std::ostringstream text;
         text << node.as_floating_point()->get();
         return "float " + text.str();
       }
-      case toml::node_type::boolean: return node.as_boolean()->get() ? "boolean true" : "boolean false";
-      case toml::node_type::array: return "an array";
-      case toml::node_type::table: return "a table";
-      case toml::node_type::date: return "a date";
-      case toml::node_type::time: return "a time";
-      case toml::node_type::date_time: return "a date-time";
-      default: return "nothing";
+      case toml::node_type::boolean:
+        return node.as_boolean()->get() ? "boolean true" : "boolean false";
+      case toml::node_type::array:
+        return "an array";
+      case toml::node_type::table:
+        return "a table";
+      case toml::node_type::date:
+        return "a date";
+      case toml::node_type::time:
+        return "a time";
+      case toml::node_type::date_time:
+        return "a date-time";
+      default:
+        return "nothing";
     }
   }
 
@@ -342,10 +357,15 @@ class Parser {
         if (!text) return std::nullopt;
         return ConfigValue{std::move(*text)};
       }
-      case toml::node_type::integer: return ConfigValue{node.as_integer()->get()};
-      case toml::node_type::floating_point: return ConfigValue{node.as_floating_point()->get()};
-      case toml::node_type::boolean: return ConfigValue{node.as_boolean()->get()};
-      default: Error(node.source(), key, std::string(what) + ", got " + Describe(node)); return std::nullopt;
+      case toml::node_type::integer:
+        return ConfigValue{node.as_integer()->get()};
+      case toml::node_type::floating_point:
+        return ConfigValue{node.as_floating_point()->get()};
+      case toml::node_type::boolean:
+        return ConfigValue{node.as_boolean()->get()};
+      default:
+        Error(node.source(), key, std::string(what) + ", got " + Describe(node));
+        return std::nullopt;
     }
   }
 
@@ -413,7 +433,8 @@ class Parser {
             server->listen = *v;
           } else {
             Error(value.source(), key,
-                  "expected \"host:port\" with a port from 0 to 65535 (e.g. \"127.0.0.1:8000\"), got " + Quote(*v));
+                  "expected \"host:port\" with a port from 0 to 65535 (e.g. \"127.0.0.1:8000\"), got " +
+                      Quote(*v));
           }
         }
       } else if (name == "io_threads") {
@@ -423,7 +444,8 @@ class Parser {
       } else if (name == "body_limit") {
         if (auto v = Integer(value, key, 1, kSizeMax)) server->body_limit = static_cast<std::size_t>(*v);
       } else if (name == "max_content_bytes") {
-        if (auto v = Integer(value, key, 1, kSizeMax)) server->max_content_bytes = static_cast<std::size_t>(*v);
+        if (auto v = Integer(value, key, 1, kSizeMax))
+          server->max_content_bytes = static_cast<std::size_t>(*v);
       } else if (name == "plugin_path") {
         ParsePluginPath(value, key, &server->plugin_path);
       } else {
@@ -439,7 +461,8 @@ class Parser {
     return port && *port >= 0 && *port <= 65535 && listen[colon + 1] != '+' && listen[colon + 1] != '-';
   }
 
-  void ParsePluginPath(const toml::node& node, const std::string& key, std::vector<std::filesystem::path>* out) {
+  void ParsePluginPath(const toml::node& node, const std::string& key,
+                       std::vector<std::filesystem::path>* out) {
     const toml::array* array = node.as_array();
     if (!array) {
       Error(node.source(), key, "expected an array of strings (e.g. [\"plugins\"]), got " + Describe(node));
@@ -485,7 +508,8 @@ class Parser {
     const toml::array* array = node.as_array();
     if (!array) {
       Error(node.source(), "stage",
-            "expected an array of tables, got " + Describe(node) + "; declare each stage under its own [[stage]]");
+            "expected an array of tables, got " + Describe(node) +
+                "; declare each stage under its own [[stage]]");
       return;
     }
     if (array->empty()) {
@@ -543,7 +567,8 @@ class Parser {
       } else if (name == "plugin") {
         if (auto v = String(value, key)) {
           if (v->empty()) {
-            Error(value.source(), key, "empty plugin; give a plugin name (e.g. \"redis\") or the path of a .so");
+            Error(value.source(), key,
+                  "empty plugin; give a plugin name (e.g. \"redis\") or the path of a .so");
           } else {
             stage.plugin = *v;
           }
@@ -568,13 +593,15 @@ class Parser {
     return stage;
   }
 
-  void ParseStageConfig(const toml::node& node, const std::string& key, std::map<std::string, RawValue>* out) {
+  void ParseStageConfig(const toml::node& node, const std::string& key,
+                        std::map<std::string, RawValue>* out) {
     const toml::table* table =
         Table(node, key, "write config = { key = value, ... } or the keys under a [stage.config] header");
     if (!table) return;
     for (auto&& [k, value] : *table) {
       const std::string name(k.str());
-      auto v = Scalar(value, key + "." + name, "stage config values must be a string, integer, float or boolean");
+      auto v =
+          Scalar(value, key + "." + name, "stage config values must be a string, integer, float or boolean");
       if (v) (*out)[name] = RawValue{std::move(*v), Where(value.source())};
     }
   }
@@ -618,9 +645,10 @@ LoadResult ParsePipelineConfig(std::string_view text, const std::string& file, c
       root = toml::parse(text, std::string_view(file));
     } catch (const toml::parse_error& e) {
       const auto& begin = e.source().begin;
-      result.errors.push_back({{file, static_cast<int>(begin.line), static_cast<int>(begin.column)},
-                               "",
-                               "TOML syntax error: " + std::string(e.description()) + "; fix the file at this place"});
+      result.errors.push_back(
+          {{file, static_cast<int>(begin.line), static_cast<int>(begin.column)},
+           "",
+           "TOML syntax error: " + std::string(e.description()) + "; fix the file at this place"});
       return result;
     }
     PipelineConfig config;
@@ -641,7 +669,9 @@ LoadResult LoadPipelineConfig(const std::filesystem::path& file, const Environme
   const std::string name = file.string();
   auto fail = [&](const std::string& reason) {
     result.errors.push_back(
-        {{name, 0, 0}, "", "cannot read the config file: " + reason + "; check the path and its permissions"});
+        {{name, 0, 0},
+         "",
+         "cannot read the config file: " + reason + "; check the path and its permissions"});
     return result;
   };
   std::error_code ec;

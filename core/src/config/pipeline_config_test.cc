@@ -1,0 +1,742 @@
+#include "config/pipeline_config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <stdexcept>
+
+namespace stowage::config {
+namespace {
+
+// `text` contains `part`; the failure message shows both.
+::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
+}
+
+::testing::AssertionResult StartsWith(const std::string& text, const std::string& prefix) {
+  if (text.rfind(prefix, 0) == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\" does not start with \"" << prefix << "\"";
+}
+
+// An Environment over a fixed map, so tests never read the process environment.
+Environment FakeEnv(std::map<std::string, std::string> vars = {}) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+LoadResult Parse(std::string_view text, std::map<std::string, std::string> vars = {}) {
+  return ParsePipelineConfig(text, "pipeline.toml", FakeEnv(std::move(vars)));
+}
+
+// 1-based line of the first occurrence of `needle` in `text`.
+int LineOf(std::string_view text, std::string_view needle) {
+  std::size_t at = text.find(needle);
+  EXPECT_NE(at, std::string_view::npos) << needle;
+  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
+}
+
+// The only error of `result`; fails the test if there is not exactly one.
+ConfigError OnlyError(const LoadResult& result) {
+  EXPECT_FALSE(result.config.has_value());
+  EXPECT_EQ(result.errors.size(), 1u) << FormatErrors(result.errors);
+  if (result.errors.empty()) return {};
+  return result.errors.front();
+}
+
+constexpr std::string_view kMinimalStage = R"(
+[[stage]]
+name = "memory"
+plugin = "test_stage"
+)";
+
+std::string WithStage(std::string_view text) {
+  return std::string(text) + std::string(kMinimalStage);
+}
+
+// ---------------------------------------------------------------------------
+// A valid file
+
+TEST(PipelineConfigTest, FullValidFileIsReadIntoSettings) {
+  constexpr std::string_view kText = R"([server]
+listen = "0.0.0.0:9000"
+io_threads = 2
+workers = 16
+body_limit = 131072
+max_content_bytes = 4096
+plugin_path = ["plugins", "/opt/stowage/plugins"]
+
+[log]
+level = "debug"
+
+[[stage]]
+name = "redis"
+plugin = "redis"
+policy = "required"
+timeout_ms = 250
+  [stage.config]
+  url = "redis://127.0.0.1:6379/0"
+  pool_size = 4
+  ratio = 0.5
+  tls = false
+
+[[stage]]
+name = "embeddings"
+plugin = "/usr/lib/stowage/embeddings.so"
+policy = "best_effort"
+enabled = false
+config = { provider = "offline" }
+
+[[stage]]
+name = "metrics-2"
+plugin = "metrics"
+)";
+  LoadResult result = ParsePipelineConfig(kText, "/etc/stowage/pipeline.toml", FakeEnv());
+  ASSERT_TRUE(result.errors.empty()) << FormatErrors(result.errors);
+  ASSERT_TRUE(result.config.has_value());
+  const PipelineConfig& config = *result.config;
+
+  EXPECT_EQ(config.file, "/etc/stowage/pipeline.toml");
+  EXPECT_EQ(config.server.listen, "0.0.0.0:9000");
+  EXPECT_EQ(config.server.io_threads, 2);
+  EXPECT_EQ(config.server.workers, 16);
+  EXPECT_EQ(config.server.body_limit, 131072u);
+  EXPECT_EQ(config.server.max_content_bytes, 4096u);
+  ASSERT_EQ(config.server.plugin_path.size(), 2u);
+  EXPECT_EQ(config.server.plugin_path[0], "/etc/stowage/plugins");
+  EXPECT_EQ(config.server.plugin_path[1], "/opt/stowage/plugins");
+  EXPECT_EQ(config.log.level, "debug");
+
+  ASSERT_EQ(config.stages.size(), 3u);
+  const StageSettings& redis = config.stages[0];
+  EXPECT_EQ(redis.name, "redis");
+  EXPECT_EQ(redis.plugin, "redis");
+  EXPECT_EQ(redis.policy, Policy::kRequired);
+  EXPECT_TRUE(redis.enabled);
+  EXPECT_EQ(redis.timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(redis.where.file, "/etc/stowage/pipeline.toml");
+  EXPECT_EQ(redis.where.line, LineOf(kText, "[[stage]]"));
+  ASSERT_EQ(redis.config.size(), 4u);
+  EXPECT_EQ(std::get<std::string>(redis.config.at("url").value), "redis://127.0.0.1:6379/0");
+  EXPECT_EQ(redis.config.at("url").where.line, LineOf(kText, "url ="));
+  EXPECT_EQ(std::get<std::int64_t>(redis.config.at("pool_size").value), 4);
+  EXPECT_DOUBLE_EQ(std::get<double>(redis.config.at("ratio").value), 0.5);
+  EXPECT_EQ(std::get<bool>(redis.config.at("tls").value), false);
+
+  const StageSettings& embeddings = config.stages[1];
+  EXPECT_EQ(embeddings.name, "embeddings");
+  EXPECT_EQ(embeddings.plugin, "/usr/lib/stowage/embeddings.so");
+  EXPECT_EQ(embeddings.policy, Policy::kBestEffort);
+  EXPECT_FALSE(embeddings.enabled);
+  EXPECT_EQ(std::get<std::string>(embeddings.config.at("provider").value), "offline");
+
+  const StageSettings& metrics = config.stages[2];
+  EXPECT_EQ(metrics.name, "metrics-2");
+  EXPECT_EQ(metrics.policy, Policy::kRequired);
+  EXPECT_TRUE(metrics.enabled);
+  EXPECT_EQ(metrics.timeout, std::chrono::milliseconds(1000));
+  EXPECT_TRUE(metrics.config.empty());
+}
+
+TEST(PipelineConfigTest, OmittedSectionsKeepTheirDefaults) {
+  LoadResult result = Parse(kMinimalStage);
+  ASSERT_TRUE(result.config.has_value()) << FormatErrors(result.errors);
+  const ServerSettings defaults;
+  EXPECT_EQ(result.config->server.listen, defaults.listen);
+  EXPECT_EQ(result.config->server.workers, defaults.workers);
+  EXPECT_EQ(result.config->server.body_limit, defaults.body_limit);
+  EXPECT_TRUE(result.config->server.plugin_path.empty());
+  EXPECT_EQ(result.config->log.level, "info");
+}
+
+TEST(PipelineConfigTest, RelativePluginPathStaysRelativeToTheFileFolder) {
+  LoadResult result = ParsePipelineConfig(WithStage("[server]\nplugin_path = [\"../plugins\", \"./x\"]\n"),
+                                          "conf/pipeline.toml", FakeEnv());
+  ASSERT_TRUE(result.config.has_value()) << FormatErrors(result.errors);
+  ASSERT_EQ(result.config->server.plugin_path.size(), 2u);
+  EXPECT_EQ(result.config->server.plugin_path[0], "plugins");
+  EXPECT_EQ(result.config->server.plugin_path[1], "conf/x");
+}
+
+// ---------------------------------------------------------------------------
+// ${VAR} expansion
+
+TEST(PipelineConfigTest, ExpandsVariablesAndDefaultsInEveryStringValue) {
+  constexpr std::string_view kText = R"([server]
+listen = "${HOST:-127.0.0.1}:${PORT}"
+plugin_path = ["${PLUGINS}"]
+
+[log]
+level = "${LEVEL:-warn}"
+
+[[stage]]
+name = "${NAME}"
+plugin = "${PLUGIN:-redis}"
+policy = "${POLICY:-best_effort}"
+config = { url = "redis://${REDIS_HOST}:${REDIS_PORT:-6379}/${DB:-0}", empty = "${EMPTY:-fallback}" }
+)";
+  LoadResult result = Parse(kText, {{"PORT", "8123"},
+                                    {"PLUGINS", "/srv/plugins"},
+                                    {"NAME", "cache"},
+                                    {"REDIS_HOST", "redis.internal"},
+                                    {"DB", "3"},
+                                    {"EMPTY", ""}});
+  ASSERT_TRUE(result.config.has_value()) << FormatErrors(result.errors);
+  const PipelineConfig& config = *result.config;
+  EXPECT_EQ(config.server.listen, "127.0.0.1:8123");
+  EXPECT_EQ(config.server.plugin_path.at(0), "/srv/plugins");
+  EXPECT_EQ(config.log.level, "warn");
+  const StageSettings& stage = config.stages.at(0);
+  EXPECT_EQ(stage.name, "cache");
+  EXPECT_EQ(stage.plugin, "redis");
+  EXPECT_EQ(stage.policy, Policy::kBestEffort);
+  EXPECT_EQ(std::get<std::string>(stage.config.at("url").value), "redis://redis.internal:6379/3");
+  // Like the shell, `:-` also replaces a variable that is set but empty.
+  EXPECT_EQ(std::get<std::string>(stage.config.at("empty").value), "fallback");
+}
+
+TEST(PipelineConfigTest, SetVariableWinsOverItsDefault) {
+  LoadResult result = Parse(R"([log]
+level = "${LEVEL:-warn}"
+)" + std::string(kMinimalStage),
+                            {{"LEVEL", "trace"}});
+  ASSERT_TRUE(result.config.has_value()) << FormatErrors(result.errors);
+  EXPECT_EQ(result.config->log.level, "trace");
+}
+
+TEST(PipelineConfigTest, DoubleDollarIsALiteralDollarAndALoneDollarIsKept) {
+  LoadResult result = Parse(R"([[stage]]
+name = "s"
+plugin = "p"
+config = { a = "pa$$word", b = "$${NOT_A_VAR}", c = "cost: 5$", d = "$HOME" }
+)");
+  ASSERT_TRUE(result.config.has_value()) << FormatErrors(result.errors);
+  const auto& config = result.config->stages.at(0).config;
+  EXPECT_EQ(std::get<std::string>(config.at("a").value), "pa$word");
+  EXPECT_EQ(std::get<std::string>(config.at("b").value), "${NOT_A_VAR}");
+  EXPECT_EQ(std::get<std::string>(config.at("c").value), "cost: 5$");
+  EXPECT_EQ(std::get<std::string>(config.at("d").value), "$HOME");
+}
+
+TEST(PipelineConfigTest, ExpandedStringsConvertToIntegersAndBooleans) {
+  LoadResult result = Parse(R"([server]
+workers = "${WORKERS:-8}"
+io_threads = "${IO:-3}"
+body_limit = "${LIMIT}"
+
+[[stage]]
+name = "s"
+plugin = "p"
+enabled = "${ENABLED:-false}"
+timeout_ms = "${TIMEOUT:-2500}"
+)",
+                            {{"LIMIT", "1024"}});
+  ASSERT_TRUE(result.config.has_value()) << FormatErrors(result.errors);
+  EXPECT_EQ(result.config->server.workers, 8);
+  EXPECT_EQ(result.config->server.io_threads, 3);
+  EXPECT_EQ(result.config->server.body_limit, 1024u);
+  EXPECT_FALSE(result.config->stages.at(0).enabled);
+  EXPECT_EQ(result.config->stages.at(0).timeout, std::chrono::milliseconds(2500));
+}
+
+TEST(PipelineConfigTest, ExpandedStringThatIsNotAnIntegerIsATypeError) {
+  const std::string text = "[server]\nworkers = \"${WORKERS}\"\n" + std::string(kMinimalStage);
+  ConfigError error = OnlyError(Parse(text, {{"WORKERS", "abc"}}));
+  EXPECT_EQ(error.ToString(), "pipeline.toml:2:11: server.workers: expected an integer, got string \"abc\"");
+}
+
+TEST(PipelineConfigTest, UnsetVariableWithoutDefaultNamesFileLineKeyAndVariable) {
+  constexpr std::string_view kText = R"([[stage]]
+name = "redis"
+plugin = "redis"
+config = { url = "redis://${REDIS_HOST}:6379" }
+)";
+  ConfigError error = OnlyError(Parse(kText));
+  EXPECT_EQ(error.where.file, "pipeline.toml");
+  EXPECT_EQ(error.where.line, 4);
+  EXPECT_EQ(error.key, "stage[redis].config.url");
+  EXPECT_EQ(error.ToString(),
+            "pipeline.toml:4:18: stage[redis].config.url: environment variable REDIS_HOST is not set; "
+            "set REDIS_HOST or write ${REDIS_HOST:-default}");
+}
+
+TEST(PipelineConfigTest, EveryUnsetVariableOfAStringIsReported) {
+  LoadResult result = Parse("[server]\nlisten = \"${A}:${B}\"\n" + std::string(kMinimalStage));
+  ASSERT_EQ(result.errors.size(), 2u) << FormatErrors(result.errors);
+  EXPECT_TRUE(Contains(result.errors[0].message, "environment variable A is not set"));
+  EXPECT_TRUE(Contains(result.errors[1].message, "environment variable B is not set"));
+}
+
+TEST(PipelineConfigTest, MalformedReferencesAreErrors) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"${UNCLOSED", "a ${ has no closing }"}, {"${}", "malformed \"${}\""},
+      {"${1X}", "malformed \"${1X}\""},        {"${A-x}", "malformed \"${A-x}\""},
+      {"${A B}", "malformed \"${A B}\""},
+  };
+  for (const auto& [value, expected] : cases) {
+    ConfigError error = OnlyError(Parse("[log]\nlevel = \"" + value + "\"\n" + std::string(kMinimalStage)));
+    EXPECT_EQ(error.key, "log.level") << value;
+    EXPECT_EQ(error.where.line, 2) << value;
+    EXPECT_TRUE(Contains(error.message, expected)) << value;
+    EXPECT_TRUE(Contains(error.message, "${NAME:-default}")) << value;
+  }
+}
+
+TEST(PipelineConfigTest, NestedReferenceInADefaultIsRefused) {
+  ConfigError error =
+      OnlyError(Parse("[log]\nlevel = \"${A:-${B}}\"\n" + std::string(kMinimalStage), {{"B", "info"}}));
+  EXPECT_EQ(error.key, "log.level");
+  EXPECT_TRUE(Contains(error.message, "a default cannot contain another ${...}"));
+}
+
+TEST(PipelineConfigTest, AnEnvironmentThatThrowsBecomesAnError) {
+  Environment env = [](const std::string&) -> std::optional<std::string> {
+    throw std::runtime_error("environment unavailable");
+  };
+  LoadResult result =
+      ParsePipelineConfig("[log]\nlevel = \"${X}\"\n" + std::string(kMinimalStage), "p.toml", env);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].key, "log.level");
+  EXPECT_TRUE(Contains(result.errors[0].message, "environment unavailable"));
+}
+
+// ---------------------------------------------------------------------------
+// Errors in [server], [log] and [[stage]]
+
+TEST(PipelineConfigTest, TypoInAStageKeySuggestsTheKnownKey) {
+  constexpr std::string_view kText = R"([[stage]]
+name = "redis"
+plugin = "redis"
+polcy = "required"
+)";
+  ConfigError error = OnlyError(Parse(kText));
+  EXPECT_EQ(error.ToString(), "pipeline.toml:4:1: stage[redis].polcy: unknown key; did you mean 'policy'?");
+}
+
+TEST(PipelineConfigTest, TyposInServerLogAndTopLevelSuggestTheKnownKey) {
+  constexpr std::string_view kText = R"([sever]
+listen = "127.0.0.1:1"
+
+[server]
+wrokers = 4
+
+[log]
+levl = "info"
+
+[[stage]]
+name = "s"
+plugin = "p"
+)";
+  LoadResult result = Parse(kText);
+  ASSERT_EQ(result.errors.size(), 3u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].key, "sever");
+  EXPECT_EQ(result.errors[0].where.line, 1);
+  EXPECT_EQ(result.errors[0].message, "unknown key; did you mean 'server'?");
+  EXPECT_EQ(result.errors[1].key, "server.wrokers");
+  EXPECT_EQ(result.errors[1].where.line, LineOf(kText, "wrokers"));
+  EXPECT_EQ(result.errors[1].message, "unknown key; did you mean 'workers'?");
+  EXPECT_EQ(result.errors[2].key, "log.levl");
+  EXPECT_EQ(result.errors[2].message, "unknown key; did you mean 'level'?");
+}
+
+TEST(PipelineConfigTest, UnknownKeyWithNothingCloseListsTheValidKeys) {
+  ConfigError error = OnlyError(Parse("[server]\ncolour = \"blue\"\n" + std::string(kMinimalStage)));
+  EXPECT_EQ(error.key, "server.colour");
+  EXPECT_EQ(
+      error.message,
+      "unknown key; valid keys: listen, io_threads, workers, body_limit, max_content_bytes, plugin_path");
+}
+
+TEST(PipelineConfigTest, WrongTypesNameTheExpectedAndTheGivenType) {
+  constexpr std::string_view kText = R"([server]
+workers = true
+listen = 8000
+plugin_path = "plugins"
+
+[[stage]]
+name = "s"
+plugin = "p"
+enabled = "yes"
+timeout_ms = 1.5
+)";
+  LoadResult result = Parse(kText);
+  ASSERT_EQ(result.errors.size(), 5u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].ToString(),
+            "pipeline.toml:2:11: server.workers: expected an integer, got boolean true");
+  EXPECT_EQ(result.errors[1].ToString(),
+            "pipeline.toml:3:10: server.listen: expected a string, got integer 8000");
+  EXPECT_EQ(result.errors[2].key, "server.plugin_path");
+  EXPECT_TRUE(Contains(result.errors[2].message, "expected an array of strings"));
+  EXPECT_EQ(result.errors[3].ToString(),
+            "pipeline.toml:9:11: stage[s].enabled: expected a boolean, got string \"yes\"");
+  EXPECT_EQ(result.errors[4].ToString(),
+            "pipeline.toml:10:14: stage[s].timeout_ms: expected an integer, got float 1.5");
+}
+
+TEST(PipelineConfigTest, OutOfRangeAndMalformedValuesAreErrors) {
+  constexpr std::string_view kText = R"([server]
+listen = "localhost"
+io_threads = 0
+workers = -2
+body_limit = 0
+max_content_bytes = 0
+
+[log]
+level = "verbose"
+
+[[stage]]
+name = "s"
+plugin = ""
+timeout_ms = 0
+)";
+  LoadResult result = Parse(kText);
+  ASSERT_EQ(result.errors.size(), 8u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].key, "server.listen");
+  EXPECT_TRUE(Contains(result.errors[0].message, "expected \"host:port\""));
+  EXPECT_EQ(result.errors[1].ToString(), "pipeline.toml:3:14: server.io_threads: must be at least 1, got 0");
+  EXPECT_EQ(result.errors[2].key, "server.workers");
+  EXPECT_EQ(result.errors[3].key, "server.body_limit");
+  EXPECT_EQ(result.errors[4].key, "server.max_content_bytes");
+  EXPECT_EQ(result.errors[5].ToString(),
+            "pipeline.toml:9:9: log.level: expected one of trace, debug, info, warn, error, got \"verbose\"");
+  EXPECT_EQ(result.errors[6].key, "stage[s].plugin");
+  EXPECT_TRUE(Contains(result.errors[6].message, "empty plugin"));
+  EXPECT_EQ(result.errors[7].key, "stage[s].timeout_ms");
+  EXPECT_EQ(result.errors[7].message, "must be at least 1, got 0");
+}
+
+TEST(PipelineConfigTest, BadPolicySuggestsTheValidOne) {
+  constexpr std::string_view kText = R"([[stage]]
+name = "embeddings"
+plugin = "embeddings"
+policy = "best-effort"
+)";
+  ConfigError error = OnlyError(Parse(kText));
+  EXPECT_EQ(error.ToString(),
+            "pipeline.toml:4:10: stage[embeddings].policy: expected one of required, best_effort, got "
+            "\"best-effort\"; did you mean 'best_effort'?");
+}
+
+TEST(PipelineConfigTest, MissingRequiredStageKeysAreReportedAtTheStageHeader) {
+  constexpr std::string_view kText = R"([[stage]]
+name = "a"
+plugin = "p"
+
+[[stage]]
+plugin = "p"
+
+[[stage]]
+name = "c"
+)";
+  LoadResult result = Parse(kText);
+  ASSERT_EQ(result.errors.size(), 2u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].where.line, 5);
+  EXPECT_EQ(result.errors[0].key, "stage[#2].name");
+  EXPECT_TRUE(Contains(result.errors[0].message, "missing required key 'name'"));
+  EXPECT_EQ(result.errors[1].where.line, 8);
+  EXPECT_EQ(result.errors[1].key, "stage[c].plugin");
+  EXPECT_TRUE(
+      StartsWith(result.errors[1].ToString(), "pipeline.toml:8:1: stage[c].plugin: missing required key"));
+}
+
+TEST(PipelineConfigTest, InvalidStageNameIsRefused) {
+  ConfigError error = OnlyError(Parse("[[stage]]\nname = \"my stage\"\nplugin = \"p\"\n"));
+  EXPECT_EQ(error.key, "stage[#1].name");
+  EXPECT_EQ(error.where.line, 2);
+  EXPECT_TRUE(Contains(error.message, "letters, digits, _ and -"));
+}
+
+TEST(PipelineConfigTest, DuplicateStageNameIsReportedAtTheSecondStage) {
+  constexpr std::string_view kText = R"([[stage]]
+name = "redis"
+plugin = "redis"
+
+[[stage]]
+name = "redis"
+plugin = "postgres"
+)";
+  ConfigError error = OnlyError(Parse(kText));
+  EXPECT_EQ(
+      error.ToString(),
+      "pipeline.toml:6:8: stage[redis].name: duplicate stage name; the stage at line 1 already uses it, "
+      "give each stage a unique name");
+}
+
+TEST(PipelineConfigTest, MissingStageListIsAnError) {
+  ConfigError error = OnlyError(Parse("[server]\nworkers = 2\n"));
+  EXPECT_EQ(error.key, "stage");
+  EXPECT_TRUE(Contains(error.message, "declare at least one [[stage]]"));
+  EXPECT_TRUE(Contains(OnlyError(Parse("stage = []\n")).message, "declare at least one [[stage]]"));
+}
+
+TEST(PipelineConfigTest, SingleBracketStageTableIsRefused) {
+  ConfigError error = OnlyError(Parse("[stage]\nname = \"a\"\nplugin = \"p\"\n"));
+  EXPECT_EQ(error.key, "stage");
+  EXPECT_EQ(error.where.line, 1);
+  EXPECT_TRUE(Contains(error.message, "declare each stage under its own [[stage]]"));
+}
+
+TEST(PipelineConfigTest, NestedValuesInStageConfigAreRefused) {
+  constexpr std::string_view kText = R"([[stage]]
+name = "pg"
+plugin = "postgres"
+  [stage.config]
+  hosts = ["a", "b"]
+  [stage.config.pool]
+  size = 3
+)";
+  LoadResult result = Parse(kText);
+  ASSERT_EQ(result.errors.size(), 2u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].key, "stage[pg].config.hosts");
+  EXPECT_EQ(result.errors[0].where.line, 5);
+  EXPECT_EQ(result.errors[0].message,
+            "stage config values must be a string, integer, float or boolean, got an array");
+  EXPECT_EQ(result.errors[1].key, "stage[pg].config.pool");
+  EXPECT_TRUE(
+      Contains(result.errors[1].message, "stage config values must be a string, integer, float or boolean"));
+}
+
+TEST(PipelineConfigTest, TomlSyntaxErrorNamesItsLine) {
+  constexpr std::string_view kText = R"([server]
+workers = 4
+listen = "127.0.0.1:8000
+)";
+  ConfigError error = OnlyError(Parse(kText));
+  EXPECT_EQ(error.where.file, "pipeline.toml");
+  EXPECT_EQ(error.where.line, 3);
+  EXPECT_TRUE(StartsWith(error.ToString(), "pipeline.toml:3:"));
+  EXPECT_TRUE(Contains(error.message, "TOML syntax error"));
+}
+
+TEST(PipelineConfigTest, AllErrorsAreReportedInFileOrder) {
+  constexpr std::string_view kText = R"([[stage]]
+name = "b"
+plugin = "p"
+timout_ms = 5
+
+[server]
+workers = "many"
+
+[[stage]]
+name = "a"
+plugin = "p"
+policy = "sometimes"
+)";
+  LoadResult result = Parse(kText);
+  ASSERT_EQ(result.errors.size(), 3u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].key, "stage[b].timout_ms");
+  EXPECT_TRUE(Contains(result.errors[0].message, "did you mean 'timeout_ms'?"));
+  EXPECT_EQ(result.errors[1].key, "server.workers");
+  EXPECT_EQ(result.errors[2].key, "stage[a].policy");
+  EXPECT_EQ(FormatErrors(result.errors), result.errors[0].ToString() + "\n" + result.errors[1].ToString() +
+                                             "\n" + result.errors[2].ToString());
+}
+
+// ---------------------------------------------------------------------------
+// LoadPipelineConfig
+
+class TempFolder {
+ public:
+  TempFolder() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "stowage-config-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempFolder() { std::filesystem::remove_all(path_); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+TEST(LoadPipelineConfigTest, LoadsAFileAndResolvesPluginPathAgainstItsFolder) {
+  TempFolder folder;
+  const std::filesystem::path file = folder.path() / "pipeline.toml";
+  std::ofstream(file) << "[server]\nplugin_path = [\"plugins\"]\n" << kMinimalStage;
+  LoadResult result = LoadPipelineConfig(file, FakeEnv());
+  ASSERT_TRUE(result.config.has_value()) << FormatErrors(result.errors);
+  EXPECT_EQ(result.config->file, file);
+  EXPECT_EQ(result.config->server.plugin_path.at(0), folder.path() / "plugins");
+  EXPECT_EQ(result.config->stages.at(0).where.file, file.string());
+}
+
+TEST(LoadPipelineConfigTest, ErrorsOfAFileNameThatFile) {
+  TempFolder folder;
+  const std::filesystem::path file = folder.path() / "pipeline.toml";
+  std::ofstream(file) << "[[stage]]\nname = \"x\"\nplugin = \"p\"\nplicy = \"required\"\n";
+  LoadResult result = LoadPipelineConfig(file, FakeEnv());
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].ToString(),
+            file.string() + ":4:1: stage[x].plicy: unknown key; did you mean 'policy'?");
+}
+
+TEST(LoadPipelineConfigTest, MissingFileNamesTheFileAndTheReason) {
+  TempFolder folder;
+  const std::filesystem::path file = folder.path() / "absent.toml";
+  LoadResult result = LoadPipelineConfig(file, FakeEnv());
+  ASSERT_FALSE(result.config.has_value());
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].ToString(), file.string() +
+                                             ": cannot read the config file: No such file or directory; "
+                                             "check the path and its permissions");
+}
+
+TEST(LoadPipelineConfigTest, DirectoryIsRefused) {
+  TempFolder folder;
+  LoadResult result = LoadPipelineConfig(folder.path(), FakeEnv());
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_TRUE(
+      StartsWith(result.errors[0].ToString(), folder.path().string() + ": cannot read the config file"));
+  EXPECT_TRUE(Contains(result.errors[0].message, "directory"));
+}
+
+TEST(LoadPipelineConfigTest, UnreadableFileNamesTheReason) {
+  if (geteuid() == 0) GTEST_SKIP() << "root reads files whatever their permissions";
+  TempFolder folder;
+  const std::filesystem::path file = folder.path() / "pipeline.toml";
+  std::ofstream(file) << kMinimalStage;
+  std::filesystem::permissions(file, std::filesystem::perms::none);
+  LoadResult result = LoadPipelineConfig(file, FakeEnv());
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_TRUE(Contains(result.errors[0].message, "Permission denied"));
+}
+
+// ---------------------------------------------------------------------------
+// ValidateStageConfig
+
+StageSettings StageWith(std::map<std::string, ConfigValue> values) {
+  StageSettings stage;
+  stage.name = "redis";
+  stage.plugin = "redis";
+  stage.where = {"pipeline.toml", 7, 1};
+  int line = 8;
+  for (auto& [key, value] : values)
+    stage.config[key] = RawValue{std::move(value), {"pipeline.toml", line++, 3}};
+  return stage;
+}
+
+ConfigSchema RedisSchema() {
+  return ConfigSchema()
+      .required("url", ConfigType::kString, "redis://host:port/db")
+      .optional("pool_size", std::int64_t{8}, "connections kept open")
+      .optional("ratio", 1.0, "share of writes")
+      .optional("tls", false, "connect with TLS")
+      .optional("password", std::string(""), "AUTH password")
+      .secret();
+}
+
+TEST(ValidateStageConfigTest, FillsDefaultsAndConvertsExpandedStrings) {
+  StageSettings stage = StageWith({{"url", std::string("redis://r:6379/0")},
+                                   {"pool_size", std::string("16")},
+                                   {"ratio", std::int64_t{2}},
+                                   {"tls", std::string("true")}});
+  StageConfig out;
+  std::vector<ConfigError> errors = ValidateStageConfig(stage, "pipeline.toml", RedisSchema(), &out);
+  ASSERT_TRUE(errors.empty()) << FormatErrors(errors);
+  EXPECT_EQ(out.string("url"), "redis://r:6379/0");
+  EXPECT_EQ(out.integer("pool_size"), 16);
+  EXPECT_DOUBLE_EQ(out.floating("ratio"), 2.0);
+  EXPECT_TRUE(out.boolean("tls"));
+  EXPECT_EQ(out.string("password"), "");
+  EXPECT_EQ(out.values().size(), 5u);
+}
+
+TEST(ValidateStageConfigTest, StringSpellingAFloatConverts) {
+  StageConfig out;
+  auto errors = ValidateStageConfig(StageWith({{"url", std::string("u")}, {"ratio", std::string("0.25")}}),
+                                    "pipeline.toml", RedisSchema(), &out);
+  ASSERT_TRUE(errors.empty()) << FormatErrors(errors);
+  EXPECT_DOUBLE_EQ(out.floating("ratio"), 0.25);
+}
+
+TEST(ValidateStageConfigTest, WrongTypesAreErrorsAtTheKeyLine) {
+  StageSettings stage = StageWith({{"pool_size", std::string("abc")},
+                                   {"ratio", std::string("half")},
+                                   {"tls", std::int64_t{1}},
+                                   {"url", std::int64_t{5}}});
+  StageConfig out(std::map<std::string, ConfigValue>{{"sentinel", true}});
+  std::vector<ConfigError> errors = ValidateStageConfig(stage, "pipeline.toml", RedisSchema(), &out);
+  ASSERT_EQ(errors.size(), 4u) << FormatErrors(errors);
+  // StageWith numbers lines in key order: pool_size 8, ratio 9, tls 10, url 11.
+  EXPECT_EQ(errors[0].ToString(),
+            "pipeline.toml:8:3: stage[redis].config.pool_size: expected an integer, got string \"abc\"");
+  EXPECT_EQ(errors[1].ToString(),
+            "pipeline.toml:9:3: stage[redis].config.ratio: expected a float, got string \"half\"");
+  EXPECT_EQ(errors[2].ToString(),
+            "pipeline.toml:10:3: stage[redis].config.tls: expected a boolean, got integer 1");
+  EXPECT_EQ(errors[3].ToString(),
+            "pipeline.toml:11:3: stage[redis].config.url: expected a string, got integer 5");
+  EXPECT_EQ(out.values().count("sentinel"), 1u) << "out must be left alone on error";
+}
+
+TEST(ValidateStageConfigTest, FloatIsNotAcceptedWhereAnIntegerIsDeclared) {
+  auto errors = ValidateStageConfig(StageWith({{"url", std::string("u")}, {"pool_size", 2.5}}),
+                                    "pipeline.toml", RedisSchema(), nullptr);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].message, "expected an integer, got float 2.5");
+}
+
+TEST(ValidateStageConfigTest, SecretValueIsNotShownInErrors) {
+  auto errors =
+      ValidateStageConfig(StageWith({{"url", std::string("u")}, {"password", std::int64_t{123456}}}),
+                          "pipeline.toml", RedisSchema(), nullptr);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].key, "stage[redis].config.password");
+  EXPECT_TRUE(Contains(errors[0].message, "expected a string, got integer"));
+  EXPECT_EQ(errors[0].message.find("123456"), std::string::npos) << errors[0].message;
+}
+
+TEST(ValidateStageConfigTest, UnknownKeySuggestsAndListsTheValidKeys) {
+  auto errors = ValidateStageConfig(StageWith({{"url", std::string("u")}, {"pool_sise", std::int64_t{3}}}),
+                                    "pipeline.toml", RedisSchema(), nullptr);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].ToString(),
+            "pipeline.toml:8:3: stage[redis].config.pool_sise: unknown key; did you mean 'pool_size'? "
+            "(valid keys: url, pool_size, ratio, tls, password)");
+}
+
+TEST(ValidateStageConfigTest, UnknownKeyForASchemaWithoutKeys) {
+  auto errors =
+      ValidateStageConfig(StageWith({{"url", std::string("u")}}), "pipeline.toml", ConfigSchema(), nullptr);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].message, "unknown key; this table takes no keys, remove it");
+}
+
+TEST(ValidateStageConfigTest, MissingRequiredKeyNamesItsDescriptionAtTheStageHeader) {
+  auto errors = ValidateStageConfig(StageWith({}), "pipeline.toml", RedisSchema(), nullptr);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].ToString(),
+            "pipeline.toml:7:1: stage[redis].config.url: missing required key 'url' (string: "
+            "redis://host:port/db); "
+            "add url = ... to this stage's config table");
+}
+
+// ---------------------------------------------------------------------------
+// SuggestKey and formatting
+
+TEST(SuggestKeyTest, SuggestsCloseKeysOnly) {
+  const std::vector<std::string> keys = {"name", "plugin", "policy", "enabled", "timeout_ms", "config"};
+  EXPECT_EQ(SuggestKey("polcy", keys), "policy");
+  EXPECT_EQ(SuggestKey("plugni", keys), "plugin");  // adjacent swap
+  EXPECT_EQ(SuggestKey("Enabled", keys), "enabled");
+  EXPECT_EQ(SuggestKey("timeout", keys), "timeout_ms");
+  EXPECT_EQ(SuggestKey("colour", keys), "");
+  EXPECT_EQ(SuggestKey("x", keys), "");
+  EXPECT_EQ(SuggestKey("policy", {}), "");
+}
+
+TEST(ConfigErrorTest, ToStringOmitsWhatIsUnknown) {
+  EXPECT_EQ((ConfigError{{"p.toml", 3, 5}, "server.workers", "bad"}).ToString(),
+            "p.toml:3:5: server.workers: bad");
+  EXPECT_EQ((ConfigError{{"p.toml", 3, 5}, "", "bad"}).ToString(), "p.toml:3:5: bad");
+  EXPECT_EQ((ConfigError{{"p.toml", 0, 0}, "", "bad"}).ToString(), "p.toml: bad");
+  EXPECT_EQ(FormatErrors({}), "");
+}
+
+}  // namespace
+}  // namespace stowage::config
