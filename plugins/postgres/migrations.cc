@@ -1,0 +1,48 @@
+// The PostgreSQL stage's schema, as ordered migrations.
+#include "migrations.h"
+
+namespace stowage::postgres {
+namespace {
+
+// Reads and erases look a guest up by (platform, user_id) through the unique
+// key; reads walk a conversation's messages in sequence order and the cascade
+// finds them through the (conversation_id, sequence) key; compensation finds
+// a message by its primary key. No other index is needed.
+//
+// The (conversation_id, sequence) key is DEFERRABLE INITIALLY IMMEDIATE so
+// that it is checked at the end of each statement rather than per row: the
+// compensation's "sequence = sequence - 1" over a conversation's later
+// messages would otherwise collide with itself midway.
+constexpr Migration kChatMigrations[] = {
+    {1, "create conversation_cache and message_cache", R"sql(
+CREATE TABLE conversation_cache (
+  id bigserial PRIMARY KEY,
+  platform text NOT NULL,
+  user_id text NOT NULL,
+  message_count integer NOT NULL DEFAULT 0,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT conversation_cache_platform_user_id_key UNIQUE (platform, user_id)
+);
+CREATE TABLE message_cache (
+  id bigserial PRIMARY KEY,
+  conversation_id bigint NOT NULL REFERENCES conversation_cache (id) ON DELETE CASCADE,
+  sequence integer NOT NULL,
+  role text NOT NULL,
+  content text NOT NULL,
+  message_hash text NOT NULL,
+  "timestamp" timestamptz NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT message_cache_conversation_id_sequence_key UNIQUE (conversation_id, sequence)
+    DEFERRABLE INITIALLY IMMEDIATE
+);
+)sql"},
+};
+
+}  // namespace
+
+std::span<const Migration> ChatMigrations() {
+  return kChatMigrations;
+}
+
+}  // namespace stowage::postgres
