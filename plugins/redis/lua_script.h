@@ -1,0 +1,47 @@
+// LuaScript: a server-side script run atomically by Redis.
+#pragma once
+
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "redis_pool.h"
+
+namespace stowage::redis {
+
+// Thread-safe. Runs by EVALSHA; the first run loads the script with SCRIPT
+// LOAD, and a server that lost it (restarted, SCRIPT FLUSH) gets it again
+// through EVAL, so callers never see NOSCRIPT.
+class LuaScript {
+ public:
+  explicit LuaScript(std::string source) : source_(std::move(source)) {}
+
+  // Runs the script on `lease` with KEYS = `keys`, ARGV = `args`. An error
+  // the script raises comes back as an error reply with an ok Status.
+  Status Run(RedisPool::Lease& lease, const std::vector<std::string_view>& keys,
+             const std::vector<std::string_view>& args, ReplyPtr* reply);
+
+ private:
+  Status Eval(RedisPool::Lease& lease, std::string_view command, std::string_view script,
+              const std::vector<std::string_view>& keys, const std::vector<std::string_view>& args,
+              ReplyPtr* reply);
+
+  const std::string source_;
+  std::mutex mu_;
+  std::string sha1_;  // guarded by mu_; empty until SCRIPT LOAD answered
+};
+
+// Appends one entry to a guest's array in O(size of the entry), and renews
+// the key's TTL. KEYS[1]: the key; ARGV[1]: the encoded entry; ARGV[2]: the
+// TTL in seconds. Returns the value's new length in bytes. Refuses (error
+// reply naming the key) a value that is not a string shaped "[...]".
+extern const char* const kAppendScript;
+
+// Removes the last occurrence of one encoded entry from a guest's array,
+// keeping the array valid and the key's TTL; deletes the key when no entry
+// is left. KEYS[1]: the key; ARGV[1]: the encoded entry. Returns 1 when it
+// removed the entry, 0 when the entry was not there.
+extern const char* const kRemoveScript;
+
+}  // namespace stowage::redis

@@ -1,0 +1,62 @@
+// RedisConnection: one blocking hiredis connection, ready for commands
+// (authenticated, database selected).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "redis_url.h"
+#include "stowage/status.h"
+
+struct redisContext;
+struct redisReply;
+
+namespace stowage::redis {
+
+struct ReplyDeleter {
+  void operator()(redisReply* reply) const noexcept;
+};
+// A reply the caller owns. Error replies (e.g. NOSCRIPT) are replies, not
+// failed commands: the connection stays usable after them.
+using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
+
+// Not thread-safe: one user at a time (RedisPool hands it out).
+class RedisConnection {
+ public:
+  // Connects to `url`, then sends AUTH and SELECT as the url asks, each step
+  // bounded by `timeout`. On failure returns a non-ok Status naming the
+  // address (never the password) and leaves *out empty.
+  static Status Open(const RedisUrl& url, std::chrono::milliseconds timeout,
+                     std::unique_ptr<RedisConnection>* out);
+
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // Sends `argv` and waits at most `timeout` (at least 1 ms) for the reply.
+  // On an I/O error or a timeout, returns Unavailable naming the address and
+  // the command, and the connection becomes broken(): a late reply could
+  // still arrive on it, so it must be closed, never reused.
+  // `deadline_bound` says the timeout came from the request's deadline; a
+  // timeout then returns DeadlineExceeded.
+  Status Command(const std::vector<std::string_view>& argv, std::chrono::milliseconds timeout,
+                 bool deadline_bound, ReplyPtr* reply);
+
+  bool broken() const noexcept { return broken_; }
+
+  // False when the server closed the connection or sent something unasked
+  // while it sat idle (e.g. Redis restarted). A cheap non-blocking check.
+  bool LooksAlive() const noexcept;
+
+ private:
+  RedisConnection(redisContext* context, std::string address)
+      : context_(context), address_(std::move(address)) {}
+
+  redisContext* context_;
+  std::string address_;
+  bool broken_ = false;
+};
+
+}  // namespace stowage::redis

@@ -1,0 +1,713 @@
+// RedisStage against real Redis servers: the shared one named by
+// STOWAGE_TEST_REDIS_URL (scripts/test starts it), and private redis-server
+// processes this file starts when a test must stop, pause or configure one.
+#include "redis_stage.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chat_json.h"
+#include "redis_url.h"
+
+namespace stowage::redis {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// Keeps every line a stage logs.
+class CapturingLogger final : public Logger {
+ public:
+  void log(LogLevel level, std::string_view text) noexcept override {
+    std::lock_guard lock(mu_);
+    lines_.push_back({level, std::string(text)});
+  }
+  bool enabled(LogLevel) const noexcept override { return true; }
+
+  // The lines at `level` that contain `part`.
+  int Count(LogLevel level, const std::string& part) const {
+    std::lock_guard lock(mu_);
+    int n = 0;
+    for (const auto& [l, text] : lines_) n += (l == level && text.find(part) != std::string::npos);
+    return n;
+  }
+  std::string All() const {
+    std::lock_guard lock(mu_);
+    std::string all;
+    for (const auto& line : lines_) all += line.second + "\n";
+    return all;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::pair<LogLevel, std::string>> lines_;
+};
+
+// A plain hiredis connection for looking at what the stage stored, the way
+// any other client of the key would.
+class PlainClient {
+ public:
+  explicit PlainClient(const std::string& url_text) {
+    RedisUrl url = ParseRedisUrl(url_text);
+    context_ = url.kind == RedisUrl::Kind::kUnix ? redisConnectUnix(url.socket_path.c_str())
+                                                 : redisConnect(url.host.c_str(), url.port);
+    if (context_ == nullptr || context_->err != 0)
+      throw std::runtime_error("cannot connect to " + url.Address() + " for checks");
+    if (!url.password.empty()) {
+      if (url.user.empty())
+        Free(Command({"AUTH", url.password}));
+      else
+        Free(Command({"AUTH", url.user, url.password}));
+    }
+    Free(Command({"SELECT", std::to_string(url.db)}));
+  }
+  ~PlainClient() {
+    if (context_ != nullptr) redisFree(context_);
+  }
+
+  redisReply* Command(const std::vector<std::string>& argv) {
+    std::vector<const char*> args;
+    std::vector<size_t> lengths;
+    for (const auto& arg : argv) {
+      args.push_back(arg.data());
+      lengths.push_back(arg.size());
+    }
+    auto* reply =
+        static_cast<redisReply*>(redisCommandArgv(context_, int(args.size()), args.data(), lengths.data()));
+    if (reply == nullptr) throw std::runtime_error(std::string("check command failed: ") + context_->errstr);
+    return reply;
+  }
+  // The string value of `key`; nullopt when it does not exist.
+  std::optional<std::string> Get(const std::string& key) {
+    redisReply* reply = Command({"GET", key});
+    std::optional<std::string> value;
+    if (reply->type == REDIS_REPLY_STRING) value = std::string(reply->str, reply->len);
+    Free(reply);
+    return value;
+  }
+  long long Integer(const std::vector<std::string>& argv) {
+    redisReply* reply = Command(argv);
+    long long value = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -999;
+    Free(reply);
+    return value;
+  }
+  void Run(const std::vector<std::string>& argv) { Free(Command(argv)); }
+
+ private:
+  static void Free(redisReply* reply) { freeReplyObject(reply); }
+  redisContext* context_ = nullptr;
+};
+
+// A redis-server of its own, on a free port and a unix socket, for tests that
+// stop, pause or reconfigure the server. Shut down when destroyed.
+class PrivateRedis {
+ public:
+  PrivateRedis() : port_(FreePort()), socket_("/tmp/stowage-redis-test-" + std::to_string(port_) + ".sock") {}
+  ~PrivateRedis() { Stop(); }
+
+  int port() const { return port_; }
+  std::string url(int db = 0) const {
+    return "redis://127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(db);
+  }
+  std::string socket_url(int db) const { return "unix://" + socket_ + "?db=" + std::to_string(db); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  // Starts the server and waits until it answers.
+  bool Start() {
+    std::string command = "redis-server --port " + std::to_string(port_) + " --unixsocket " + socket_ +
+                          " --save '' --appendonly no --dir /tmp --daemonize yes --logfile /dev/null";
+    if (std::system(command.c_str()) != 0) return false;
+    for (int i = 0; i < 100; ++i) {
+      if (Answers()) return running_ = true;
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    return false;
+  }
+  // Stops the server without saving and waits until it is gone.
+  void Stop() {
+    if (!running_) return;
+    std::string command = "redis-cli -p " + std::to_string(port_) + " shutdown nosave >/dev/null 2>&1";
+    (void)std::system(command.c_str());
+    for (int i = 0; i < 100 && Answers(); ++i) std::this_thread::sleep_for(milliseconds(50));
+    running_ = false;
+  }
+
+ private:
+  static int FreePort() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof addr;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+      throw std::runtime_error("cannot find a free port for a private redis-server");
+    close(fd);
+    return ntohs(addr.sin_port);
+  }
+  bool Answers() const {
+    timeval tv{0, 200000};
+    redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+    bool ok = c != nullptr && c->err == 0;
+    if (ok) {
+      auto* reply = static_cast<redisReply*>(redisCommand(c, "PING"));
+      ok = reply != nullptr && reply->type == REDIS_REPLY_STATUS;
+      if (reply != nullptr) freeReplyObject(reply);
+    }
+    if (c != nullptr) redisFree(c);
+    return ok;
+  }
+
+  int port_;
+  std::string socket_;
+  bool running_ = false;
+};
+
+std::string UniqueGuest(const std::string& base) {
+  static std::mt19937_64 random{std::random_device{}()};
+  static std::mutex mu;
+  std::lock_guard lock(mu);
+  return "t-" + base + "-" + std::to_string(random() % 1000000000);
+}
+
+Message Msg(std::string content, std::string role = "user") {
+  return {std::move(role), std::move(content), "2026-03-04T05:06:07.123456Z"};
+}
+
+StageConfig ConfigFor(const std::string& url, std::map<std::string, ConfigValue> overrides = {}) {
+  std::map<std::string, ConfigValue> values;
+  const ConfigSchema schema = RedisStage::config_schema();
+  for (const ConfigKey& key : schema.keys())
+    if (key.default_value) values[key.name] = *key.default_value;
+  values["url"] = url;
+  for (auto& [name, value] : overrides) values[name] = value;
+  return StageConfig(values);
+}
+
+// The messages in a raw stored value, parsed by Boost.JSON directly; fails the
+// test unless each element has exactly role, content, timestamp in that order.
+std::vector<Message> ParseRaw(const std::string& value) {
+  std::vector<Message> messages;
+  boost::json::value parsed = boost::json::parse(value);
+  for (const boost::json::value& element : parsed.as_array()) {
+    const boost::json::object& object = element.as_object();
+    std::vector<std::string> names;
+    for (const auto& member : object) names.push_back(std::string(member.key()));
+    EXPECT_EQ(names, (std::vector<std::string>{"role", "content", "timestamp"}));
+    messages.push_back({std::string(object.at("role").as_string()),
+                        std::string(object.at("content").as_string()),
+                        std::string(object.at("timestamp").as_string())});
+  }
+  return messages;
+}
+
+// One write, with the context a host would give it.
+struct Write {
+  std::string guest;
+  Message message;
+  Attributes attributes;
+
+  Status Into(RedisStage& stage, Logger& log, milliseconds budget = milliseconds(5000)) {
+    WriteContext ctx{guest, message, Deadline::After(budget), log, attributes};
+    return stage.write(ctx);
+  }
+  Status Undo(RedisStage& stage, Logger& log) {
+    WriteContext ctx{guest, message, Deadline::After(milliseconds(5000)), log, attributes};
+    return stage.compensate(ctx);
+  }
+};
+
+// A write whose context is not needed afterwards.
+Status WriteNew(RedisStage& stage, Logger& log, const std::string& guest, Message message,
+                milliseconds budget = milliseconds(5000)) {
+  return Write{guest, std::move(message)}.Into(stage, log, budget);
+}
+
+class RedisStageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* url = std::getenv("STOWAGE_TEST_REDIS_URL");
+    if (url == nullptr || *url == '\0')
+      GTEST_FAIL() << "STOWAGE_TEST_REDIS_URL is not set: run the tests through scripts/test, which starts a "
+                      "throwaway Redis, or set it yourself (e.g. redis://127.0.0.1:6390/0)";
+    url_ = url;
+    stage_ = std::make_unique<RedisStage>(ConfigFor(url_), log_);
+    plain_ = std::make_unique<PlainClient>(url_);
+  }
+
+  ReadResult Read(const std::string& guest) {
+    GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log_};
+    return stage_->read(ctx);
+  }
+  Status Refill(const std::string& guest, const std::vector<Message>& messages) {
+    GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log_};
+    return stage_->refill(ctx, messages);
+  }
+  EraseResult Erase(const std::string& guest) {
+    GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log_};
+    return stage_->erase(ctx);
+  }
+  std::vector<Message> Stored(const std::string& guest) {
+    std::optional<std::string> value = plain_->Get("guest:" + guest);
+    return value ? ParseRaw(*value) : std::vector<Message>{};
+  }
+
+  std::string url_;
+  CapturingLogger log_;
+  std::unique_ptr<RedisStage> stage_;
+  std::unique_ptr<PlainClient> plain_;
+};
+
+TEST_F(RedisStageTest, TargetIsRedis) {
+  EXPECT_EQ(stage_->target(), "redis");
+}
+
+TEST_F(RedisStageTest, WriteStoresAJsonArrayAnyClientCanGet) {
+  std::string guest = UniqueGuest("format");
+  Write first{guest, Msg("hello")}, second{guest, Msg("hi there", "assistant")};
+  ASSERT_TRUE(first.Into(*stage_, log_).ok());
+  ASSERT_TRUE(second.Into(*stage_, log_).ok());
+
+  std::optional<std::string> value = plain_->Get("guest:" + guest);
+  ASSERT_TRUE(value.has_value()) << "no key guest:" << guest;
+  EXPECT_EQ(value->rfind(R"([{"role":"user","content":"hello","timestamp":")", 0), 0u) << *value;
+  EXPECT_EQ(ParseRaw(*value), (std::vector<Message>{first.message, second.message}));
+  EXPECT_EQ(first.attributes.get(RedisStage::kEntryAttribute), EncodeEntry(first.message));
+}
+
+TEST_F(RedisStageTest, WriteLogsOneInfoLinePerMessage) {
+  std::string guest = UniqueGuest("log");
+  ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("one")).ok());
+  ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("two")).ok());
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "stored message for guest " + guest + " in key guest:" + guest), 2)
+      << log_.All();
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "ttl 86400s"), 2) << log_.All();
+}
+
+TEST_F(RedisStageTest, WriteSetsTheTtlAndRenewsIt) {
+  std::string guest = UniqueGuest("ttl"), key = "guest:" + guest;
+  ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("one")).ok());
+  long long ttl = plain_->Integer({"TTL", key});
+  EXPECT_GT(ttl, 86390);
+  EXPECT_LE(ttl, 86400);
+
+  plain_->Run({"EXPIRE", key, "100"});
+  ASSERT_LE(plain_->Integer({"TTL", key}), 100);
+  ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("two")).ok());
+  EXPECT_GT(plain_->Integer({"TTL", key}), 86390);
+}
+
+TEST_F(RedisStageTest, ConcurrentWritesToOneGuestLoseNothing) {
+  std::string guest = UniqueGuest("concurrent");
+  constexpr int kWrites = 100, kThreads = 16;
+  std::atomic<int> next{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = next++; i < kWrites; i = next++)
+        if (!WriteNew(*stage_, log_, guest, Msg("message " + std::to_string(i))).ok()) ++failed;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_EQ(failed, 0) << log_.All();
+
+  std::vector<Message> stored = Stored(guest);
+  ASSERT_EQ(stored.size(), std::size_t{kWrites});
+  std::map<std::string, int> seen;
+  for (const Message& m : stored) ++seen[m.content];
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(seen["message " + std::to_string(i)], 1) << i;
+}
+
+TEST_F(RedisStageTest, CompensateRemovesExactlyItsEntryWhileOthersWereAppended) {
+  std::string guest = UniqueGuest("compensate"), key = "guest:" + guest;
+  Write a{guest, Msg("a")}, b{guest, Msg("b")}, c{guest, Msg("c")};
+  ASSERT_TRUE(a.Into(*stage_, log_).ok());
+  ASSERT_TRUE(b.Into(*stage_, log_).ok());
+  ASSERT_TRUE(c.Into(*stage_, log_).ok());
+  plain_->Run({"EXPIRE", key, "5000"});
+
+  ASSERT_TRUE(a.Undo(*stage_, log_).ok());  // first of three
+  EXPECT_EQ(Stored(guest), (std::vector<Message>{b.message, c.message}));
+  EXPECT_GT(plain_->Integer({"TTL", key}), 4990) << "compensate must keep the key's TTL";
+  ASSERT_TRUE(c.Undo(*stage_, log_).ok());  // last
+  EXPECT_EQ(Stored(guest), (std::vector<Message>{b.message}));
+  ASSERT_TRUE(b.Undo(*stage_, log_).ok());  // the only one left: the key goes
+  EXPECT_EQ(plain_->Integer({"EXISTS", key}), 0);
+}
+
+TEST_F(RedisStageTest, CompensateRemovesTheLastCopyOfARepeatedMessage) {
+  std::string guest = UniqueGuest("repeat");
+  Write x1{guest, Msg("x")}, y{guest, Msg("y")}, x2{guest, Msg("x")};
+  ASSERT_TRUE(x1.Into(*stage_, log_).ok());
+  ASSERT_TRUE(y.Into(*stage_, log_).ok());
+  ASSERT_TRUE(x2.Into(*stage_, log_).ok());
+  ASSERT_TRUE(x2.Undo(*stage_, log_).ok());
+  EXPECT_EQ(Stored(guest), (std::vector<Message>{x1.message, y.message}));
+}
+
+TEST_F(RedisStageTest, CompensateMatchesWholeEntriesOnly) {
+  // b's content is a's encoded entry: only a itself may be removed.
+  std::string guest = UniqueGuest("lookalike");
+  Write a{guest, Msg("target")};
+  Write b{guest, Msg(EncodeEntry(a.message) + "," + EncodeEntry(a.message))};
+  ASSERT_TRUE(a.Into(*stage_, log_).ok());
+  ASSERT_TRUE(b.Into(*stage_, log_).ok());
+  ASSERT_TRUE(a.Undo(*stage_, log_).ok());
+  EXPECT_EQ(Stored(guest), (std::vector<Message>{b.message}));
+  ASSERT_TRUE(a.Undo(*stage_, log_).ok());  // nothing of a left: b stays whole
+  EXPECT_EQ(Stored(guest), (std::vector<Message>{b.message}));
+}
+
+TEST_F(RedisStageTest, CompensateWithoutTheAttributeFindsTheEntryByItsEncoding) {
+  std::string guest = UniqueGuest("noattr");
+  Write a{guest, Msg("a")}, b{guest, Msg("b")};
+  ASSERT_TRUE(a.Into(*stage_, log_).ok());
+  ASSERT_TRUE(b.Into(*stage_, log_).ok());
+  Write a_again{guest, a.message};  // as after a write whose answer was lost
+  ASSERT_TRUE(a_again.Undo(*stage_, log_).ok());
+  EXPECT_EQ(Stored(guest), (std::vector<Message>{b.message}));
+}
+
+TEST_F(RedisStageTest, CompensateOfAWriteThatNeverLandedChangesNothing) {
+  std::string guest = UniqueGuest("nothing");
+  Write kept{guest, Msg("kept")}, missing{guest, Msg("never written")};
+  ASSERT_TRUE(missing.Undo(*stage_, log_).ok());
+  EXPECT_EQ(plain_->Integer({"EXISTS", "guest:" + guest}), 0);
+  ASSERT_TRUE(kept.Into(*stage_, log_).ok());
+  ASSERT_TRUE(missing.Undo(*stage_, log_).ok());
+  EXPECT_EQ(Stored(guest), (std::vector<Message>{kept.message}));
+}
+
+TEST_F(RedisStageTest, ReadMissesAnUnknownGuestAndServesAKnownOne) {
+  std::string guest = UniqueGuest("read");
+  ReadResult miss = Read(guest);
+  EXPECT_TRUE(miss.status.ok()) << miss.status.ToString();
+  EXPECT_FALSE(miss.found);
+  EXPECT_TRUE(miss.messages.empty());
+
+  Write a{guest, Msg("question")}, b{guest, Msg("answer", "assistant")};
+  ASSERT_TRUE(a.Into(*stage_, log_).ok());
+  ASSERT_TRUE(b.Into(*stage_, log_).ok());
+  ReadResult hit = Read(guest);
+  EXPECT_TRUE(hit.status.ok()) << hit.status.ToString();
+  EXPECT_TRUE(hit.found);
+  EXPECT_EQ(hit.messages, (std::vector<Message>{a.message, b.message}));
+}
+
+TEST_F(RedisStageTest, AValueOfAnotherShapeIsAnErrorNamingTheKey) {
+  std::string guest = UniqueGuest("corrupt"), key = "guest:" + guest;
+  plain_->Run({"SET", key, R"({"not":"an array"})"});
+  ReadResult read = Read(guest);
+  EXPECT_FALSE(read.status.ok());
+  EXPECT_FALSE(read.found);
+  EXPECT_NE(read.status.message().find(key), std::string::npos) << read.status.message();
+
+  Status write = WriteNew(*stage_, log_, guest, Msg("x"));
+  EXPECT_FALSE(write.ok());
+  EXPECT_NE(write.message().find(key), std::string::npos) << write.message();
+  EXPECT_EQ(plain_->Get(key), R"({"not":"an array"})") << "a refused write must leave the value alone";
+
+  std::string list_guest = UniqueGuest("wrongtype"), list_key = "guest:" + list_guest;
+  plain_->Run({"RPUSH", list_key, "x"});
+  read = Read(list_guest);
+  EXPECT_FALSE(read.status.ok());
+  EXPECT_NE(read.status.message().find(list_key), std::string::npos) << read.status.message();
+  plain_->Run({"DEL", key, list_key});
+}
+
+TEST_F(RedisStageTest, RefillStoresTheArrayWithTheTtlWhenTheKeyIsAbsent) {
+  std::string guest = UniqueGuest("refill"), key = "guest:" + guest;
+  std::vector<Message> messages = {Msg("old one"), Msg("old two", "assistant")};
+  ASSERT_TRUE(Refill(guest, messages).ok());
+  EXPECT_EQ(Stored(guest), messages);
+  EXPECT_GT(plain_->Integer({"TTL", key}), 86390);
+  ReadResult read = Read(guest);
+  EXPECT_TRUE(read.found);
+  EXPECT_EQ(read.messages, messages);
+}
+
+TEST_F(RedisStageTest, RefillNeverOverwritesANewerWrite) {
+  std::string guest = UniqueGuest("refill-nx");
+  Write newer{guest, Msg("newer")};
+  ASSERT_TRUE(newer.Into(*stage_, log_).ok());
+  ASSERT_TRUE(Refill(guest, {Msg("older one"), Msg("older two")}).ok());
+  EXPECT_EQ(Stored(guest), (std::vector<Message>{newer.message}));
+}
+
+TEST_F(RedisStageTest, EraseSaysWhetherTheKeyWasHeld) {
+  std::string guest = UniqueGuest("erase");
+  ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("x")).ok());
+  EraseResult held = Erase(guest);
+  EXPECT_TRUE(held.status.ok()) << held.status.ToString();
+  EXPECT_TRUE(held.held);
+  EXPECT_EQ(plain_->Integer({"EXISTS", "guest:" + guest}), 0);
+  EraseResult not_held = Erase(guest);
+  EXPECT_TRUE(not_held.status.ok()) << not_held.status.ToString();
+  EXPECT_FALSE(not_held.held);
+}
+
+TEST_F(RedisStageTest, TwoGuestsAreIsolated) {
+  std::string one = UniqueGuest("one"), two = UniqueGuest("two");
+  Write a{one, Msg("for one")}, b{two, Msg("for two")};
+  ASSERT_TRUE(a.Into(*stage_, log_).ok());
+  ASSERT_TRUE(b.Into(*stage_, log_).ok());
+  EXPECT_EQ(Read(one).messages, (std::vector<Message>{a.message}));
+  EXPECT_EQ(Read(two).messages, (std::vector<Message>{b.message}));
+  ASSERT_TRUE(Erase(one).held);
+  EXPECT_FALSE(Read(one).found);
+  EXPECT_EQ(Read(two).messages, (std::vector<Message>{b.message}));
+}
+
+TEST_F(RedisStageTest, SpecialCharactersRoundTrip) {
+  std::string guest = UniqueGuest("chars");
+  Write tricky{guest,
+               Msg("she said \"hi\" \\o/ \\\"\nnew line\r\ttab \x01\x1f caf\xc3\xa9 \xf0\x9f\x98\x80 ]},{")};
+  ASSERT_TRUE(tricky.Into(*stage_, log_).ok());
+  EXPECT_EQ(Read(guest).messages, (std::vector<Message>{tricky.message}));
+  EXPECT_EQ(Stored(guest), (std::vector<Message>{tricky.message}));
+  ASSERT_TRUE(tricky.Undo(*stage_, log_).ok());
+  EXPECT_EQ(plain_->Integer({"EXISTS", "guest:" + guest}), 0);
+}
+
+TEST_F(RedisStageTest, KeyPrefixIsConfigurable) {
+  RedisStage stage(ConfigFor(url_, {{"key_prefix", std::string("chat:v2:")}}), log_);
+  std::string guest = UniqueGuest("prefix");
+  ASSERT_TRUE(WriteNew(stage, log_, guest, Msg("x")).ok());
+  EXPECT_TRUE(plain_->Get("chat:v2:" + guest).has_value());
+  EXPECT_FALSE(plain_->Get("guest:" + guest).has_value());
+  plain_->Run({"DEL", "chat:v2:" + guest});
+}
+
+TEST_F(RedisStageTest, HealthPings) {
+  EXPECT_TRUE(stage_->health(Deadline::After(seconds(2))).ok());
+}
+
+TEST_F(RedisStageTest, APassedDeadlineFailsWithoutWriting) {
+  std::string guest = UniqueGuest("late");
+  Status status = WriteNew(*stage_, log_, guest, Msg("x"), milliseconds(0));
+  EXPECT_EQ(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
+  EXPECT_EQ(plain_->Integer({"EXISTS", "guest:" + guest}), 0);
+}
+
+TEST(RedisStageConfigTest, BadValuesFailConstructionNamingTheKey) {
+  CapturingLogger log;
+  auto refusal = [&](StageConfig config) -> std::string {
+    try {
+      RedisStage stage(config, log);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  std::string bad_url = refusal(ConfigFor("redis://:topsecret@host:port"));
+  EXPECT_NE(bad_url.find("stage[redis].config.url"), std::string::npos) << bad_url;
+  EXPECT_NE(bad_url.find("unix:///path/to/socket"), std::string::npos) << bad_url;
+  EXPECT_EQ(bad_url.find("topsecret"), std::string::npos) << bad_url;
+  for (const char* key : {"ttl_seconds", "pool_size", "connect_timeout_ms", "command_timeout_ms"}) {
+    std::string message = refusal(ConfigFor("redis://127.0.0.1:1", {{key, std::int64_t{0}}}));
+    EXPECT_NE(message.find(std::string("stage[redis].config.") + key), std::string::npos)
+        << key << ": " << message;
+  }
+}
+
+TEST(RedisStageConfigTest, SchemaDeclaresTheKeysWithTheirDefaults) {
+  ConfigSchema schema = RedisStage::config_schema();
+  ASSERT_NE(schema.find("url"), nullptr);
+  EXPECT_TRUE(schema.find("url")->required());
+  EXPECT_TRUE(schema.find("url")->secret);
+  std::map<std::string, ConfigValue> expected = {{"key_prefix", std::string("guest:")},
+                                                 {"ttl_seconds", std::int64_t{86400}},
+                                                 {"pool_size", std::int64_t{8}},
+                                                 {"connect_timeout_ms", std::int64_t{1000}},
+                                                 {"command_timeout_ms", std::int64_t{1000}}};
+  for (const auto& [name, value] : expected) {
+    const ConfigKey* key = schema.find(name);
+    ASSERT_NE(key, nullptr) << name;
+    EXPECT_EQ(key->default_value, value) << name;
+  }
+  EXPECT_EQ(schema.keys().size(), expected.size() + 1);
+}
+
+// Tests that need a server of their own.
+class PrivateRedisTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(redis_.Start()) << "cannot start redis-server on port " << redis_.port();
+  }
+
+  PrivateRedis redis_;
+  CapturingLogger log_;
+};
+
+TEST_F(PrivateRedisTest, RedisDownIsUnavailableAndItsReturnNeedsNoRestart) {
+  RedisStage stage(ConfigFor(redis_.url()), log_);
+  std::string guest = UniqueGuest("down");
+  ASSERT_TRUE(WriteNew(stage, log_, guest, Msg("before")).ok()) << log_.All();
+
+  redis_.Stop();
+  Status down = WriteNew(stage, log_, guest, Msg("while down"));
+  EXPECT_EQ(down.code(), StatusCode::kUnavailable) << down.ToString();
+  EXPECT_NE(down.message().find("cannot reach Redis at " + redis_.address()), std::string::npos)
+      << down.message();
+  EXPECT_NE(down.message().find("stage[redis].config.url"), std::string::npos) << down.message();
+  EXPECT_EQ(stage.health(Deadline::After(seconds(2))).code(), StatusCode::kUnavailable);
+  EXPECT_GE(log_.Count(LogLevel::kWarn, "could not store message for guest " + guest), 1) << log_.All();
+
+  ASSERT_TRUE(redis_.Start());
+  Write after{guest, Msg("after")};
+  Status up = after.Into(stage, log_);
+  EXPECT_TRUE(up.ok()) << up.ToString();
+  EXPECT_TRUE(stage.health(Deadline::After(seconds(2))).ok());
+  GuestContext ctx{guest, Deadline::After(seconds(2)), log_};
+  EXPECT_EQ(stage.read(ctx).messages, (std::vector<Message>{after.message}));  // nothing was saved
+}
+
+TEST_F(PrivateRedisTest, IdleConnectionsToARestartedRedisAreReplaced) {
+  RedisStage stage(ConfigFor(redis_.url(), {{"pool_size", std::int64_t{4}}}), log_);
+  std::string guest = UniqueGuest("restart");
+  // Open several connections, all idle afterwards.
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] { (void)WriteNew(stage, log_, guest, Msg("warm " + std::to_string(i))); });
+  for (auto& thread : threads) thread.join();
+
+  redis_.Stop();
+  ASSERT_TRUE(redis_.Start());
+  for (int i = 0; i < 6; ++i) {
+    Status status = WriteNew(stage, log_, guest, Msg("after restart " + std::to_string(i)));
+    EXPECT_TRUE(status.ok()) << i << ": " << status.ToString();
+  }
+}
+
+TEST_F(PrivateRedisTest, ConstructionDoesNotNeedRedis) {
+  redis_.Stop();
+  std::unique_ptr<RedisStage> stage;
+  ASSERT_NO_THROW(stage = std::make_unique<RedisStage>(ConfigFor(redis_.url()), log_));
+  EXPECT_EQ(stage->health(Deadline::After(seconds(2))).code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(redis_.Start());
+  EXPECT_TRUE(stage->health(Deadline::After(seconds(2))).ok());
+}
+
+TEST_F(PrivateRedisTest, ASlowRedisIsCutOffByTheDeadlineOrTheCommandTimeout) {
+  RedisStage stage(ConfigFor(redis_.url(), {{"command_timeout_ms", std::int64_t{300}}}), log_);
+  PlainClient admin(redis_.url());
+  std::string guest = UniqueGuest("slow");
+  ASSERT_TRUE(WriteNew(stage, log_, guest, Msg("warm")).ok());
+
+  admin.Run({"CLIENT", "PAUSE", "1500", "ALL"});
+  auto start = Clock::now();
+  Status by_deadline = WriteNew(stage, log_, guest, Msg("deadline"), milliseconds(100));
+  auto took = Clock::now() - start;
+  EXPECT_EQ(by_deadline.code(), StatusCode::kDeadlineExceeded) << by_deadline.ToString();
+  EXPECT_LT(took, milliseconds(1000));
+
+  start = Clock::now();
+  Status by_timeout = WriteNew(stage, log_, guest, Msg("timeout"), milliseconds(5000));
+  took = Clock::now() - start;
+  EXPECT_EQ(by_timeout.code(), StatusCode::kUnavailable) << by_timeout.ToString();
+  EXPECT_NE(by_timeout.message().find("command_timeout_ms"), std::string::npos) << by_timeout.message();
+  EXPECT_LT(took, milliseconds(1000));
+
+  std::this_thread::sleep_for(milliseconds(1600));  // the pause ends
+  EXPECT_TRUE(WriteNew(stage, log_, guest, Msg("after pause")).ok());
+}
+
+TEST_F(PrivateRedisTest, NeverOpensMoreThanPoolSizeConnections) {
+  RedisStage stage(ConfigFor(redis_.url(), {{"pool_size", std::int64_t{2}}}), log_);
+  PlainClient admin(redis_.url());
+  std::string guest = UniqueGuest("pool");
+  std::atomic<int> failed{0};
+  std::atomic<long long> most_clients{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i)
+        if (!WriteNew(stage, log_, guest, Msg(std::to_string(t) + "/" + std::to_string(i))).ok()) ++failed;
+    });
+  }
+  std::thread watcher([&] {
+    PlainClient watch(redis_.url());  // its own connection: admin's is not thread-safe
+    for (int i = 0; i < 50; ++i) {
+      redisReply* reply = watch.Command({"CLIENT", "LIST"});
+      std::string list(reply->str, reply->len);
+      freeReplyObject(reply);
+      long long clients = std::count(list.begin(), list.end(), '\n');
+      most_clients = std::max(most_clients.load(), clients);
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+  });
+  for (auto& thread : threads) thread.join();
+  watcher.join();
+  EXPECT_EQ(failed, 0) << log_.All();
+  // The stage's two at most, plus admin and watcher; at least one of the stage's was seen.
+  EXPECT_LE(most_clients, 4);
+  EXPECT_GE(most_clients, 3);
+}
+
+TEST_F(PrivateRedisTest, AConnectionTheServerDroppedFailsWithoutKillingTheProcess) {
+  // Writing to a socket the server has reset raises SIGPIPE, whose default
+  // action ends the process; a big command makes hiredis write more than once.
+  std::unique_ptr<RedisConnection> connection;
+  ASSERT_TRUE(RedisConnection::Open(ParseRedisUrl(redis_.url()), milliseconds(1000), &connection).ok());
+  PlainClient admin(redis_.url());
+  admin.Run({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_FALSE(connection->LooksAlive());
+
+  const std::string big(32 << 20, 'x');
+  ReplyPtr reply;
+  Status status = connection->Command({"SET", "big", big}, milliseconds(2000), false, &reply);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
+  EXPECT_NE(status.message().find("cannot reach Redis at " + redis_.address()), std::string::npos)
+      << status.message();
+  EXPECT_TRUE(connection->broken());
+}
+
+TEST_F(PrivateRedisTest, UnixSocketAndDatabaseNumber) {
+  RedisStage stage(ConfigFor(redis_.socket_url(3)), log_);
+  std::string guest = UniqueGuest("unix");
+  ASSERT_TRUE(WriteNew(stage, log_, guest, Msg("over the socket")).ok()) << log_.All();
+  PlainClient db3(redis_.url(3)), db0(redis_.url(0));
+  EXPECT_TRUE(db3.Get("guest:" + guest).has_value());
+  EXPECT_FALSE(db0.Get("guest:" + guest).has_value());
+}
+
+TEST_F(PrivateRedisTest, AuthWithUserAndPassword) {
+  PlainClient admin(redis_.url());
+  admin.Run({"ACL", "SETUSER", "chat", "on", ">right-pass", "~guest:*", "+@all"});
+
+  RedisStage good(ConfigFor("redis://chat:right-pass@127.0.0.1:" + std::to_string(redis_.port()) + "/0"),
+                  log_);
+  std::string guest = UniqueGuest("auth");
+  EXPECT_TRUE(WriteNew(good, log_, guest, Msg("x")).ok()) << log_.All();
+
+  RedisStage bad(ConfigFor("redis://chat:wrong-pass@127.0.0.1:" + std::to_string(redis_.port()) + "/0"),
+                 log_);
+  Status refused = WriteNew(bad, log_, guest, Msg("y"));
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable) << refused.ToString();
+  EXPECT_NE(refused.message().find("refused AUTH"), std::string::npos) << refused.message();
+  EXPECT_EQ(refused.message().find("wrong-pass"), std::string::npos) << refused.message();
+  EXPECT_EQ(log_.All().find("wrong-pass"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace stowage::redis

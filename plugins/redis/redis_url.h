@@ -1,0 +1,38 @@
+// RedisUrl: where the Redis stage connects, parsed from its `url` setting.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace stowage::redis {
+
+// A parsed `url` value. Accepted forms:
+//   redis://[[user]:password@]host[:port][/db]   (port 6379 and db 0 by default)
+//   unix:///path/to/socket[?db=N]
+// User and password may be percent-encoded (e.g. "%40" for '@').
+struct RedisUrl {
+  enum class Kind { kTcp, kUnix };
+
+  Kind kind = Kind::kTcp;
+  std::string host;         // kTcp: a name or an address, without IPv6 brackets
+  int port = 6379;          // kTcp
+  std::string socket_path;  // kUnix
+  std::string user;         // empty: AUTH with the password alone (or no AUTH)
+  std::string password;     // empty: no AUTH
+  int db = 0;
+
+  // "host:port" or "unix:/path/to/socket": for messages, never holds the
+  // password.
+  std::string Address() const;
+};
+
+// Parses `url`. Throws std::invalid_argument when it is not one of the
+// accepted forms; the message quotes the url with any password masked, says
+// what is wrong and lists the accepted forms.
+RedisUrl ParseRedisUrl(std::string_view url);
+
+// `url` with the user-info part masked ("redis://user:***@host"), safe to
+// print whether or not the url parses.
+std::string RedactRedisUrl(std::string_view url);
+
+}  // namespace stowage::redis
