@@ -1,0 +1,98 @@
+#include "api/chat_json.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json/serialize.hpp>
+
+#include "api/api_error.h"
+
+namespace stowage::api {
+namespace {
+
+std::string Attr(std::optional<std::string> value) {
+  return boost::json::serialize(AttributeValue(value));
+}
+
+TEST(AttributeValueTest, DecimalIntegersBecomeNumbers) {
+  EXPECT_EQ(Attr("41"), "41");
+  EXPECT_EQ(Attr("0"), "0");
+  EXPECT_EQ(Attr("-7"), "-7");
+  EXPECT_EQ(Attr("18446744073709551615"), "18446744073709551615");
+}
+
+TEST(AttributeValueTest, EverythingElseStaysAString) {
+  EXPECT_EQ(Attr("007"), "\"007\"");
+  EXPECT_EQ(Attr("4a"), "\"4a\"");
+  EXPECT_EQ(Attr("1.5"), "\"1.5\"");
+  EXPECT_EQ(Attr(""), "\"\"");
+  EXPECT_EQ(Attr("+3"), "\"+3\"");
+  EXPECT_EQ(Attr("99999999999999999999"), "\"99999999999999999999\"");
+  EXPECT_EQ(Attr("3f2504e0-4f89"), "\"3f2504e0-4f89\"");
+}
+
+TEST(AttributeValueTest, AbsentIsNull) {
+  EXPECT_EQ(Attr(std::nullopt), "null");
+}
+
+TEST(EncodeTest, Stored) {
+  engine::WriteOutcome outcome;
+  outcome.attributes.set(stowage::Attributes::kMessageId, "41");
+  outcome.attributes.set(stowage::Attributes::kConversationId, "c-9");
+  outcome.stored_in = {"redis", "postgresql"};
+  outcome.degraded = {"embeddings"};
+  EXPECT_EQ(EncodeStored("g1", outcome),
+            R"({"status":"stored","guest_id":"g1","message_id":41,"conversation_id":"c-9","sequence":null,)"
+            R"("stored_in":["redis","postgresql"],"degraded":["embeddings"]})");
+}
+
+TEST(EncodeTest, Messages) {
+  std::vector<stowage::Message> messages = {{"user", "say \"hi\"\n", "2024-05-01T12:00:00.000000Z"},
+                                            {"assistant", "h\xc3\xa9", "2024-05-01T12:00:01.000000Z"}};
+  EXPECT_EQ(
+      EncodeMessages(messages),
+      R"([{"role":"user","content":"say \"hi\"\n","timestamp":"2024-05-01T12:00:00.000000Z"},)"
+      "{\"role\":\"assistant\",\"content\":\"h\xc3\xa9\",\"timestamp\":\"2024-05-01T12:00:01.000000Z\"}]");
+  EXPECT_EQ(EncodeMessages({}), "[]");
+}
+
+TEST(EncodeTest, Deleted) {
+  engine::EraseOutcome outcome;
+  outcome.deleted_from = {"redis"};
+  EXPECT_EQ(EncodeDeleted("g1", outcome),
+            R"({"status":"deleted","guest_id":"g1","deleted_from":["redis"],"degraded":[]})");
+}
+
+TEST(ErrorBodyTest, Shape) {
+  EXPECT_EQ(ErrorBody("bad_json", "say \"why\""), R"({"error":{"code":"bad_json","message":"say \"why\""}})");
+}
+
+TEST(PipelineErrorTest, MapsStatusCodes) {
+  struct Case {
+    stowage::Status status;
+    int http;
+    const char* code;
+  } cases[] = {
+      {stowage::Status::Unavailable("down"), 503, "stage_failed"},
+      {stowage::Status::DeadlineExceeded("slow"), 503, "stage_failed"},
+      {stowage::Status::Internal("bug"), 500, "stage_failed"},
+      {stowage::Status::Rejected("quota"), 429, "rejected"},
+      {stowage::Status::Conflict("dup"), 409, "conflict"},
+      {stowage::Status::InvalidArgument("no"), 400, "invalid_field"},
+  };
+  for (const auto& c : cases) {
+    ApiError error = PipelineError(c.status, "redis", "storing the message");
+    EXPECT_EQ(error.status, c.http) << c.status.ToString();
+    EXPECT_EQ(error.code, c.code) << c.status.ToString();
+    EXPECT_NE(error.message.find("stage 'redis'"), std::string::npos) << error.message;
+    EXPECT_NE(error.message.find(c.status.message()), std::string::npos) << error.message;
+  }
+  EXPECT_EQ(PipelineError(stowage::Status::Unavailable("down"), "redis", "x")
+                .message.rfind("stage 'redis' failed: ", 0),
+            0u);
+  ApiError unnamed = PipelineError(stowage::Status::Internal("bug"), "", "storing the message");
+  EXPECT_EQ(unnamed.status, 500);
+  EXPECT_EQ(unnamed.code, "internal");
+}
+
+}  // namespace
+}  // namespace stowage::api

@@ -1,0 +1,152 @@
+#include "api/guest_chat_api.h"
+
+#include <exception>
+#include <string_view>
+
+#include "api/api_error.h"
+#include "api/chat_json.h"
+#include "api/chat_request.h"
+#include "api/timestamp.h"
+
+namespace stowage::api {
+namespace {
+
+constexpr std::string_view kChatPrefix = "/v1/guest/chat/";
+constexpr std::string_view kHealthPath = "/healthz";
+constexpr const char* kRoutes =
+    "the routes are POST, GET and DELETE /v1/guest/chat/{guest_id} and GET /healthz";
+
+http::Response Json(int status, std::string body) {
+  http::Response response;
+  response.status = status;
+  response.body = std::move(body);
+  return response;
+}
+
+http::Response NotAllowed(const std::string& method, const std::string& path, const char* allow) {
+  http::Response response = ErrorResponse(ApiError::MethodNotAllowed(
+      "method " + method + " is not allowed on " + path + "; use " + std::string(allow)));
+  response.headers.emplace_back("Allow", allow);
+  return response;
+}
+
+std::string Joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& name : names) out += (out.empty() ? "" : ",") + name;
+  return out;
+}
+
+}  // namespace
+
+GuestChatApi::GuestChatApi(ChatService& service, ApiOptions options)
+    : service_(service), options_(std::move(options)) {
+  if (!options_.now) options_.now = NowTimestamp;
+}
+
+http::Response GuestChatApi::Handle(const http::Request& request) noexcept {
+  try {
+    return Route(request);
+  } catch (const std::exception& e) {
+    try {
+      return ErrorResponse(ApiError::Internal(std::string("internal error while answering the request: ") +
+                                              e.what() + "; see the stowaged log and retry"));
+    } catch (...) {
+    }
+  } catch (...) {
+  }
+  http::Response response;
+  response.status = 500;
+  response.body = R"({"error":{"code":"internal","message":"internal error while answering the request; )"
+                  R"(see the stowaged log and retry"}})";
+  return response;
+}
+
+http::Response GuestChatApi::Refuse(http::Refusal why, const http::Request& request,
+                                    std::size_t body_limit) noexcept {
+  try {
+    switch (why) {
+      case http::Refusal::kBodyTooLarge:
+        return ErrorResponse(ApiError::PayloadTooLarge("the request body is larger than the limit of " +
+                                                       std::to_string(body_limit) +
+                                                       " bytes (server.body_limit); send a smaller body"));
+      case http::Refusal::kHeaderTooLarge:
+        return ErrorResponse(
+            {431, "header_too_large", "the request line and headers are too large; send shorter headers"});
+      case http::Refusal::kMalformed:
+        break;
+    }
+    (void)request;
+    return ErrorResponse({400, "bad_request", "the request is not valid HTTP/1.1; check the client"});
+  } catch (...) {
+    http::Response response;
+    response.status = 500;
+    response.body = R"({"error":{"code":"internal","message":"internal error; see the stowaged log"}})";
+    return response;
+  }
+}
+
+http::Response GuestChatApi::Route(const http::Request& request) {
+  std::string path = request.target.substr(0, request.target.find('?'));
+  const std::string& method = request.method;
+
+  if (path == kHealthPath) {
+    if (method != "GET") return NotAllowed(method, path, "GET");
+    return Json(200, R"({"status":"ok"})");
+  }
+  if (path.size() > kChatPrefix.size() && path.compare(0, kChatPrefix.size(), kChatPrefix) == 0 &&
+      path.find('/', kChatPrefix.size()) == std::string::npos) {
+    if (method != "GET" && method != "POST" && method != "DELETE") {
+      return NotAllowed(method, "/v1/guest/chat/{guest_id}", "GET, POST, DELETE");
+    }
+    std::string guest_id = path.substr(kChatPrefix.size());
+    if (auto error = CheckGuestId(guest_id)) return ErrorResponse(*error);
+    if (method == "POST") return Post(guest_id, request);
+    if (method == "GET") return Get(guest_id);
+    return Delete(guest_id);
+  }
+  return ErrorResponse(ApiError::NotFound("no route for " + method + " " + path + "; " + kRoutes));
+}
+
+http::Response GuestChatApi::Post(const std::string& guest_id, const http::Request& request) {
+  if (auto error = CheckJsonContentType(request.content_type)) return ErrorResponse(*error);
+  ParsedMessage parsed = ParseChatMessage(request.body, options_.max_content_bytes, options_.now);
+  if (parsed.error) return ErrorResponse(*parsed.error);
+
+  engine::WriteOutcome outcome = service_.Write(guest_id, *parsed.message);
+  http::Response response =
+      outcome.status.ok()
+          ? Json(200, EncodeStored(guest_id, outcome))
+          : ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "storing the message"));
+  if (!outcome.degraded.empty()) response.log_note = "degraded=" + Joined(outcome.degraded);
+  if (!outcome.status.ok()) {
+    response.log_note +=
+        (response.log_note.empty() ? "" : " ") + std::string("failed_stage=") + outcome.failed_stage;
+  }
+  return response;
+}
+
+http::Response GuestChatApi::Get(const std::string& guest_id) {
+  engine::ReadOutcome outcome = service_.Read(guest_id);
+  http::Response response =
+      outcome.status.ok()
+          ? Json(200, EncodeMessages(outcome.messages))
+          : ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "reading the messages"));
+  if (!outcome.served_by.empty()) response.log_note = "served_by=" + outcome.served_by;
+  if (!outcome.degraded.empty()) {
+    response.log_note +=
+        (response.log_note.empty() ? "" : " ") + std::string("degraded=") + Joined(outcome.degraded);
+  }
+  return response;
+}
+
+http::Response GuestChatApi::Delete(const std::string& guest_id) {
+  engine::EraseOutcome outcome = service_.Erase(guest_id);
+  http::Response response =
+      outcome.status.ok()
+          ? Json(200, EncodeDeleted(guest_id, outcome))
+          : ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "deleting the messages"));
+  if (!outcome.degraded.empty()) response.log_note = "degraded=" + Joined(outcome.degraded);
+  return response;
+}
+
+}  // namespace stowage::api

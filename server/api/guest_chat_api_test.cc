@@ -1,0 +1,196 @@
+#include "api/guest_chat_api.h"
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+namespace stowage::api {
+namespace {
+
+// Records the calls the API makes and answers with preset outcomes.
+class RecordingService final : public ChatService {
+ public:
+  engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message) override {
+    std::lock_guard lock(mu);
+    calls.push_back("write " + guest_id);
+    written.push_back(message);
+    if (throw_on_call) throw std::runtime_error("storage exploded");
+    return write;
+  }
+  engine::ReadOutcome Read(const std::string& guest_id) override {
+    std::lock_guard lock(mu);
+    calls.push_back("read " + guest_id);
+    if (throw_on_call) throw std::runtime_error("storage exploded");
+    return read;
+  }
+  engine::EraseOutcome Erase(const std::string& guest_id) override {
+    std::lock_guard lock(mu);
+    calls.push_back("erase " + guest_id);
+    return erase;
+  }
+
+  std::mutex mu;
+  std::vector<std::string> calls;
+  std::vector<stowage::Message> written;
+  engine::WriteOutcome write;
+  engine::ReadOutcome read;
+  engine::EraseOutcome erase;
+  bool throw_on_call = false;
+};
+
+class GuestChatApiTest : public ::testing::Test {
+ protected:
+  http::Response Call(std::string method, std::string target, std::string body = "",
+                      std::string content_type = "application/json") {
+    return api_.Handle({std::move(method), std::move(target), std::move(content_type), std::move(body)});
+  }
+
+  RecordingService service_;
+  GuestChatApi api_{service_, {100, [] { return std::string("2030-01-01T00:00:00.000000Z"); }}};
+};
+
+std::string Header(const http::Response& response, const std::string& name) {
+  for (const auto& [key, value] : response.headers)
+    if (key == name) return value;
+  return "";
+}
+
+bool HasCode(const http::Response& response, const std::string& code) {
+  return response.body.find("\"code\":\"" + code + "\"") != std::string::npos;
+}
+
+TEST_F(GuestChatApiTest, Health) {
+  auto response = Call("GET", "/healthz");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, R"({"status":"ok"})");
+}
+
+TEST_F(GuestChatApiTest, PostStoresTheValidatedMessage) {
+  service_.write.attributes.set("message_id", "41");
+  service_.write.stored_in = {"redis", "postgresql"};
+  auto response = Call("POST", "/v1/guest/chat/g-1?trace=1", R"({"role":"user","content":"hi"})");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body,
+            R"({"status":"stored","guest_id":"g-1","message_id":41,"conversation_id":null,"sequence":null,)"
+            R"("stored_in":["redis","postgresql"],"degraded":[]})");
+  ASSERT_EQ(service_.calls, std::vector<std::string>{"write g-1"});
+  EXPECT_EQ(service_.written[0], (stowage::Message{"user", "hi", "2030-01-01T00:00:00.000000Z"}));
+}
+
+TEST_F(GuestChatApiTest, DegradedStagesReachTheAccessLog) {
+  service_.write.degraded = {"metrics", "embeddings"};
+  auto response = Call("POST", "/v1/guest/chat/g", R"({"role":"user","content":"hi"})");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.log_note, "degraded=metrics,embeddings");
+}
+
+TEST_F(GuestChatApiTest, UnknownPathsAreNotFound) {
+  for (const char* target : {"/", "/v1/guest/chat", "/v1/guest/chat/", "/v1/guest/chat/g/",
+                             "/v1/guest/chat/a/b", "/healthz/", "/v2/guest/chat/g"}) {
+    auto response = Call("GET", target);
+    EXPECT_EQ(response.status, 404) << target;
+    EXPECT_TRUE(HasCode(response, "not_found")) << target;
+  }
+  EXPECT_TRUE(service_.calls.empty());
+}
+
+TEST_F(GuestChatApiTest, OtherMethodsAreNotAllowed) {
+  auto chat = Call("PUT", "/v1/guest/chat/g", R"({"role":"user","content":"hi"})");
+  EXPECT_EQ(chat.status, 405);
+  EXPECT_TRUE(HasCode(chat, "method_not_allowed"));
+  EXPECT_EQ(Header(chat, "Allow"), "GET, POST, DELETE");
+  auto health = Call("POST", "/healthz");
+  EXPECT_EQ(health.status, 405);
+  EXPECT_EQ(Header(health, "Allow"), "GET");
+  EXPECT_TRUE(service_.calls.empty());
+}
+
+TEST_F(GuestChatApiTest, BadRequestsNeverReachTheService) {
+  struct Case {
+    const char* method;
+    std::string target;
+    std::string body;
+    const char* content_type;
+    int status;
+    const char* code;
+  } cases[] = {
+      {"POST", "/v1/guest/chat/" + std::string(129, 'g'), R"({"role":"user","content":"hi"})",
+       "application/json", 400, "invalid_guest_id"},
+      {"GET", "/v1/guest/chat/bad$id", "", "", 400, "invalid_guest_id"},
+      {"DELETE", "/v1/guest/chat/bad%2Fid", "", "", 400, "invalid_guest_id"},
+      {"POST", "/v1/guest/chat/g", R"({"role":"user","content":"hi"})", "text/plain", 415,
+       "unsupported_media_type"},
+      {"POST", "/v1/guest/chat/g", "{nope", "application/json", 400, "bad_json"},
+      {"POST", "/v1/guest/chat/g", R"({"role":"robot","content":"hi"})", "application/json", 400,
+       "invalid_field"},
+      {"POST", "/v1/guest/chat/g", R"({"role":"user","content":")" + std::string(101, 'x') + "\"}",
+       "application/json", 413, "content_too_large"},
+  };
+  for (const auto& c : cases) {
+    auto response = Call(c.method, c.target, c.body, c.content_type);
+    EXPECT_EQ(response.status, c.status) << c.method << " " << c.target << " " << c.body;
+    EXPECT_TRUE(HasCode(response, c.code)) << response.body;
+  }
+  EXPECT_TRUE(service_.calls.empty());
+}
+
+TEST_F(GuestChatApiTest, RequiredStageFailureNamesTheStage) {
+  service_.write.status = stowage::Status::Unavailable("connection refused");
+  service_.write.failed_stage = "store";
+  auto response = Call("POST", "/v1/guest/chat/g", R"({"role":"user","content":"hi"})");
+  EXPECT_EQ(response.status, 503);
+  EXPECT_TRUE(HasCode(response, "stage_failed"));
+  EXPECT_NE(response.body.find("stage 'store' failed"), std::string::npos) << response.body;
+  EXPECT_NE(response.body.find("connection refused"), std::string::npos) << response.body;
+}
+
+TEST_F(GuestChatApiTest, RejectionIsTooManyRequests) {
+  service_.write.status = stowage::Status::Rejected("monthly quota used");
+  service_.write.failed_stage = "metrics";
+  auto response = Call("POST", "/v1/guest/chat/g", R"({"role":"user","content":"hi"})");
+  EXPECT_EQ(response.status, 429);
+  EXPECT_TRUE(HasCode(response, "rejected"));
+}
+
+TEST_F(GuestChatApiTest, AnExceptionBecomesInternal) {
+  service_.throw_on_call = true;
+  auto response = Call("GET", "/v1/guest/chat/g");
+  EXPECT_EQ(response.status, 500);
+  EXPECT_TRUE(HasCode(response, "internal"));
+  EXPECT_NE(response.body.find("storage exploded"), std::string::npos);
+}
+
+TEST_F(GuestChatApiTest, GetAnswersTheMessages) {
+  service_.read.messages = {{"user", "a", "t1"}, {"assistant", "b", "t2"}};
+  auto response = Call("GET", "/v1/guest/chat/g");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(
+      response.body,
+      R"([{"role":"user","content":"a","timestamp":"t1"},{"role":"assistant","content":"b","timestamp":"t2"}])");
+  service_.read.status = stowage::Status::DeadlineExceeded("took 2000 ms");
+  service_.read.failed_stage = "store";
+  auto failed = Call("GET", "/v1/guest/chat/g");
+  EXPECT_EQ(failed.status, 503);
+  EXPECT_NE(failed.body.find("stage 'store' failed"), std::string::npos);
+}
+
+TEST_F(GuestChatApiTest, DeleteAnswersWhereItDeleted) {
+  service_.erase.deleted_from = {"redis", "postgresql"};
+  auto response = Call("DELETE", "/v1/guest/chat/g");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body,
+            R"({"status":"deleted","guest_id":"g","deleted_from":["redis","postgresql"],"degraded":[]})");
+  EXPECT_EQ(service_.calls, std::vector<std::string>{"erase g"});
+}
+
+TEST_F(GuestChatApiTest, RefusedBodiesAreTooLarge) {
+  auto response = api_.Refuse(http::Refusal::kBodyTooLarge, {"POST", "/v1/guest/chat/g", "", ""}, 1024);
+  EXPECT_EQ(response.status, 413);
+  EXPECT_TRUE(HasCode(response, "payload_too_large"));
+  EXPECT_NE(response.body.find("1024 bytes"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace stowage::api

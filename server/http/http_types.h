@@ -1,0 +1,54 @@
+// The HTTP layer's view of one exchange, free of socket and Beast types, so
+// that request handlers can be written and tested without a network.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace stowage::http {
+
+// A request read whole from a connection.
+struct Request {
+  std::string method;        // as sent, e.g. "POST"
+  std::string target;        // as sent, query string included, e.g. "/v1/guest/chat/g1?x=1"
+  std::string content_type;  // the Content-Type header; empty when absent
+  std::string body;          // raw bytes, not checked for any encoding
+};
+
+// The answer to a request. The HTTP layer adds Content-Length, Server and
+// the Connection header.
+struct Response {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers, e.g. {"Allow", "GET"}
+  // Appended to the request's access-log line, e.g. "degraded=metrics".
+  std::string log_note;
+};
+
+// Why the HTTP layer refused a request before reading it whole.
+enum class Refusal {
+  kBodyTooLarge,    // the declared or streamed body is over the body limit
+  kHeaderTooLarge,  // the request line and headers are over the header limit
+  kMalformed,       // not a valid HTTP/1.x request
+};
+
+// Answers requests. One Handler serves every connection of a server and must
+// outlive it.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+
+  // Answers a complete request. Runs on a worker thread, may block, and is
+  // called from several threads at once.
+  virtual Response Handle(const Request& request) noexcept = 0;
+
+  // Answers a request the HTTP layer refused; `request` holds the method and
+  // target when they were read, and no body. Runs on an I/O thread: must not
+  // block. The connection is closed after the answer.
+  virtual Response Refuse(Refusal why, const Request& request, std::size_t body_limit) noexcept = 0;
+};
+
+}  // namespace stowage::http

@@ -1,0 +1,246 @@
+#include "http/session.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <utility>
+
+namespace stowage::http {
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+
+namespace {
+
+// How many bytes of an unwanted body are read and dropped after a refusal,
+// so the client sees the answer rather than a connection reset.
+constexpr std::size_t kDrainLimit = 8 * 1024 * 1024;
+constexpr auto kDrainTimeout = std::chrono::seconds(2);
+
+bool IsParseError(const beast::error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category();
+}
+
+}  // namespace
+
+void SessionHost::Register(const std::shared_ptr<Session>& session) {
+  std::lock_guard lock(mu_);
+  open_[session.get()] = session;
+}
+
+void SessionHost::Unregister(const Session* session) {
+  std::lock_guard lock(mu_);
+  open_.erase(session);
+  if (open_.empty()) idle_.notify_all();
+}
+
+void SessionHost::RequestStarted() {
+  std::lock_guard lock(mu_);
+  ++in_flight_;
+}
+
+void SessionHost::RequestFinished() {
+  std::lock_guard lock(mu_);
+  if (in_flight_ > 0) --in_flight_;
+  if (in_flight_ == 0) idle_.notify_all();
+}
+
+std::vector<std::shared_ptr<Session>> SessionHost::BeginStopping() {
+  stopping_.store(true);
+  std::vector<std::shared_ptr<Session>> sessions;
+  std::lock_guard lock(mu_);
+  for (auto& [ptr, weak] : open_) {
+    if (auto session = weak.lock()) sessions.push_back(std::move(session));
+  }
+  return sessions;
+}
+
+std::size_t SessionHost::WaitIdle(std::chrono::steady_clock::time_point until) {
+  std::unique_lock lock(mu_);
+  idle_.wait_until(lock, until, [this] { return in_flight_ == 0 && open_.empty(); });
+  return in_flight_;
+}
+
+std::size_t SessionHost::open_connections() {
+  std::lock_guard lock(mu_);
+  return open_.size();
+}
+
+Session::Session(net::ip::tcp::socket socket, std::shared_ptr<SessionHost> host)
+    : stream_(std::move(socket)), host_(std::move(host)) {}
+
+Session::~Session() {
+  if (owed_) host_->RequestFinished();
+  host_->Unregister(this);
+}
+
+void Session::Start() {
+  host_->Register(shared_from_this());
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
+}
+
+void Session::Stop() {
+  net::post(stream_.get_executor(), [self = shared_from_this()] {
+    self->stopping_ = true;
+    if (!self->busy_) self->Close();
+  });
+}
+
+void Session::ReadHeader() {
+  if (stopping_ || host_->stopping()) return Close();
+  busy_ = false;
+  keep_alive_ = false;
+  request_ = Request();
+  parser_.emplace();
+  parser_->body_limit(host_->options().body_limit);
+  stream_.expires_after(host_->options().idle_timeout);
+  bhttp::async_read_header(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
+}
+
+void Session::OnHeader(beast::error_code ec) {
+  if (ec) {
+    if (ec == bhttp::error::body_limit) return Refuse(Refusal::kBodyTooLarge);
+    if (ec == bhttp::error::header_limit) return Refuse(Refusal::kHeaderTooLarge);
+    // A client that closes or goes quiet between requests is the normal end of keep-alive.
+    if (IsParseError(ec) && ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+      return Refuse(Refusal::kMalformed);
+    }
+    return Close();
+  }
+  busy_ = true;
+  start_ = Clock::now();
+  const auto& head = parser_->get();
+  request_.method = std::string(head.method_string());
+  request_.target = std::string(head.target());
+  request_.content_type = std::string(head[bhttp::field::content_type]);
+  keep_alive_ = head.keep_alive();
+
+  if (parser_->is_done()) return Dispatch();
+  if (beast::iequals(head[bhttp::field::expect], "100-continue")) {
+    continue_ = bhttp::response<bhttp::empty_body>(bhttp::status::continue_, head.version());
+    stream_.expires_after(host_->options().io_timeout);
+    return bhttp::async_write(stream_, continue_,
+                              [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                if (ec) return self->Close();
+                                self->ReadBody();
+                              });
+  }
+  ReadBody();
+}
+
+void Session::ReadBody() {
+  stream_.expires_after(host_->options().io_timeout);
+  bhttp::async_read(stream_, buffer_, *parser_,
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnBody(ec); });
+}
+
+void Session::OnBody(beast::error_code ec) {
+  if (ec) {
+    if (ec == bhttp::error::body_limit) return Refuse(Refusal::kBodyTooLarge);
+    if (IsParseError(ec) && ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+      return Refuse(Refusal::kMalformed);
+    }
+    return Close();
+  }
+  Dispatch();
+}
+
+void Session::Dispatch() {
+  request_.body = parser_->release().body();
+  host_->RequestStarted();
+  owed_ = true;
+  net::post(host_->workers(), [self = shared_from_this()] {
+    Response response = self->host_->handler().Handle(self->request_);
+    net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+      self->Respond(std::move(response), false);
+    });
+  });
+}
+
+void Session::Refuse(Refusal why) {
+  busy_ = true;
+  start_ = Clock::now();
+  if (request_.method.empty() && parser_ && parser_->got_some()) {
+    // The header was read but failed a limit: its method and target are known.
+    request_.method = std::string(parser_->get().method_string());
+    request_.target = std::string(parser_->get().target());
+  }
+  host_->RequestStarted();
+  owed_ = true;
+  Respond(host_->handler().Refuse(why, request_, host_->options().body_limit), true);
+}
+
+void Session::Respond(Response response, bool refused) {
+  bool keep_alive = keep_alive_ && !refused && !stopping_ && !host_->stopping();
+  response_ = bhttp::response<bhttp::string_body>();
+  response_.version(11);
+  response_.result(static_cast<unsigned>(response.status));
+  response_.set(bhttp::field::server, "stowaged");
+  response_.set(bhttp::field::content_type, response.content_type);
+  for (const auto& [name, value] : response.headers) response_.set(name, value);
+  response_.body() = std::move(response.body);
+  response_.keep_alive(keep_alive);
+  response_.prepare_payload();
+  std::size_t bytes = response_.body().size();
+  auto status = static_cast<std::size_t>(response.status);
+  stream_.expires_after(host_->options().io_timeout);
+  bhttp::async_write(stream_, response_,
+                     [self = shared_from_this(), status, bytes, note = std::move(response.log_note)](
+                         beast::error_code ec, std::size_t) mutable {
+                       self->OnWritten(ec, status, bytes, std::move(note));
+                     });
+}
+
+void Session::OnWritten(beast::error_code ec, std::size_t status, std::size_t bytes, std::string note) {
+  double ms = std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
+  const std::string& method = request_.method.empty() ? std::string("-") : request_.method;
+  const std::string& target = request_.target.empty() ? std::string("-") : request_.target;
+  if (ec) {
+    spdlog::warn("http {} {} status={} not delivered: {} ms={:.2f}", method, target, status, ec.message(),
+                 ms);
+  } else {
+    spdlog::info("http {} {} status={} bytes={} ms={:.2f}{}{}", method, target, status, bytes, ms,
+                 note.empty() ? "" : " ", note);
+  }
+  owed_ = false;
+  host_->RequestFinished();
+  if (ec) return Close();
+  if (!response_.keep_alive()) {
+    // The client may still be sending a body we refused; read it away before closing.
+    if (status == 413 || status == 431 || status == 400) return DrainAndClose();
+    return Close();
+  }
+  ReadHeader();
+}
+
+void Session::DrainAndClose() {
+  beast::error_code ignored;
+  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+  drain_.resize(64 * 1024);
+  stream_.expires_after(kDrainTimeout);
+  Drain(0);
+}
+
+void Session::Drain(std::size_t drained) {
+  if (drained >= kDrainLimit) return Close();
+  stream_.async_read_some(net::buffer(drain_),
+                          [self = shared_from_this(), drained](beast::error_code ec, std::size_t n) {
+                            if (ec) return self->Close();
+                            self->Drain(drained + n);
+                          });
+}
+
+void Session::Close() {
+  beast::error_code ignored;
+  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+  stream_.close();
+}
+
+}  // namespace stowage::http

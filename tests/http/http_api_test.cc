@@ -1,0 +1,438 @@
+// End-to-end tests of stowaged: the real server binary, started on a free
+// port with a pipeline of test_stage plugins, driven over real sockets.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_client.h"
+#include "support/process.h"
+
+namespace stowage::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+constexpr std::size_t kBodyLimit = 4096;
+constexpr std::size_t kMaxContent = 1000;
+
+// One [[stage]] of a test pipeline: a test_stage with the given settings.
+struct StageSpec {
+  std::string name;
+  std::string policy = "required";
+  std::string config;  // the inline table's entries, e.g. R"(target = "redis")"
+  int timeout_ms = 3000;
+};
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A folder of its own for one test, removed afterwards.
+fs::path TempFolder() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "suite";
+  fs::path folder = fs::temp_directory_path() / ("stowage_http_test_" + std::to_string(::getpid())) / name;
+  fs::remove_all(folder);
+  fs::create_directories(folder);
+  return folder;
+}
+
+// Writes a pipeline.toml into `folder` for `stages`, listening on `port`;
+// every stage journals into `folder`/journal.
+fs::path WritePipeline(const fs::path& folder, std::uint16_t port, const std::vector<StageSpec>& stages) {
+  fs::path file = folder / "pipeline.toml";
+  std::ofstream out(file);
+  out << "[server]\n"
+      << "listen = \"127.0.0.1:" << port << "\"\n"
+      << "io_threads = 2\nworkers = 4\n"
+      << "body_limit = " << kBodyLimit << "\n"
+      << "max_content_bytes = " << kMaxContent << "\n\n"
+      << "[log]\nlevel = \"info\"\n";
+  for (const auto& stage : stages) {
+    out << "\n[[stage]]\n"
+        << "name = \"" << stage.name << "\"\n"
+        << "plugin = \"" << TEST_STAGE_PATH << "\"\n"
+        << "policy = \"" << stage.policy << "\"\n"
+        << "timeout_ms = " << stage.timeout_ms << "\n"
+        << "config = { journal = \"" << (folder / "journal").string() << "\""
+        << (stage.config.empty() ? "" : ", " + stage.config) << " }\n";
+  }
+  return file;
+}
+
+// The two stages of the operators' checklist: a cache and a store that sets message_id.
+std::vector<StageSpec> CacheAndStore(const std::string& store_config = "") {
+  return {{"cache", "required", R"(target = "redis")"},
+          {"store", "required",
+           R"(target = "postgresql", set_attribute = "message_id=41")" +
+               (store_config.empty() ? "" : ", " + store_config)}};
+}
+
+// stowaged running on a pipeline of test stages.
+class Server {
+ public:
+  explicit Server(const std::vector<StageSpec>& stages) : folder_(TempFolder()), port_(FreePort()) {
+    config_ = WritePipeline(folder_, port_, stages);
+    process_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{STOWAGED_PATH, "--config", config_.string()}, folder_ / "stowaged.log");
+    if (!WaitForTcp(port_, milliseconds(10000))) {
+      ADD_FAILURE() << "stowaged did not listen on port " << port_ << ":\n" << log();
+    }
+  }
+
+  std::uint16_t port() const { return port_; }
+  ChildProcess& process() { return *process_; }
+  std::string log() const { return ReadFile(folder_ / "stowaged.log"); }
+  // The lines the stages wrote to their journal ("redis write g1 hello", ...).
+  std::string journal() const { return ReadFile(folder_ / "journal"); }
+
+ private:
+  fs::path folder_;
+  std::uint16_t port_;
+  fs::path config_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+constexpr const char* kHello = R"({"role":"user","content":"hello","timestamp":"2024-05-01T14:00:00+02:00"})";
+
+HttpResult Post(HttpClient& client, const std::string& guest, const std::string& body = kHello) {
+  return client.Send("POST", "/v1/guest/chat/" + guest, body);
+}
+HttpResult Get(HttpClient& client, const std::string& guest) {
+  return client.Send("GET", "/v1/guest/chat/" + guest, "", "");
+}
+
+std::string ErrorCode(const HttpResult& result) {
+  auto at = result.body.find("\"code\":\"");
+  if (at == std::string::npos) return "<no code in " + result.body + ">";
+  at += 8;
+  return result.body.substr(at, result.body.find('"', at) - at);
+}
+
+// ---------------------------------------------------------------------------
+// One server for the tests that need the plain cache + store pipeline.
+class StowagedTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new Server(CacheAndStore()); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+
+  static Server* server_;
+};
+Server* StowagedTest::server_ = nullptr;
+
+TEST_F(StowagedTest, HealthIsOk) {
+  HttpClient client(server_->port());
+  HttpResult result = client.Send("GET", "/healthz", "", "");
+  EXPECT_EQ(result.status, 200);
+  EXPECT_EQ(result.body, R"({"status":"ok"})");
+  EXPECT_EQ(result.header("content-type"), "application/json");
+}
+
+TEST_F(StowagedTest, PostGetDeleteRoundTrip) {
+  HttpClient client(server_->port());
+  HttpResult stored = Post(client, "happy-1");
+  EXPECT_EQ(stored.status, 200);
+  EXPECT_EQ(
+      stored.body,
+      R"({"status":"stored","guest_id":"happy-1","message_id":41,"conversation_id":null,"sequence":null,)"
+      R"("stored_in":["redis","postgresql"],"degraded":[]})");
+
+  HttpResult second = Post(client, "happy-1", R"({"role":"assistant","content":"hi \"there\" \u00e9"})");
+  EXPECT_EQ(second.status, 200) << second.body;
+
+  HttpResult listed = Get(client, "happy-1");
+  EXPECT_EQ(listed.status, 200);
+  ASSERT_EQ(
+      listed.body.rfind(R"([{"role":"user","content":"hello","timestamp":"2024-05-01T12:00:00.000000Z"},)"
+                        R"({"role":"assistant","content":"hi \"there\" )"
+                        "\xc3\xa9\",\"timestamp\":\"",
+                        0),
+      0u)
+      << listed.body;
+
+  HttpResult deleted = client.Send("DELETE", "/v1/guest/chat/happy-1", "", "");
+  EXPECT_EQ(deleted.status, 200);
+  EXPECT_EQ(
+      deleted.body,
+      R"({"status":"deleted","guest_id":"happy-1","deleted_from":["redis","postgresql"],"degraded":[]})");
+  EXPECT_EQ(Get(client, "happy-1").body, "[]");
+}
+
+TEST_F(StowagedTest, UnknownGuestHasNoMessages) {
+  HttpClient client(server_->port());
+  HttpResult result = Get(client, "nobody-here");
+  EXPECT_EQ(result.status, 200);
+  EXPECT_EQ(result.body, "[]");
+}
+
+TEST_F(StowagedTest, GuestsAreSeparate) {
+  HttpClient client(server_->port());
+  ASSERT_EQ(Post(client, "sep-a", R"({"role":"user","content":"for a"})").status, 200);
+  ASSERT_EQ(Post(client, "sep-b", R"({"role":"user","content":"for b"})").status, 200);
+  EXPECT_EQ(Get(client, "sep-a").body.find("for b"), std::string::npos);
+  ASSERT_EQ(client.Send("DELETE", "/v1/guest/chat/sep-a", "", "").status, 200);
+  EXPECT_NE(Get(client, "sep-b").body.find("for b"), std::string::npos);
+}
+
+struct BadRequest {
+  std::string label;
+  std::string method;
+  std::string guest;  // appended to /v1/guest/chat/
+  std::string body;
+  std::string content_type;
+  int status;
+  std::string code;
+  std::string says;  // a piece of the message
+};
+
+TEST_F(StowagedTest, BadRequestsGetTheirErrorAndStoreNothing) {
+  const std::string json = "application/json";
+  const std::vector<BadRequest> cases = {
+      {"bad json", "POST", "bad-1", R"({"role":"user",)", json, 400, "bad_json", "not valid JSON"},
+      {"array body", "POST", "bad-2", R"(["user","hi"])", json, 400, "bad_json", "not a JSON object"},
+      {"missing role", "POST", "bad-3", R"({"content":"hi"})", json, 400, "invalid_field", "'role'"},
+      {"invalid role", "POST", "bad-4", R"({"role":"root","content":"hi"})", json, 400, "invalid_field",
+       "'root'"},
+      {"empty content", "POST", "bad-5", R"({"role":"user","content":""})", json, 400, "invalid_field",
+       "'content'"},
+      {"invalid utf-8", "POST", "bad-6", "{\"role\":\"user\",\"content\":\"caf\xe9\"}", json, 400, "bad_json",
+       "UTF-8"},
+      {"content too large", "POST", "bad-7",
+       R"({"role":"user","content":")" + std::string(kMaxContent + 1, 'x') + "\"}", json, 413,
+       "content_too_large", "1001 bytes"},
+      {"bad timestamp", "POST", "bad-8",
+       R"({"role":"user","content":"hi","timestamp":"2024-02-30T10:00:00Z"})", json, 400, "invalid_field",
+       "'timestamp'"},
+      {"unknown field", "POST", "bad-9", R"({"role":"user","content":"hi","mood":"happy"})", json, 400,
+       "invalid_field", "'mood'"},
+      {"wrong content type", "POST", "bad-10", R"({"role":"user","content":"hi"})", "text/plain", 415,
+       "unsupported_media_type", "application/json"},
+      {"no content type", "POST", "bad-11", R"({"role":"user","content":"hi"})", "", 415,
+       "unsupported_media_type", "Content-Type"},
+      {"guest id char", "POST", "bad$12", R"({"role":"user","content":"hi"})", json, 400, "invalid_guest_id",
+       "'$'"},
+      {"guest id 129 chars", "POST", std::string(129, 'g'), R"({"role":"user","content":"hi"})", json, 400,
+       "invalid_guest_id", "129 characters"},
+      {"body too large", "POST", "bad-14",
+       R"({"role":"user","content":")" + std::string(kBodyLimit, 'x') + "\"}", json, 413, "payload_too_large",
+       std::to_string(kBodyLimit) + " bytes"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.label);
+    HttpClient client(server_->port());
+    HttpResult result = client.Send(c.method, "/v1/guest/chat/" + c.guest, c.body, c.content_type);
+    EXPECT_EQ(result.status, c.status) << result.body;
+    EXPECT_EQ(ErrorCode(result), c.code) << result.body;
+    EXPECT_NE(result.body.find(c.says), std::string::npos) << result.body;
+    EXPECT_EQ(result.header("content-type"), "application/json");
+    if (c.guest.size() <= 128 && c.guest.find('$') == std::string::npos) {
+      HttpClient reader(server_->port());
+      EXPECT_EQ(Get(reader, c.guest).body, "[]");
+    }
+  }
+  // No stage saw any of them (the journal records every write of every stage).
+  std::string journal = server_->journal();
+  EXPECT_EQ(journal.find(" write bad"), std::string::npos) << journal;
+  EXPECT_EQ(journal.find(" write ggg"), std::string::npos) << journal;
+}
+
+TEST_F(StowagedTest, UnknownPathIsNotFound) {
+  HttpClient client(server_->port());
+  for (const char* target : {"/nope", "/v1/guest/chat/g1/", "/healthz/", "/v1/guest/chat/"}) {
+    HttpResult result = client.Send("GET", target, "", "");
+    EXPECT_EQ(result.status, 404) << target;
+    EXPECT_EQ(ErrorCode(result), "not_found") << target;
+  }
+}
+
+TEST_F(StowagedTest, QueryStringIsIgnored) {
+  HttpClient client(server_->port());
+  HttpResult result = client.Send("GET", "/healthz?verbose=1", "", "");
+  EXPECT_EQ(result.status, 200);
+  EXPECT_EQ(result.body, R"({"status":"ok"})");
+}
+
+TEST_F(StowagedTest, OtherMethodIsNotAllowedAndSaysWhichAre) {
+  HttpClient client(server_->port());
+  HttpResult chat = client.Send("PUT", "/v1/guest/chat/g1", R"({"role":"user","content":"hi"})");
+  EXPECT_EQ(chat.status, 405);
+  EXPECT_EQ(ErrorCode(chat), "method_not_allowed");
+  EXPECT_EQ(chat.header("allow"), "GET, POST, DELETE");
+  HttpResult health = client.Send("DELETE", "/healthz", "", "");
+  EXPECT_EQ(health.status, 405);
+  EXPECT_EQ(health.header("allow"), "GET");
+}
+
+TEST_F(StowagedTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  HttpClient client(server_->port());
+  EXPECT_EQ(Post(client, "keep-1").status, 200);
+  EXPECT_TRUE(client.connected());
+  EXPECT_EQ(Get(client, "keep-1").status, 200);
+  EXPECT_EQ(client.Send("GET", "/healthz", "", "").status, 200);
+  EXPECT_EQ(client.connections_opened(), 1);
+}
+
+TEST_F(StowagedTest, AccessLogHasOneLinePerRequest) {
+  HttpClient client(server_->port());
+  ASSERT_EQ(client.Send("GET", "/healthz?access-log-probe", "", "").status, 200);
+  std::string expected = "http GET /healthz?access-log-probe status=200 bytes=15 ms=";
+  for (int i = 0; i < 50 && server_->log().find(expected) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_NE(server_->log().find(expected), std::string::npos) << server_->log();
+}
+
+// ---------------------------------------------------------------------------
+// Stage failures, each on a pipeline of its own.
+
+TEST(StowagedFailureTest, RequiredStageFailingIsServiceUnavailableAndLeavesNoTrace) {
+  Server server(CacheAndStore(R"(write = "fail")"));
+  HttpClient client(server.port());
+  HttpResult result = Post(client, "fail-1");
+  EXPECT_EQ(result.status, 503);
+  EXPECT_EQ(ErrorCode(result), "stage_failed");
+  EXPECT_NE(result.body.find("stage 'store' failed"), std::string::npos) << result.body;
+  EXPECT_EQ(Get(client, "fail-1").body, "[]");
+  EXPECT_NE(server.journal().find("redis compensate fail-1 hello"), std::string::npos) << server.journal();
+}
+
+TEST(StowagedFailureTest, BestEffortStageFailingIsDegraded) {
+  auto stages = CacheAndStore();
+  stages.push_back({"metrics", "best_effort", R"(target = "", write = "fail")"});
+  Server server(stages);
+  HttpClient client(server.port());
+  HttpResult result = Post(client, "degraded-1");
+  EXPECT_EQ(result.status, 200);
+  EXPECT_EQ(
+      result.body,
+      R"({"status":"stored","guest_id":"degraded-1","message_id":41,"conversation_id":null,"sequence":null,)"
+      R"("stored_in":["redis","postgresql"],"degraded":["metrics"]})");
+  EXPECT_NE(Get(client, "degraded-1").body.find("hello"), std::string::npos);
+  EXPECT_NE(server.log().find("degraded=metrics"), std::string::npos) << server.log();
+}
+
+TEST(StowagedFailureTest, ThrowingStageIsAnErrorAnswerAndTheServerLivesOn) {
+  Server server({{"cache", "required", R"(target = "redis", write = "throw", read = "throw")"}});
+  HttpClient client(server.port());
+  HttpResult write = Post(client, "throw-1");
+  EXPECT_EQ(write.status, 500);
+  EXPECT_EQ(ErrorCode(write), "stage_failed");
+  EXPECT_NE(write.body.find("stage 'cache' failed"), std::string::npos) << write.body;
+  HttpResult read = Get(client, "throw-1");
+  EXPECT_EQ(read.status, 500) << read.body;
+  HttpClient again(server.port());
+  EXPECT_EQ(again.Send("GET", "/healthz", "", "").status, 200);
+}
+
+TEST(StowagedShutdownTest, SigtermLetsARequestInFlightFinishThenExitsZero) {
+  Server server(CacheAndStore(R"(write = "hang", hang_ms = 1500)"));
+  auto started = std::chrono::steady_clock::now();
+  auto post = std::async(std::launch::async, [&] {
+    HttpClient client(server.port());
+    return Post(client, "slow-1");
+  });
+  // Let the request reach the hanging stage, then ask the server to stop.
+  for (int i = 0; i < 100 && server.journal().find("redis write slow-1") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_NE(server.journal().find("redis write slow-1"), std::string::npos);
+  // An idle keep-alive connection must not hold the shutdown up.
+  HttpClient idle(server.port());
+  ASSERT_EQ(idle.Send("GET", "/healthz", "", "").status, 200);
+  ASSERT_TRUE(idle.connected());
+  server.process().Signal(SIGTERM);
+
+  // New connections are refused while the slow request is still running.
+  bool refused = false;
+  for (int i = 0; i < 100 && !refused; ++i) {
+    refused = !WaitForTcp(server.port(), milliseconds(1));
+    if (!refused) std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_TRUE(refused) << "stowaged still accepts connections after SIGTERM";
+  EXPECT_EQ(post.wait_for(milliseconds(0)), std::future_status::timeout) << "the slow request ended too soon";
+
+  HttpResult result = post.get();
+  EXPECT_EQ(result.status, 200) << result.body;
+  EXPECT_EQ(result.header("connection"), "close");
+  EXPECT_GE(std::chrono::steady_clock::now() - started, milliseconds(1400));
+  // Well within the 10 s grace: the idle connection was closed, not waited for.
+  auto exit_code = server.process().Wait(milliseconds(5000));
+  ASSERT_TRUE(exit_code.has_value()) << "stowaged did not exit:\n" << server.log();
+  EXPECT_EQ(*exit_code, 0) << server.log();
+  std::string log = server.log();
+  EXPECT_NE(log.find("received SIGTERM"), std::string::npos) << log;
+  EXPECT_NE(log.find("stopped accepting connections"), std::string::npos) << log;
+  EXPECT_NE(log.find("stowaged stopped"), std::string::npos) << log;
+}
+
+TEST(StowagedStartupTest, InvalidConfigExitsTwoWithoutListening) {
+  fs::path folder = TempFolder();
+  std::uint16_t port = FreePort();
+  fs::path file = WritePipeline(folder, port, {{"cache", "sometimes", R"(target = "redis")"}});
+  ChildProcess process({STOWAGED_PATH, "--config", file.string()}, folder / "stowaged.log");
+  auto exit_code = process.Wait(milliseconds(10000));
+  ASSERT_TRUE(exit_code.has_value());
+  EXPECT_EQ(*exit_code, 2);
+  std::string log = ReadFile(folder / "stowaged.log");
+  EXPECT_NE(log.find(file.string() + ":"), std::string::npos) << log;
+  EXPECT_NE(log.find("policy"), std::string::npos) << log;
+}
+
+// ---------------------------------------------------------------------------
+// stowage validate
+
+TEST(StowageValidateTest, GoodFilePrintsOneLinePerStage) {
+  fs::path folder = TempFolder();
+  auto stages = CacheAndStore();
+  stages.push_back({"metrics", "best_effort", R"(target = "")", 250});
+  fs::path file = WritePipeline(folder, 8000, stages);
+  ChildProcess process({STOWAGE_CLI_PATH, "validate", file.string()}, folder / "out.log");
+  auto exit_code = process.Wait(milliseconds(10000));
+  ASSERT_TRUE(exit_code.has_value());
+  std::string out = ReadFile(folder / "out.log");
+  EXPECT_EQ(*exit_code, 0) << out;
+  EXPECT_EQ(out,
+            "cache  plugin=test_stage.so v1.0.0  policy=required  enabled  timeout=3000ms\n"
+            "store  plugin=test_stage.so v1.0.0  policy=required  enabled  timeout=3000ms\n"
+            "metrics  plugin=test_stage.so v1.0.0  policy=best_effort  enabled  timeout=250ms\n");
+}
+
+TEST(StowageValidateTest, BadFileNamesFileAndLine) {
+  fs::path folder = TempFolder();
+  fs::path file = WritePipeline(folder, 8000, {{"cache", "required", R"(target = "redis", wirte = "ok")"}});
+  ChildProcess process({STOWAGE_CLI_PATH, "validate", file.string()}, folder / "out.log");
+  auto exit_code = process.Wait(milliseconds(10000));
+  ASSERT_TRUE(exit_code.has_value());
+  std::string out = ReadFile(folder / "out.log");
+  EXPECT_EQ(*exit_code, 1) << out;
+  // The config table of the stage is on line 16 of the generated file.
+  EXPECT_NE(out.find(file.string() + ":16:"), std::string::npos) << out;
+  EXPECT_NE(out.find("wirte"), std::string::npos) << out;
+  EXPECT_NE(out.find("'write'"), std::string::npos) << out;
+}
+
+TEST(StowageValidateTest, UsageErrorExitsTwo) {
+  fs::path folder = TempFolder();
+  ChildProcess process({STOWAGE_CLI_PATH, "validate"}, folder / "out.log");
+  auto exit_code = process.Wait(milliseconds(10000));
+  ASSERT_TRUE(exit_code.has_value());
+  EXPECT_EQ(*exit_code, 2);
+}
+
+}  // namespace
+}  // namespace stowage::testing
