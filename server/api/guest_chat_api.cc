@@ -1,6 +1,9 @@
 #include "api/guest_chat_api.h"
 
+#include <algorithm>
+#include <chrono>
 #include <exception>
+#include <optional>
 #include <string_view>
 
 #include "api/api_error.h"
@@ -36,10 +39,18 @@ std::string Joined(const std::vector<std::string>& names) {
   return out;
 }
 
+// Checks an Idempotency-Key header value.
+std::optional<ApiError> CheckIdempotencyKey(const std::string& key) {
+  bool visible = std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  if (key.size() <= 255 && visible) return std::nullopt;
+  return ApiError{400, "invalid_idempotency_key",
+                  "the Idempotency-Key header must be 1 to 255 visible ASCII characters (e.g. a UUID)"};
+}
+
 }  // namespace
 
 GuestChatApi::GuestChatApi(ChatService& service, ApiOptions options)
-    : service_(service), options_(std::move(options)) {
+    : service_(service), options_(std::move(options)), idempotency_(options_.idempotency_ttl) {
   if (!options_.now) options_.now = NowTimestamp;
 }
 
@@ -109,14 +120,57 @@ http::Response GuestChatApi::Route(const http::Request& request) {
 
 http::Response GuestChatApi::Post(const std::string& guest_id, const http::Request& request) {
   if (auto error = CheckJsonContentType(request.content_type)) return ErrorResponse(*error);
+  const std::string idempotency_key = request.Header("Idempotency-Key");
+  const bool has_key = !idempotency_key.empty();
+  if (has_key) {
+    if (auto error = CheckIdempotencyKey(idempotency_key)) return ErrorResponse(*error);
+  }
   ParsedMessage parsed = ParseChatMessage(request.body, options_.max_content_bytes, options_.now);
   if (parsed.error) return ErrorResponse(*parsed.error);
+
+  const std::string scoped_key = guest_id + "\n" + idempotency_key;
+  // Whatever happens below, a key taken here is either completed or released.
+  struct ReleaseUnlessCompleted {
+    idempotency::IdempotencyCache* cache;
+    const std::string& key;
+    bool completed = false;
+    ~ReleaseUnlessCompleted() {
+      if (cache && !completed) cache->Abandon(key);
+    }
+  } release{nullptr, scoped_key};
+  if (has_key) {
+    auto seen = idempotency_.Begin(scoped_key, request.body,
+                                   idempotency::IdempotencyCache::Clock::now() + std::chrono::seconds(30));
+    switch (seen.verdict) {
+      case idempotency::IdempotencyCache::Verdict::kNew:
+        release.cache = &idempotency_;
+        break;
+      case idempotency::IdempotencyCache::Verdict::kReplay: {
+        http::Response replay = Json(seen.status, std::move(seen.body));
+        replay.headers.emplace_back("Idempotent-Replayed", "true");
+        replay.log_note = "idempotent_replay";
+        return replay;
+      }
+      case idempotency::IdempotencyCache::Verdict::kConflict:
+        return ErrorResponse({409, "idempotency_conflict",
+                              "Idempotency-Key '" + idempotency_key + "' was already used for guest " + guest_id +
+                                  " with another body; send a new key for a new message"});
+      case idempotency::IdempotencyCache::Verdict::kBusy:
+        return ErrorResponse({409, "idempotency_conflict",
+                              "a request with Idempotency-Key '" + idempotency_key +
+                                  "' is still running; retry it when that one has been answered"});
+    }
+  }
 
   engine::WriteOutcome outcome = service_.Write(guest_id, *parsed.message);
   http::Response response =
       outcome.status.ok()
           ? Json(200, EncodeStored(guest_id, outcome))
           : ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "storing the message"));
+  if (has_key && response.status == 200) {
+    idempotency_.Complete(scoped_key, response.status, response.body);
+    release.completed = true;
+  }
   if (!outcome.degraded.empty()) response.log_note = "degraded=" + Joined(outcome.degraded);
   if (!outcome.status.ok()) {
     response.log_note +=

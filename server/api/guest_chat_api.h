@@ -5,6 +5,13 @@
 //   DELETE /v1/guest/chat/{guest_id}   erase the guest's messages
 //   GET    /healthz                    {"status":"ok"}
 //
+// A POST with an `Idempotency-Key` header (1 to 255 visible ASCII
+// characters) is answered once: a retry with the same key and body for the
+// same guest replays the first 200 answer (header `Idempotent-Replayed:
+// true`) and stores nothing; the same key with another body gets 409
+// `idempotency_conflict`. Failed POSTs are not remembered, so they can be
+// retried for real.
+//
 // Paths match exactly (a trailing slash is another path); the query string is
 // ignored. Every request is validated before the ChatService is called, so a
 // bad request stores nothing. Errors are answered as ApiError; no exception
@@ -17,6 +24,7 @@
 
 #include "api/chat_service.h"
 #include "http/http_types.h"
+#include "idempotency/idempotency_cache.h"
 
 namespace stowage::api {
 
@@ -24,6 +32,8 @@ struct ApiOptions {
   std::size_t max_content_bytes = 32768;
   // The canonical timestamp given to a message sent without one.
   std::function<std::string()> now;  // NowTimestamp when empty
+  // How long the answer to a POST with an Idempotency-Key is replayed.
+  std::chrono::seconds idempotency_ttl = std::chrono::hours(24);
 };
 
 class GuestChatApi final : public http::Handler {
@@ -43,6 +53,7 @@ class GuestChatApi final : public http::Handler {
 
   ChatService& service_;
   ApiOptions options_;
+  idempotency::IdempotencyCache idempotency_;
 };
 
 }  // namespace stowage::api

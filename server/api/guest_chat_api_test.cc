@@ -44,7 +44,7 @@ class GuestChatApiTest : public ::testing::Test {
  protected:
   http::Response Call(std::string method, std::string target, std::string body = "",
                       std::string content_type = "application/json") {
-    return api_.Handle({std::move(method), std::move(target), std::move(content_type), std::move(body)});
+    return api_.Handle({std::move(method), std::move(target), std::move(content_type), std::move(body), {}});
   }
 
   RecordingService service_;
@@ -190,6 +190,57 @@ TEST_F(GuestChatApiTest, RefusedBodiesAreTooLarge) {
   EXPECT_EQ(response.status, 413);
   EXPECT_TRUE(HasCode(response, "payload_too_large"));
   EXPECT_NE(response.body.find("1024 bytes"), std::string::npos);
+}
+
+http::Request PostWithKey(const std::string& guest, const std::string& key, const std::string& body) {
+  http::Request request{"POST", "/v1/guest/chat/" + guest, "application/json", body, {}};
+  request.headers.emplace_back("idempotency-key", key);
+  return request;
+}
+
+TEST_F(GuestChatApiTest, ARetryWithTheSameIdempotencyKeyAndBodyReplaysTheAnswerAndStoresOnce) {
+  service_.write.attributes.set("message_id", "7");
+  const std::string body = R"({"role":"user","content":"hi"})";
+  auto first = api_.Handle(PostWithKey("g1", "k-1", body));
+  ASSERT_EQ(first.status, 200) << first.body;
+  service_.write.attributes.set("message_id", "8");  // a second store would answer differently
+  auto retry = api_.Handle(PostWithKey("g1", "k-1", body));
+  EXPECT_EQ(retry.status, 200);
+  EXPECT_EQ(retry.body, first.body);
+  EXPECT_EQ(Header(retry, "Idempotent-Replayed"), "true");
+  EXPECT_EQ(service_.calls, (std::vector<std::string>{"write g1"}));
+}
+
+TEST_F(GuestChatApiTest, TheSameIdempotencyKeyWithAnotherBodyIsAConflict) {
+  ASSERT_EQ(api_.Handle(PostWithKey("g1", "k-1", R"({"role":"user","content":"hi"})")).status, 200);
+  auto other = api_.Handle(PostWithKey("g1", "k-1", R"({"role":"user","content":"bye"})"));
+  EXPECT_EQ(other.status, 409);
+  EXPECT_TRUE(HasCode(other, "idempotency_conflict")) << other.body;
+  EXPECT_EQ(service_.calls.size(), 1u);
+}
+
+TEST_F(GuestChatApiTest, IdempotencyKeysAreScopedByGuest) {
+  const std::string body = R"({"role":"user","content":"hi"})";
+  ASSERT_EQ(api_.Handle(PostWithKey("g1", "k-1", body)).status, 200);
+  ASSERT_EQ(api_.Handle(PostWithKey("g2", "k-1", body)).status, 200);
+  EXPECT_EQ(service_.calls, (std::vector<std::string>{"write g1", "write g2"}));
+}
+
+TEST_F(GuestChatApiTest, AFailedPostWithAnIdempotencyKeyCanBeRetriedForReal) {
+  service_.write.status = stowage::Status::Unavailable("down");
+  service_.write.failed_stage = "redis";
+  const std::string body = R"({"role":"user","content":"hi"})";
+  EXPECT_EQ(api_.Handle(PostWithKey("g1", "k-1", body)).status, 503);
+  service_.write = {};
+  EXPECT_EQ(api_.Handle(PostWithKey("g1", "k-1", body)).status, 200);
+  EXPECT_EQ(service_.calls.size(), 2u);
+}
+
+TEST_F(GuestChatApiTest, AMalformedIdempotencyKeyIsRefused) {
+  auto response = api_.Handle(PostWithKey("g1", std::string(256, 'k'), R"({"role":"user","content":"hi"})"));
+  EXPECT_EQ(response.status, 400);
+  EXPECT_TRUE(HasCode(response, "invalid_idempotency_key")) << response.body;
+  EXPECT_TRUE(service_.calls.empty());
 }
 
 }  // namespace

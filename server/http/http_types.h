@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -15,6 +16,20 @@ struct Request {
   std::string target;        // as sent, query string included, e.g. "/v1/guest/chat/g1?x=1"
   std::string content_type;  // the Content-Type header; empty when absent
   std::string body;          // raw bytes, not checked for any encoding
+  // Every header as sent; names keep their case (compare with Header()).
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  // The value of the first header named `name` (case-insensitive); empty when absent.
+  std::string Header(std::string_view name) const {
+    for (const auto& [key, value] : headers) {
+      if (key.size() != name.size()) continue;
+      bool same = true;
+      for (std::size_t i = 0; i < key.size() && same; ++i)
+        same = (key[i] | 0x20) == (name[i] | 0x20);
+      if (same) return value;
+    }
+    return {};
+  }
 };
 
 // The answer to a request. The HTTP layer adds Content-Length, Server and

@@ -120,6 +120,8 @@ void Session::OnHeader(beast::error_code ec) {
   request_.method = std::string(head.method_string());
   request_.target = std::string(head.target());
   request_.content_type = std::string(head[bhttp::field::content_type]);
+  request_.headers.clear();
+  for (const auto& field : head) request_.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
   keep_alive_ = head.keep_alive();
 
   if (parser_->is_done()) return Dispatch();
