@@ -1,0 +1,352 @@
+// The guest chat data path end to end: stowaged with the real redis and
+// postgres stages, against real servers, checked directly in Redis and
+// PostgreSQL as the operators' checklist does with redis-cli and psql.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "http_client.h"
+#include "stores.h"
+#include "support/process.h"
+#include "support/services.h"
+
+namespace stowage::testing {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using std::chrono::milliseconds;
+
+std::string UniqueGuest(const std::string& prefix) {
+  static std::mt19937_64 random{std::random_device{}()};
+  std::ostringstream id;
+  id << prefix << "-" << std::hex << random();
+  return id.str();
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// stowaged running the default pipeline shape: redis (required), then
+// postgres (required), on the given servers.
+class Stowaged {
+ public:
+  Stowaged(const std::string& redis_url, const std::string& database_url) : port_(FreePort()) {
+    folder_ = fs::temp_directory_path() / ("stowage_guest_chat_" + std::to_string(::getpid()) + "_" +
+                                           std::to_string(port_));
+    fs::create_directories(folder_);
+    std::ofstream(folder_ / "pipeline.toml")
+        << "[server]\nlisten = \"127.0.0.1:" << port_ << "\"\nworkers = 16\n"
+        << "plugin_path = [\"" << STOWAGE_PLUGIN_DIR << "\"]\n"
+        << "[log]\nlevel = \"info\"\n"
+        << "[[stage]]\nname = \"redis\"\nplugin = \"redis\"\npolicy = \"required\"\ntimeout_ms = 2000\n"
+        << "config = { url = \"" << redis_url << "\", connect_timeout_ms = 300 }\n"
+        << "[[stage]]\nname = \"postgres\"\nplugin = \"postgres\"\npolicy = \"required\"\ntimeout_ms = 3000\n"
+        << "config = { url = \"" << database_url << "\", connect_timeout_ms = 1000 }\n";
+    process_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{STOWAGED_PATH, "--config", (folder_ / "pipeline.toml").string()},
+        folder_ / "stowaged.log");
+    if (!WaitForTcp(port_, milliseconds(20000))) ADD_FAILURE() << "stowaged did not start:\n" << log();
+  }
+  ~Stowaged() {
+    process_->Signal(SIGTERM);
+    process_->Wait(milliseconds(10000));
+    process_.reset();
+    fs::remove_all(folder_);
+  }
+
+  std::uint16_t port() const { return port_; }
+  std::string log() const { return ReadFile(folder_ / "stowaged.log"); }
+
+ private:
+  std::uint16_t port_;
+  fs::path folder_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+std::string MessageBody(const std::string& content, const std::string& role = "user") {
+  return json::serialize(json::object{{"role", role}, {"content", content}});
+}
+
+json::value Parse(const HttpResult& result) {
+  boost::system::error_code ec;
+  json::value value = json::parse(result.body, ec);
+  EXPECT_FALSE(ec) << "not JSON: " << result.body;
+  return value;
+}
+
+// The suite's shared servers (started by scripts/test) and one stowaged on them.
+class GuestChatTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    redis_url_ = RequireEnv("STOWAGE_TEST_REDIS_URL");
+    database_url_ = RequireEnv("STOWAGE_TEST_DATABASE_URL");
+    if (redis_url_.empty() || database_url_.empty()) return;
+    server_ = new Stowaged(redis_url_, database_url_);
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    if (server_ == nullptr) GTEST_FAIL() << "run the suite through scripts/test";
+  }
+
+  HttpResult Post(const std::string& guest, const std::string& body,
+                  const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    HttpClient client(server_->port());
+    return client.Send("POST", "/v1/guest/chat/" + guest, body, "application/json", headers);
+  }
+  HttpResult Get(const std::string& guest) {
+    HttpClient client(server_->port());
+    return client.Send("GET", "/v1/guest/chat/" + guest, "", "");
+  }
+  HttpResult Delete(const std::string& guest) {
+    HttpClient client(server_->port());
+    return client.Send("DELETE", "/v1/guest/chat/" + guest, "", "");
+  }
+
+  static inline std::string redis_url_, database_url_;
+  static inline Stowaged* server_ = nullptr;
+};
+
+constexpr const char* kMessagesOf =
+    "SELECT m.sequence, m.role, m.content, m.message_hash, m.id, c.id, c.message_count "
+    "FROM message_cache m JOIN conversation_cache c ON c.id = m.conversation_id "
+    "WHERE c.platform = 'guest' AND c.user_id = $1 ORDER BY m.sequence";
+
+TEST_F(GuestChatTest, PostStoresTheMessageInRedisAndPostgresAsTheChecklistSays) {
+  const std::string guest = UniqueGuest("checklist");
+  HttpResult posted = Post(guest, MessageBody("Hello, stowage"));
+  ASSERT_EQ(posted.status, 200) << posted.body;
+  json::object answer = Parse(posted).as_object();
+  EXPECT_EQ(answer.at("status"), "stored");
+  EXPECT_EQ(answer.at("guest_id"), guest.c_str());
+  EXPECT_TRUE(answer.at("message_id").is_int64());
+  EXPECT_TRUE(answer.at("conversation_id").is_int64());
+  EXPECT_EQ(answer.at("sequence"), 0);
+  EXPECT_EQ(json::serialize(answer.at("stored_in")), R"(["redis","postgresql"])");
+  EXPECT_EQ(json::serialize(answer.at("degraded")), "[]");
+
+  RedisProbe redis(redis_url_);
+  auto value = redis.Get("guest:" + guest);
+  ASSERT_TRUE(value) << "no key guest:" << guest;
+  json::array stored = json::parse(*value).as_array();
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].at("role"), "user");
+  EXPECT_EQ(stored[0].at("content"), "Hello, stowage");
+  EXPECT_EQ(stored[0].as_object().size(), 3u) << *value;
+  long long ttl = redis.Ttl("guest:" + guest);
+  EXPECT_GT(ttl, 86390);
+  EXPECT_LE(ttl, 86400);
+
+  PostgresProbe pg(database_url_);
+  auto rows = pg.Query(kMessagesOf, guest);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0][0], "0");
+  EXPECT_EQ(rows[0][1], "user");
+  EXPECT_EQ(rows[0][2], "Hello, stowage");
+  EXPECT_EQ(rows[0][3].size(), 64u) << "message_hash is not a hex SHA-256: " << rows[0][3];
+  EXPECT_EQ(rows[0][4], std::to_string(answer.at("message_id").as_int64()));
+  EXPECT_EQ(rows[0][5], std::to_string(answer.at("conversation_id").as_int64()));
+  EXPECT_EQ(rows[0][6], "1");
+}
+
+TEST_F(GuestChatTest, ASecondPostAddsOneMessageEverywhereAndRenewsTheTtl) {
+  const std::string guest = UniqueGuest("second");
+  ASSERT_EQ(Post(guest, MessageBody("one")).status, 200);
+  RedisProbe redis(redis_url_);
+  redis.Expire("guest:" + guest, 100);
+  HttpResult second = Post(guest, MessageBody("two", "assistant"));
+  ASSERT_EQ(second.status, 200) << second.body;
+  EXPECT_EQ(Parse(second).at("sequence"), 1);
+  EXPECT_GT(redis.Ttl("guest:" + guest), 86000) << "the TTL was not renewed by the write";
+  EXPECT_EQ(json::parse(*redis.Get("guest:" + guest)).as_array().size(), 2u);
+  PostgresProbe pg(database_url_);
+  auto rows = pg.Query(kMessagesOf, guest);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1][0], "1");
+  EXPECT_EQ(rows[1][6], "2");
+}
+
+TEST_F(GuestChatTest, GetReturnsEveryMessageInOrderAndAnUnknownGuestGetsAnEmptyList) {
+  const std::string guest = UniqueGuest("order");
+  for (const char* content : {"first", "second", "third"}) ASSERT_EQ(Post(guest, MessageBody(content)).status, 200);
+  HttpResult got = Get(guest);
+  ASSERT_EQ(got.status, 200);
+  json::array messages = Parse(got).as_array();
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_EQ(messages[0].at("content"), "first");
+  EXPECT_EQ(messages[2].at("content"), "third");
+  EXPECT_EQ(Get(UniqueGuest("nobody")).body, "[]");
+}
+
+TEST_F(GuestChatTest, AGetMissingInRedisIsServedByPostgresAndRefillsRedis) {
+  const std::string guest = UniqueGuest("refill");
+  ASSERT_EQ(Post(guest, MessageBody("kept")).status, 200);
+  ASSERT_EQ(Post(guest, MessageBody("also kept")).status, 200);
+  RedisProbe redis(redis_url_);
+  const std::string before = *redis.Get("guest:" + guest);
+  redis.Del("guest:" + guest);
+
+  HttpResult miss = Get(guest);
+  ASSERT_EQ(miss.status, 200);
+  EXPECT_EQ(Parse(miss).as_array().size(), 2u);
+  auto refilled = redis.Get("guest:" + guest);
+  ASSERT_TRUE(refilled) << "the read did not refill Redis";
+  EXPECT_EQ(json::parse(*refilled), json::parse(before)) << "Redis and PostgreSQL serve different text";
+  EXPECT_GT(redis.Ttl("guest:" + guest), 86000);
+  EXPECT_EQ(Get(guest).body, miss.body);
+}
+
+TEST_F(GuestChatTest, DeleteRemovesTheKeyAndTheRowsAndNamesWhereItDeleted) {
+  const std::string guest = UniqueGuest("delete");
+  ASSERT_EQ(Post(guest, MessageBody("bye")).status, 200);
+  HttpResult deleted = Delete(guest);
+  ASSERT_EQ(deleted.status, 200) << deleted.body;
+  json::object answer = Parse(deleted).as_object();
+  EXPECT_EQ(answer.at("status"), "deleted");
+  EXPECT_EQ(json::serialize(answer.at("deleted_from")), R"(["redis","postgresql"])");
+  RedisProbe redis(redis_url_);
+  EXPECT_FALSE(redis.Get("guest:" + guest));
+  PostgresProbe pg(database_url_);
+  EXPECT_EQ(pg.Scalar("SELECT count(*) FROM conversation_cache WHERE user_id = $1", guest), "0");
+  EXPECT_EQ(Get(guest).body, "[]");
+  EXPECT_EQ(json::serialize(Parse(Delete(guest)).at("deleted_from")), "[]");
+}
+
+TEST_F(GuestChatTest, TwoGuestsNeverSeeOrTouchEachOthersData) {
+  const std::string a = UniqueGuest("alice"), b = UniqueGuest("bob");
+  ASSERT_EQ(Post(a, MessageBody("from a")).status, 200);
+  ASSERT_EQ(Post(b, MessageBody("from b")).status, 200);
+  json::array of_a = Parse(Get(a)).as_array();
+  ASSERT_EQ(of_a.size(), 1u);
+  EXPECT_EQ(of_a[0].at("content"), "from a");
+  ASSERT_EQ(Delete(a).status, 200);
+  json::array of_b = Parse(Get(b)).as_array();
+  ASSERT_EQ(of_b.size(), 1u);
+  EXPECT_EQ(of_b[0].at("content"), "from b");
+  PostgresProbe pg(database_url_);
+  EXPECT_EQ(pg.Scalar("SELECT message_count FROM conversation_cache WHERE user_id = $1", b), "1");
+}
+
+TEST_F(GuestChatTest, HundredParallelPostsToOneGuestLoseNothingAndNumberWithoutGaps) {
+  const std::string guest = UniqueGuest("parallel");
+  std::atomic<int> next{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&] {
+      HttpClient client(server_->port());
+      for (int i = next++; i < 100; i = next++) {
+        try {
+          if (client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("message " + std::to_string(i))).status !=
+              200)
+            ++failed;
+        } catch (const std::exception&) {
+          ++failed;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failed.load(), 0);
+
+  RedisProbe redis(redis_url_);
+  json::array cached = json::parse(*redis.Get("guest:" + guest)).as_array();
+  std::set<std::string> contents;
+  for (const auto& entry : cached) contents.insert(std::string(entry.at("content").as_string()));
+  EXPECT_EQ(cached.size(), 100u);
+  EXPECT_EQ(contents.size(), 100u);
+
+  PostgresProbe pg(database_url_);
+  auto rows = pg.Query(kMessagesOf, guest);
+  ASSERT_EQ(rows.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(rows[i][0], std::to_string(i));
+  EXPECT_EQ(rows[0][6], "100");
+}
+
+TEST_F(GuestChatTest, ARetriedPostWithAnIdempotencyKeyIsStoredOnce) {
+  const std::string guest = UniqueGuest("idempotent");
+  const std::string body = MessageBody("exactly once");
+  HttpResult first = Post(guest, body, {{"Idempotency-Key", "key-1"}});
+  ASSERT_EQ(first.status, 200) << first.body;
+  HttpResult retry = Post(guest, body, {{"Idempotency-Key", "key-1"}});
+  EXPECT_EQ(retry.status, 200);
+  EXPECT_EQ(retry.body, first.body);
+  EXPECT_EQ(retry.header("idempotent-replayed"), "true");
+  EXPECT_EQ(Post(guest, MessageBody("another"), {{"Idempotency-Key", "key-1"}}).status, 409);
+  PostgresProbe pg(database_url_);
+  EXPECT_EQ(pg.Scalar("SELECT message_count FROM conversation_cache WHERE user_id = $1", guest), "1");
+  RedisProbe redis(redis_url_);
+  EXPECT_EQ(json::parse(*redis.Get("guest:" + guest)).as_array().size(), 1u);
+}
+
+// ---------------------------------------------------------------------------
+// Outages: a private server is stopped under a running stowaged, then started.
+
+std::string ErrorMessage(const HttpResult& result) {
+  boost::system::error_code ec;
+  auto value = json::parse(result.body, ec);
+  if (ec || !value.is_object() || !value.as_object().contains("error")) return result.body;
+  return std::string(value.at("error").at("message").as_string());
+}
+
+TEST(GuestChatOutageTest, RedisDownFailsThePostNamingRedisAndPostgresKeepsNothing) {
+  const std::string database_url = RequireEnv("STOWAGE_TEST_DATABASE_URL");
+  if (database_url.empty()) return;
+  ServiceInstance redis(Service::kRedis);
+  ASSERT_TRUE(redis.running());
+  Stowaged server(redis.url(), database_url);
+  HttpClient client(server.port());
+  const std::string guest = UniqueGuest("redis-down");
+
+  ASSERT_TRUE(redis.Stop());
+  HttpResult failed = client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("lost?"));
+  EXPECT_EQ(failed.status, 503) << failed.body;
+  EXPECT_NE(ErrorMessage(failed).find("stage 'redis'"), std::string::npos) << failed.body;
+  PostgresProbe pg(database_url);
+  EXPECT_EQ(pg.Scalar("SELECT count(*) FROM conversation_cache WHERE user_id = $1", guest), "0");
+
+  ASSERT_TRUE(redis.Start());
+  HttpResult back = client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("stored"));
+  EXPECT_EQ(back.status, 200) << back.body << "\n" << server.log();
+  EXPECT_EQ(pg.Scalar("SELECT message_count FROM conversation_cache WHERE user_id = $1", guest), "1");
+}
+
+TEST(GuestChatOutageTest, PostgresDownFailsThePostNamingPostgresAndRedisIsCompensated) {
+  const std::string redis_url = RequireEnv("STOWAGE_TEST_REDIS_URL");
+  if (redis_url.empty()) return;
+  ServiceInstance postgres(Service::kPostgres);
+  ASSERT_TRUE(postgres.running());
+  Stowaged server(redis_url, postgres.url());
+  HttpClient client(server.port());
+  const std::string guest = UniqueGuest("postgres-down");
+  ASSERT_EQ(client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("before")).status, 200) << server.log();
+
+  ASSERT_TRUE(postgres.Stop());
+  HttpResult failed = client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("lost?"));
+  EXPECT_EQ(failed.status, 503) << failed.body;
+  EXPECT_NE(ErrorMessage(failed).find("stage 'postgres'"), std::string::npos) << failed.body;
+  RedisProbe redis(redis_url);
+  json::array cached = json::parse(*redis.Get("guest:" + guest)).as_array();
+  ASSERT_EQ(cached.size(), 1u) << "the failed message was left in Redis";
+  EXPECT_EQ(cached[0].at("content"), "before");
+
+  ASSERT_TRUE(postgres.Start());
+  HttpResult back = client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("after"));
+  EXPECT_EQ(back.status, 200) << back.body << "\n" << server.log();
+  EXPECT_EQ(Parse(back).at("sequence"), 1);
+}
+
+}  // namespace
+}  // namespace stowage::testing
