@@ -348,5 +348,46 @@ TEST(GuestChatOutageTest, PostgresDownFailsThePostNamingPostgresAndRedisIsCompen
   EXPECT_EQ(Parse(back).at("sequence"), 1);
 }
 
+// ---------------------------------------------------------------------------
+// stowage migrate: prepares the schema alone, and says when it cannot.
+
+int RunMigrate(const std::string& redis_url, const std::string& database_url, std::string* output) {
+  fs::path folder = fs::temp_directory_path() / ("stowage_migrate_" + std::to_string(::getpid()));
+  fs::create_directories(folder);
+  std::ofstream(folder / "pipeline.toml")
+      << "[server]\nplugin_path = [\"" << STOWAGE_PLUGIN_DIR << "\"]\n"
+      << "[[stage]]\nname = \"redis\"\nplugin = \"redis\"\nconfig = { url = \"" << redis_url << "\" }\n"
+      << "[[stage]]\nname = \"postgres\"\nplugin = \"postgres\"\n"
+      << "config = { url = \"" << database_url << "\", connect_timeout_ms = 500 }\n";
+  ChildProcess migrate({STOWAGE_CLI_PATH, "migrate", (folder / "pipeline.toml").string()}, folder / "out.log");
+  auto code = migrate.Wait(milliseconds(60000));
+  *output = migrate.ReadOutput();
+  fs::remove_all(folder);
+  return code.value_or(-1);
+}
+
+TEST(StowageMigrateTest, CreatesTheSchemaOfAnEmptyDatabaseAndIsSafeToRunTwice) {
+  const std::string redis_url = RequireEnv("STOWAGE_TEST_REDIS_URL");
+  if (redis_url.empty()) return;
+  ServiceInstance postgres(Service::kPostgres);
+  ASSERT_TRUE(postgres.running());
+  std::string output;
+  ASSERT_EQ(RunMigrate(redis_url, postgres.url(), &output), 0) << output;
+  EXPECT_NE(output.find("postgres: ready"), std::string::npos) << output;
+  PostgresProbe pg(postgres.url());
+  EXPECT_EQ(pg.Scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = $1", "message_cache"), "1");
+  EXPECT_EQ(RunMigrate(redis_url, postgres.url(), &output), 0) << output;
+}
+
+TEST(StowageMigrateTest, FailsNamingTheStageWhenItsDatabaseIsDown) {
+  const std::string redis_url = RequireEnv("STOWAGE_TEST_REDIS_URL");
+  if (redis_url.empty()) return;
+  ServiceInstance postgres(Service::kPostgres);
+  ASSERT_TRUE(postgres.Stop());
+  std::string output;
+  EXPECT_EQ(RunMigrate(redis_url, postgres.url(), &output), 1) << output;
+  EXPECT_NE(output.find("postgres: not ready: unavailable"), std::string::npos) << output;
+}
+
 }  // namespace
 }  // namespace stowage::testing
