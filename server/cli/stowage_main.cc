@@ -7,6 +7,7 @@
 // `validate` loads each plugin and checks the stage's config table against
 // the plugin's schema, but constructs no stage: it touches no storage target.
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,15 +47,22 @@ int Usage(const std::string& error) {
   return 2;
 }
 
-int Validate(const std::string& file) {
-  namespace config = stowage::config;
-  auto loaded = config::LoadPipelineConfig(file);
+// Loads `file`, printing its errors to stderr; nullopt when it has any.
+std::optional<stowage::config::PipelineConfig> LoadOrReport(const std::string& file) {
+  auto loaded = stowage::config::LoadPipelineConfig(file);
   if (!loaded.errors.empty() || !loaded.config) {
     for (const auto& error : loaded.errors) std::cerr << error.ToString() << "\n";
     if (loaded.errors.empty()) std::cerr << file << ": the configuration could not be loaded\n";
-    return 1;
+    return std::nullopt;
   }
-  const config::PipelineConfig& pipeline = *loaded.config;
+  return std::move(loaded.config);
+}
+
+int Validate(const std::string& file) {
+  namespace config = stowage::config;
+  auto loaded = LoadOrReport(file);
+  if (!loaded) return 1;
+  const config::PipelineConfig& pipeline = *loaded;
 
   std::vector<std::filesystem::path> search = pipeline.server.plugin_path;
   search.push_back(stowage::loader::PluginLoader::DefaultPluginFolder());
@@ -91,18 +99,13 @@ int Validate(const std::string& file) {
 }
 
 int Migrate(const std::string& file) {
-  namespace config = stowage::config;
-  auto loaded = config::LoadPipelineConfig(file);
-  if (!loaded.errors.empty() || !loaded.config) {
-    for (const auto& error : loaded.errors) std::cerr << error.ToString() << "\n";
-    if (loaded.errors.empty()) std::cerr << file << ": the configuration could not be loaded\n";
-    return 1;
-  }
-  stowage::logging::SetLevel(loaded.config->log.level);
+  auto loaded = LoadOrReport(file);
+  if (!loaded) return 1;
+  stowage::logging::SetLevel(loaded->log.level);
   // Creating a stage prepares its storage; health() then proves it usable
   // (and finishes the preparation a stage deferred because its target was
   // unreachable at creation).
-  auto built = stowage::engine::Pipeline::Build(*loaded.config);
+  auto built = stowage::engine::Pipeline::Build(*loaded);
   for (const auto& warning : built.warnings) std::cerr << "warning: " << warning << "\n";
   if (!built.pipeline) {
     for (const auto& error : built.errors) std::cerr << error << "\n";

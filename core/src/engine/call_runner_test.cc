@@ -62,7 +62,9 @@ TEST(CallRunnerTest, RunsCallsInParallelSoOneHangingCallBlocksNoOther) {
 TEST(CallRunnerTest, IdleThreadsAreReused) {
   CallRunner runner;
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(CallWithDeadline<int>(runner, Clock::now() + 5s, [] { return 1; }));
-  EXPECT_LE(runner.threads(), 2u);
+  // Without reuse this would be 50. A caller may submit again just before the
+  // previous thread counts itself idle, so a few extra threads are allowed.
+  EXPECT_LT(runner.threads(), 10u);
 }
 
 }  // namespace

@@ -18,6 +18,18 @@ class NullLogger final : public stowage::Logger {
   bool enabled(LogLevel) const noexcept override { return false; }
 };
 
+// A complete config of the test stage, targeting "t"; `construct` is "ok" or "throw".
+stowage::StageConfig TestStageConfig(const std::string& construct) {
+  return stowage::StageConfig({{"target", std::string("t")},
+                               {"write", std::string("ok")},
+                               {"read", std::string("ok")},
+                               {"erase", std::string("ok")},
+                               {"construct", construct},
+                               {"hang_ms", std::int64_t{1}},
+                               {"set_attribute", std::string("")},
+                               {"journal", std::string("")}});
+}
+
 TEST(PluginLoaderTest, LoadsAStageAndReadsItsVersionBlockAndSchema) {
   PluginLoader loader({kPluginDir});
   auto loaded = loader.Load("test_stage", "/nowhere");
@@ -86,14 +98,7 @@ TEST(PluginLoaderTest, AStageKeepsItsLibraryLoadedAfterThePluginIsDropped) {
     PluginLoader loader({kPluginDir});
     auto loaded = loader.Load("test_stage", "/nowhere");
     ASSERT_TRUE(loaded.plugin);
-    stowage::StageConfig config({{"target", std::string("t")},
-                                 {"write", std::string("ok")},
-                                 {"read", std::string("ok")},
-                                 {"erase", std::string("ok")},
-                                 {"construct", std::string("ok")},
-                                 {"hang_ms", std::int64_t{1}},
-                                 {"set_attribute", std::string("")},
-                                 {"journal", std::string("")}});
+    stowage::StageConfig config = TestStageConfig("ok");
     stowage::Status error;
     stage = loaded.plugin->Create(config, log, &error);
     ASSERT_TRUE(stage) << error.ToString();
@@ -107,14 +112,7 @@ TEST(PluginLoaderTest, AConstructorThatThrowsIsAnErrorResult) {
   PluginLoader loader({kPluginDir});
   auto loaded = loader.Load("test_stage", "/nowhere");
   ASSERT_TRUE(loaded.plugin);
-  stowage::StageConfig config({{"target", std::string("t")},
-                               {"write", std::string("ok")},
-                               {"read", std::string("ok")},
-                               {"erase", std::string("ok")},
-                               {"construct", std::string("throw")},
-                               {"hang_ms", std::int64_t{1}},
-                               {"set_attribute", std::string("")},
-                               {"journal", std::string("")}});
+  stowage::StageConfig config = TestStageConfig("throw");
   stowage::Status error;
   EXPECT_FALSE(loaded.plugin->Create(config, log, &error));
   EXPECT_EQ(error.code(), stowage::StatusCode::kInternal);
