@@ -27,7 +27,8 @@ class RedisStage final : public Stage {
 
   // Does not connect: a Redis that is down does not stop construction.
   // `log` must outlive the stage.
-  RedisStage(const StageConfig& config, Logger& log) : RedisStage(OptionsFromConfig(config), log) {}
+  RedisStage(const StageConfig& config, stowage::StageEnvironment& env)
+      : RedisStage(OptionsFromConfig(config), env.log) {}
   RedisStage(ChatStoreOptions options, Logger& log);
 
   std::string target() const override { return "redis"; }

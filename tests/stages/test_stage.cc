@@ -43,7 +43,7 @@ class TestStage final : public stowage::Stage {
         .optional("journal", std::string(""), "file every call appends a line to");
   }
 
-  TestStage(const stowage::StageConfig& config, stowage::Logger& log)
+  TestStage(const stowage::StageConfig& config, stowage::StageEnvironment& env)
       : target_(config.string("target")),
         write_(config.string("write")),
         read_(config.string("read")),
@@ -51,7 +51,7 @@ class TestStage final : public stowage::Stage {
         hang_(std::chrono::milliseconds(config.integer("hang_ms"))),
         set_attribute_(config.string("set_attribute")),
         journal_(config.string("journal")),
-        log_(log) {
+        log_(env.log) {
     if (config.string("construct") == "throw") throw std::runtime_error("told to throw in the constructor");
   }
 

@@ -12,6 +12,8 @@
 
 namespace stowage {
 
+class SqlSession;
+
 using Clock = std::chrono::steady_clock;
 
 // The time by which an operation must finish. A stage passes what remains to
@@ -69,6 +71,11 @@ struct WriteContext {
   // stage's plugin name, e.g. "redis.entry", unless they are well-known).
   // In compensate(), holds what this stage's write() set.
   Attributes& attributes;
+  // The stage's database, in this write's transaction (a best_effort stage's
+  // statements inside a SAVEPOINT of its own); null when the stage names no
+  // database. A stage with a database is not compensated: the transaction
+  // is rolled back instead.
+  SqlSession* sql = nullptr;
 };
 
 // A read or erase of one guest's messages.
@@ -76,6 +83,9 @@ struct GuestContext {
   const std::string& guest_id;
   Deadline deadline;
   Logger& log;
+  // The stage's database, null when it names none: in one transaction for
+  // an erase, in autocommit for a read or a search.
+  SqlSession* sql = nullptr;
 };
 
 }  // namespace stowage

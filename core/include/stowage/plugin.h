@@ -13,7 +13,7 @@
 //
 // The class needs:
 //   static stowage::ConfigSchema config_schema();
-//   StageClass(const stowage::StageConfig& config, stowage::Logger& log);
+//   StageClass(const stowage::StageConfig& config, stowage::StageEnvironment& env);
 // A constructor that throws makes creation fail with the exception's text.
 #pragma once
 
@@ -150,6 +150,20 @@ class GuardedStage final : public Stage {
       return {StatusFromCurrentException("erase"), false};
     }
   }
+  SearchResult search(GuestContext& ctx, const std::string& query, std::size_t k) noexcept override {
+    try {
+      return inner_->search(ctx, query, k);
+    } catch (...) {
+      return {StatusFromCurrentException("search"), true, {}};
+    }
+  }
+  void observe(const RequestReport& report) noexcept override {
+    try {
+      inner_->observe(report);
+    } catch (...) {
+      // Accounting never fails a request.
+    }
+  }
   Status health(Deadline deadline) noexcept override {
     try {
       return inner_->health(deadline);
@@ -163,9 +177,9 @@ class GuardedStage final : public Stage {
 };
 
 template <typename StageClass>
-Stage* CreateGuarded(const StageConfig& config, Logger& log, Status& error) noexcept {
+Stage* CreateGuarded(const StageConfig& config, StageEnvironment& env, Status& error) noexcept {
   try {
-    return new GuardedStage<StageClass>(std::make_unique<StageClass>(config, log));
+    return new GuardedStage<StageClass>(std::make_unique<StageClass>(config, env));
   } catch (...) {
     error = StatusFromCurrentException("the stage constructor");
     return nullptr;
@@ -176,7 +190,7 @@ Stage* CreateGuarded(const StageConfig& config, Logger& log, Status& error) noex
 
 // Signatures of the exported functions, for the host.
 using StowagePluginSchemaFn = const stowage::ConfigSchema*() noexcept;
-using StowagePluginCreateFn = stowage::Stage*(const stowage::StageConfig*, stowage::Logger*,
+using StowagePluginCreateFn = stowage::Stage*(const stowage::StageConfig*, stowage::StageEnvironment*,
                                               stowage::Status*) noexcept;
 using StowagePluginDestroyFn = void(stowage::Stage*) noexcept;
 
@@ -196,9 +210,9 @@ using StowagePluginDestroyFn = void(stowage::Stage*) noexcept;
     }                                                                                               \
   }                                                                                                 \
   STOWAGE_EXPORT stowage::Stage* stowage_plugin_create(const stowage::StageConfig* config,          \
-                                                       stowage::Logger* log,                        \
+                                                       stowage::StageEnvironment* env,              \
                                                        stowage::Status* error) noexcept {           \
-    return stowage::internal::CreateGuarded<StageClass>(*config, *log, *error);                     \
+    return stowage::internal::CreateGuarded<StageClass>(*config, *env, *error);                     \
   }                                                                                                 \
   STOWAGE_EXPORT void stowage_plugin_destroy(stowage::Stage* stage) noexcept { delete stage; }      \
   }

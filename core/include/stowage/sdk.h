@@ -6,6 +6,7 @@
 #include "stowage/logger.h"
 #include "stowage/message.h"
 #include "stowage/plugin.h"
+#include "stowage/sql.h"
 #include "stowage/stage.h"
 #include "stowage/status.h"
 #include "stowage/version.h"

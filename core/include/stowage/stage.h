@@ -10,12 +10,16 @@
 //   the plugin boundary and becomes a kInternal error.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include "stowage/config.h"
 #include "stowage/context.h"
+#include "stowage/logger.h"
 #include "stowage/message.h"
+#include "stowage/sql.h"
 #include "stowage/status.h"
 
 namespace stowage {
@@ -33,6 +37,42 @@ struct ReadResult {
 struct EraseResult {
   Status status;
   bool held = false;
+};
+
+// What a stage is given at construction. Everything in it outlives the stage.
+struct StageEnvironment {
+  Logger& log;
+  // The [[database]] named by the stage's `database` key; null when none.
+  // For schema migrations and work outside requests.
+  Database* database = nullptr;
+};
+
+// One message found by a search, with its similarity to the query (cosine,
+// 1 is identical).
+struct SearchHit {
+  Message message;
+  double score = 0;
+};
+
+// The answer to a search: `supported` is false when the stage does not
+// search (the host asks the next one).
+struct SearchResult {
+  Status status;
+  bool supported = false;
+  std::vector<SearchHit> hits;  // best first
+};
+
+enum class RequestKind { kWrite, kRead, kErase, kSearch };
+
+// What the host tells every stage after each request, for accounting.
+struct RequestReport {
+  RequestKind kind;
+  const std::string& guest_id;
+  bool ok = false;
+  // A read served by the first stage that serves reads (the cache). Writes
+  // and reads served further down, or by no stage, are misses.
+  bool cache_hit = false;
+  std::chrono::microseconds elapsed{0};  // the pipeline's time for the request
 };
 
 class Stage {
@@ -70,6 +110,19 @@ class Stage {
 
   // Removes everything the stage holds of the guest.
   virtual EraseResult erase(GuestContext& ctx) = 0;
+
+  // The guest's `k` messages most similar to `query`, best first. Only
+  // that guest's messages may be searched. Optional.
+  virtual SearchResult search(GuestContext& ctx, const std::string& query, std::size_t k) {
+    (void)ctx;
+    (void)query;
+    (void)k;
+    return {};
+  }
+
+  // Called after every request, on the request's thread: must be quick and
+  // must not block on I/O (aggregate in memory, write later).
+  virtual void observe(const RequestReport& report) noexcept { (void)report; }
 
   // Whether the target is reachable and usable now.
   virtual Status health(Deadline deadline) { (void)deadline; return Status::Ok(); }

@@ -65,12 +65,22 @@ struct RawValue {
   SourceLocation where;
 };
 
+// A [[database]] entry: a PostgreSQL database that stages share by name.
+struct DatabaseSettings {
+  std::string name;                               // [A-Za-z0-9_-]+, unique
+  std::string url;                                // libpq URL, e.g. postgresql://user@host:5432/db
+  int pool_size = 16;                             // connections kept open at most
+  std::chrono::milliseconds connect_timeout{2000};
+  SourceLocation where;  // the [[database]] header
+};
+
 struct StageSettings {
   std::string name;
   std::string plugin;  // bare name ("redis") or a path to a .so
   Policy policy = Policy::kRequired;
   bool enabled = true;
   std::chrono::milliseconds timeout{1000};
+  std::string database;  // the [[database]] the stage joins; empty for none
   std::map<std::string, RawValue> config;
   SourceLocation where;  // the [[stage]] header
 };
@@ -79,7 +89,8 @@ struct PipelineConfig {
   std::filesystem::path file;  // as given; relative plugin paths resolve against its folder
   ServerSettings server;
   LogSettings log;
-  std::vector<StageSettings> stages;  // in file order, disabled ones included
+  std::vector<DatabaseSettings> databases;  // in file order
+  std::vector<StageSettings> stages;        // in file order, disabled ones included
 };
 
 // Reads an environment variable; returns nullopt when it is unset.
@@ -92,8 +103,9 @@ struct LoadResult {
 };
 
 // Parses `file`, expands ${VAR} and ${VAR:-default} in string values, checks
-// every key of [server], [log] and [[stage]] (stage `config` tables are
-// checked later, against the plugin's schema).
+// every key of [server], [log], [[database]] and [[stage]] (stage `config`
+// tables are checked later, against the plugin's schema). A stage's
+// `database` must name a declared [[database]].
 LoadResult LoadPipelineConfig(const std::filesystem::path& file, const Environment& env = ProcessEnvironment());
 // The same from text; `file` only names it in errors.
 LoadResult ParsePipelineConfig(std::string_view text, const std::string& file,

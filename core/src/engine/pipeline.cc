@@ -155,7 +155,8 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg) {
 
     instance->logger = logging::MakeStageLogger(loaded.plugin->info().label);
     Status error;
-    instance->stage = loaded.plugin->Create(stage_config, *instance->logger, &error);
+    instance->env = std::make_unique<stowage::StageEnvironment>(stowage::StageEnvironment{*instance->logger});
+    instance->stage = loaded.plugin->Create(stage_config, *instance->env, &error);
     if (!instance->stage) {
       result.errors.push_back(where + ": the stage could not be created by " + loaded.plugin->path().string() +
                               ": " + error.ToString());

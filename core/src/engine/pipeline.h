@@ -42,6 +42,7 @@ struct StageInstance {
   config::StageSettings settings;
   std::shared_ptr<const loader::Plugin> plugin;
   std::shared_ptr<stowage::Logger> logger;  // outlives `stage`: calls still running hold both
+  std::unique_ptr<stowage::StageEnvironment> env;  // what the stage was given; outlives it
   std::shared_ptr<stowage::Stage> stage;    // null when disabled
   std::string target;                       // stage->target(), cached
   std::shared_ptr<StageCounters> counters = std::make_shared<StageCounters>();

@@ -70,10 +70,10 @@ std::map<fs::path, std::weak_ptr<const Plugin>>& Loaded() {
 
 }  // namespace
 
-std::shared_ptr<stowage::Stage> Plugin::Create(const stowage::StageConfig& config, stowage::Logger& log,
+std::shared_ptr<stowage::Stage> Plugin::Create(const stowage::StageConfig& config, stowage::StageEnvironment& env,
                                                stowage::Status* error) const {
   stowage::Status status;
-  stowage::Stage* raw = create_(&config, &log, &status);
+  stowage::Stage* raw = create_(&config, &env, &status);
   if (raw == nullptr) {
     *error = status.ok() ? stowage::Status::Internal("the plugin returned no stage and no reason") : status;
     return nullptr;

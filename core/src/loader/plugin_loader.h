@@ -24,9 +24,10 @@ class Plugin {
   const StowagePluginInfo& info() const noexcept { return *info_; }
   const stowage::ConfigSchema& schema() const noexcept { return *schema_; }
 
-  // Creates a stage. The returned pointer keeps the library loaded. `log`
-  // must outlive the stage. Returns nullptr and sets `error` on failure.
-  std::shared_ptr<stowage::Stage> Create(const stowage::StageConfig& config, stowage::Logger& log,
+  // Creates a stage. The returned pointer keeps the library loaded. `env`
+  // and what it refers to must outlive the stage. Returns nullptr and sets
+  // `error` on failure.
+  std::shared_ptr<stowage::Stage> Create(const stowage::StageConfig& config, stowage::StageEnvironment& env,
                                          stowage::Status* error) const;
 
  private:

@@ -93,6 +93,7 @@ TEST(PluginLoaderTest, AFileThatIsNoLibraryIsRefusedWithTheLinkersReason) {
 
 TEST(PluginLoaderTest, AStageKeepsItsLibraryLoadedAfterThePluginIsDropped) {
   NullLogger log;
+  stowage::StageEnvironment env{log};
   std::shared_ptr<stowage::Stage> stage;
   {
     PluginLoader loader({kPluginDir});
@@ -100,7 +101,7 @@ TEST(PluginLoaderTest, AStageKeepsItsLibraryLoadedAfterThePluginIsDropped) {
     ASSERT_TRUE(loaded.plugin);
     stowage::StageConfig config = TestStageConfig("ok");
     stowage::Status error;
-    stage = loaded.plugin->Create(config, log, &error);
+    stage = loaded.plugin->Create(config, env, &error);
     ASSERT_TRUE(stage) << error.ToString();
   }
   // The plugin object is gone; the stage's code must still be there.
@@ -114,7 +115,8 @@ TEST(PluginLoaderTest, AConstructorThatThrowsIsAnErrorResult) {
   ASSERT_TRUE(loaded.plugin);
   stowage::StageConfig config = TestStageConfig("throw");
   stowage::Status error;
-  EXPECT_FALSE(loaded.plugin->Create(config, log, &error));
+  stowage::StageEnvironment env{log};
+  EXPECT_FALSE(loaded.plugin->Create(config, env, &error));
   EXPECT_EQ(error.code(), stowage::StatusCode::kInternal);
   EXPECT_NE(error.message().find("told to throw in the constructor"), std::string::npos) << error.message();
 }

@@ -1,0 +1,85 @@
+// PostgresDatabase: a [[database]] of pipeline.toml, its connections, and
+// the SqlSession that stages use.
+//
+// Connections are made by soci (PostgreSQL backend), opened lazily up to
+// pool_size, and replaced when broken (never reused after an I/O error). A
+// statement runs through libpq's extended protocol on the session's own
+// connection, with text parameters and text results, prepared once per
+// connection (by its text) and kept as long as the connection.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/pipeline_config.h"
+#include "stowage/logger.h"
+#include "stowage/sql.h"
+
+namespace stowage::database {
+
+class ConnectionPool;
+
+// A connection lent for one request or one piece of work. Not thread-safe.
+class Connection : public stowage::SqlSession {
+ public:
+  // Statements run through execute() after this are cancelled when
+  // `deadline` passes (kDeadlineExceeded), by a cancel request sent to the
+  // server. The host sets it before each stage call.
+  virtual void set_deadline(stowage::Deadline deadline) noexcept = 0;
+  // True once the connection failed (I/O error, lost server): it will be
+  // closed rather than returned to the pool.
+  virtual bool broken() const noexcept = 0;
+};
+
+// A Connection on loan; returns it to its pool when destroyed (closes it if
+// broken or left inside a transaction).
+class Lease {
+ public:
+  Lease() = default;
+  Lease(std::shared_ptr<ConnectionPool> pool, std::unique_ptr<Connection> connection);
+  ~Lease();
+  Lease(Lease&&) noexcept;
+  Lease& operator=(Lease&&) noexcept;
+
+  Connection* operator->() const noexcept { return connection_.get(); }
+  Connection& operator*() const noexcept { return *connection_; }
+  explicit operator bool() const noexcept { return connection_ != nullptr; }
+
+ private:
+  std::shared_ptr<ConnectionPool> pool_;
+  std::unique_ptr<Connection> connection_;
+};
+
+class PostgresDatabase final : public stowage::Database {
+ public:
+  // Connects nothing yet. `log` outlives the database.
+  PostgresDatabase(config::DatabaseSettings settings, std::shared_ptr<stowage::Logger> log);
+  ~PostgresDatabase() override;
+
+  const std::string& name() const noexcept override { return settings_.name; }
+  // host:port/dbname, without user or password, for messages.
+  const std::string& address() const noexcept;
+
+  struct Acquired {
+    stowage::Status status;  // kUnavailable (naming the database and address) when none by the deadline
+    Lease lease;
+  };
+  // A connection from the pool, opened if none is idle and the pool is not
+  // full; waits for one until `deadline` otherwise.
+  Acquired Acquire(stowage::Deadline deadline);
+
+  stowage::Status with_session(stowage::Deadline deadline,
+                               const std::function<stowage::Status(stowage::SqlSession&)>& work) noexcept override;
+
+  // SELECT 1 on a pooled connection.
+  stowage::Status Health(stowage::Deadline deadline);
+
+ private:
+  config::DatabaseSettings settings_;
+  std::shared_ptr<stowage::Logger> log_;
+  std::shared_ptr<ConnectionPool> pool_;
+};
+
+}  // namespace stowage::database
