@@ -1,67 +1,59 @@
-// ChatStatements: the SQL of the PostgreSQL stage, prepared once per
-// connection and kept for the connection's life.
+// ChatStatements: the SQL of the PostgreSQL stage, run on a SqlSession the
+// host lends. The statement texts are constant, so the host prepares each
+// one once per connection.
 #pragma once
 
-#include <soci/soci.h>
-
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "stowage/message.h"
+#include "stowage/sql.h"
+#include "stowage/status.h"
 
 namespace stowage::postgres {
 
-// Where write() put a message.
+// Where InsertMessage() put a message.
 struct StoredMessage {
   long long message_id = 0;
   long long conversation_id = 0;
   int sequence = 0;
 };
 
-// Owned by one Connection and used by one thread at a time. Each statement
-// is prepared (server-side PREPARE) on its first use and binds the members
-// below by reference, so the object never moves. Every method throws
-// soci::soci_error on failure.
+// The chat tables of one platform ('guest'). Holds no connection and no
+// state besides the platform, so one object serves every thread. Each method
+// runs one statement on `sql` and returns the session's Status unchanged
+// (kUnavailable, kDeadlineExceeded, kInvalidArgument, ...), or kInternal when
+// PostgreSQL answers something the statement cannot produce.
 class ChatStatements {
  public:
-  // `sql` must outlive this object.
-  explicit ChatStatements(soci::session& sql) : sql_(sql) {}
-  ChatStatements(const ChatStatements&) = delete;
-  ChatStatements& operator=(const ChatStatements&) = delete;
+  explicit ChatStatements(std::string platform) : platform_(std::move(platform)) {}
 
   // Appends a message to the guest's conversation (created on first use) in
-  // one statement. The upsert locks the conversation row until the statement
-  // commits, so concurrent writers of one guest get sequences 0, 1, 2, ...
-  // without gaps or duplicates and message_count equals the number of rows.
-  StoredMessage Insert(const std::string& guest_id, const stowage::Message& message, const std::string& hash);
+  // one statement: an upsert of conversation_cache that increments
+  // message_count, and the insert of the message with sequence =
+  // message_count - 1. The upsert locks the conversation row until the
+  // transaction ends, so concurrent writers of one guest get sequences 0, 1,
+  // 2, ... without gaps or duplicates, and a rolled-back transaction leaves
+  // neither the message nor the increment.
+  stowage::Status InsertMessage(stowage::SqlSession& sql, const std::string& guest_id,
+                                const stowage::Message& message, const std::string& hash,
+                                StoredMessage* stored) const;
 
   // The guest's messages ordered by sequence, timestamps in the canonical
-  // form "YYYY-MM-DDTHH:MM:SS.ffffffZ"; empty when the guest has none.
-  std::vector<stowage::Message> Select(const std::string& guest_id);
+  // form "YYYY-MM-DDTHH:MM:SS.ffffffZ" whatever the session's time zone;
+  // empty when the guest has none.
+  stowage::Status SelectMessages(stowage::SqlSession& sql, const std::string& guest_id,
+                                 std::vector<stowage::Message>* messages) const;
 
-  // Deletes the guest's conversation and, by cascade, its messages. Returns
-  // whether there was one.
-  bool Delete(const std::string& guest_id);
-
-  // Undoes one Insert in a transaction: removes the message, moves the
-  // conversation's later messages down one sequence, decrements
-  // message_count and deletes the conversation when it becomes empty.
-  // Returns false when the message is not there (nothing to undo).
-  bool Remove(long long message_id, long long conversation_id);
+  // Deletes the guest's conversation and, by cascade, its messages. `held`
+  // says whether there was one.
+  stowage::Status DeleteConversation(stowage::SqlSession& sql, const std::string& guest_id, bool* held) const;
 
   // SELECT 1.
-  void Ping();
+  static stowage::Status Ping(stowage::SqlSession& sql);
 
  private:
-  soci::session& sql_;
-
-  // Parameters and results the statements are bound to.
-  std::string guest_id_, role_, content_, hash_, timestamp_;
-  long long message_id_ = 0, conversation_id_ = 0;
-  int sequence_ = 0, message_count_ = 0, one_ = 0;
-
-  std::optional<soci::statement> insert_, select_, delete_, lock_, remove_, shift_, decrement_, drop_, ping_;
+  std::string platform_;
 };
 
 }  // namespace stowage::postgres

@@ -2,19 +2,19 @@
 #include "migrations.h"
 
 namespace stowage::postgres {
-namespace {
 
 // Reads and erases look a guest up by (platform, user_id) through the unique
 // key; reads walk a conversation's messages in sequence order and the cascade
-// finds them through the (conversation_id, sequence) key; compensation finds
-// a message by its primary key. No other index is needed.
+// finds them through the (conversation_id, sequence) key. No other index is
+// needed.
 //
-// The (conversation_id, sequence) key is DEFERRABLE INITIALLY IMMEDIATE so
-// that it is checked at the end of each statement rather than per row: the
-// compensation's "sequence = sequence - 1" over a conversation's later
-// messages would otherwise collide with itself midway.
-constexpr Migration kChatMigrations[] = {
-    {1, "create conversation_cache and message_cache", R"sql(
+// The (conversation_id, sequence) key is DEFERRABLE INITIALLY IMMEDIATE:
+// checked at the end of each statement rather than per row, so a statement
+// may renumber a conversation's messages. Migration 1 is released as it
+// stands; databases migrated by earlier releases hold exactly these tables.
+const std::vector<stowage::SqlMigration>& ChatMigrations() {
+  static const std::vector<stowage::SqlMigration> migrations = {
+      {1, "create conversation_cache and message_cache", R"sql(
 CREATE TABLE conversation_cache (
   id bigserial PRIMARY KEY,
   platform text NOT NULL,
@@ -37,12 +37,8 @@ CREATE TABLE message_cache (
     DEFERRABLE INITIALLY IMMEDIATE
 );
 )sql"},
-};
-
-}  // namespace
-
-std::span<const Migration> ChatMigrations() {
-  return kChatMigrations;
+  };
+  return migrations;
 }
 
 }  // namespace stowage::postgres

@@ -1,12 +1,12 @@
 #include "postgres_stage.h"
 
-#include <soci/postgresql/soci-postgresql.h>
-
-#include <charconv>
+#include <chrono>
 #include <stdexcept>
+#include <vector>
 
 #include "message_hash.h"
 #include "migrations.h"
+#include "stowage/sql_migrations.h"
 
 namespace stowage::postgres {
 namespace {
@@ -14,11 +14,16 @@ namespace {
 using stowage::Attributes;
 using stowage::Status;
 
-// Parses a decimal attribute this stage set in write().
-bool ParseId(const std::optional<std::string>& text, long long& out) {
-  if (!text || text->empty()) return false;
-  auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), out);
-  return error == std::errc() && end == text->data() + text->size();
+// How long construction may spend bringing the schema up to date.
+constexpr std::chrono::seconds kMigrationTimeout{30};
+
+stowage::Database& RequireDatabase(stowage::StageEnvironment& env) {
+  if (env.database == nullptr) {
+    throw std::runtime_error(
+        "the postgres stage needs `database = \"<name>\"` in its [[stage]] entry, naming a [[database]] of "
+        "pipeline.toml");
+  }
+  return *env.database;
 }
 
 std::string JoinVersions(const std::vector<int>& versions) {
@@ -27,117 +32,90 @@ std::string JoinVersions(const std::vector<int>& versions) {
   return out;
 }
 
+// A call without ctx.sql: the host did not give the stage its database.
+Status NoSession(const std::string& operation) {
+  return Status::Internal("the postgres stage's " + operation +
+                          " was called without a database session; give the stage `database = \"<name>\"` "
+                          "in its [[stage]] entry of pipeline.toml");
+}
+
 }  // namespace
 
 stowage::ConfigSchema PostgresStage::config_schema() {
-  return stowage::ConfigSchema()
-      .required("url", stowage::ConfigType::kString, "libpq URL postgresql://user[:password]@host:port/db")
-      .secret()
-      .optional("pool_size", std::int64_t{8}, "connections kept open to the server")
-      .optional("connect_timeout_ms", std::int64_t{2000},
-                "how long opening a connection may take, in milliseconds (libpq rounds up to seconds)")
-      .optional("statement_timeout_ms", std::int64_t{2000},
-                "how long one statement may run before the server cancels it, in milliseconds");
+  return stowage::ConfigSchema().optional("platform", std::string("guest"),
+                                          "conversation_cache.platform of the conversations it keeps");
 }
 
-PostgresStage::PostgresStage(const stowage::StageConfig& config, stowage::Logger& log)
-    : log_(log), statement_timeout_(config.integer("statement_timeout_ms")) {
-  const std::int64_t pool_size = config.integer("pool_size");
-  const std::int64_t connect_timeout_ms = config.integer("connect_timeout_ms");
-  if (pool_size < 1 || pool_size > 1000) {
-    throw std::invalid_argument("stage[postgres].config.pool_size is " + std::to_string(pool_size) +
-                                "; set it between 1 and 1000");
+PostgresStage::PostgresStage(const stowage::StageConfig& config, stowage::StageEnvironment& env)
+    : log_(env.log), database_(RequireDatabase(env)), chat_(config.string("platform")) {
+  if (config.string("platform").empty()) {
+    throw std::invalid_argument("stage[postgres].config.platform is empty; leave it out to use 'guest'");
   }
-  if (connect_timeout_ms < 1) {
-    throw std::invalid_argument("stage[postgres].config.connect_timeout_ms must be at least 1");
-  }
-  if (statement_timeout_.count() < 1) {
-    throw std::invalid_argument("stage[postgres].config.statement_timeout_ms must be at least 1");
-  }
-  Endpoint endpoint =
-      ParseEndpoint(config.string("url"), std::chrono::milliseconds(connect_timeout_ms), statement_timeout_);
-  const std::string redacted_url = endpoint.redacted_url;
-  pool_ = std::make_unique<ConnectionPool>(std::move(endpoint), static_cast<std::size_t>(pool_size), log_);
-
-  auto acquired = pool_->Acquire(stowage::Deadline::After(std::chrono::milliseconds(connect_timeout_ms)));
-  if (!acquired.status.ok()) {
-    log_.warn(acquired.status.message() + "; the schema will be created by the first call that reaches it");
+  Status status = EnsureSchema(stowage::Deadline::After(kMigrationTimeout));
+  if (status.code() == stowage::StatusCode::kUnavailable) {
+    log_.warn(status.message() + "; the schema will be migrated by the first call that reaches database '" +
+              database_.name() + "'");
     return;
   }
-  try {
-    EnsureSchema(*acquired.lease);
-  } catch (const std::exception& e) {
-    if (acquired.lease->Broken()) {
-      acquired.lease.Discard();
-      log_.warn(pool_->Unreachable(ErrorText(e)).message() +
-                "; the schema will be created by the first call that reaches it");
-      return;
-    }
-    throw std::runtime_error("cannot create the PostgreSQL schema at " + pool_->endpoint().address + ": " +
-                             ErrorText(e) +
-                             "; check that the user in stage[postgres].config.url may create tables in that "
-                             "database");
+  if (!status.ok()) {
+    throw std::runtime_error("cannot create the PostgreSQL schema: " + status.message() +
+                             "; check that the user of [[database]] '" + database_.name() +
+                             "' may create tables in that database");
   }
-  log_.info("connected to " + redacted_url + " (pool_size " + std::to_string(pool_size) + ")");
 }
 
-void PostgresStage::EnsureSchema(Connection& conn) {
-  if (schema_ready_.load()) return;
-  std::lock_guard lock(schema_mu_);
-  if (schema_ready_.load()) return;
-  std::vector<int> applied = ApplyMigrations(conn.session(), kMigrationComponent, ChatMigrations());
+Status PostgresStage::EnsureSchema(stowage::Deadline deadline) {
+  if (schema_ready_.load()) return Status::Ok();
+  std::unique_lock lock(schema_mu_, std::defer_lock);
+  if (!lock.try_lock_until(deadline.at())) {
+    return Status::DeadlineExceeded("the schema of database '" + database_.name() +
+                                    "' is still being migrated by another call; try again");
+  }
+  if (schema_ready_.load()) return Status::Ok();
+  std::vector<int> applied;
+  Status status = database_.with_session(deadline, [&](stowage::SqlSession& sql) {
+    return stowage::ApplyMigrations(sql, kMigrationComponent, ChatMigrations(), &applied);
+  });
+  if (!status.ok()) return status;
   if (applied.empty()) {
-    log_.info("schema at " + pool_->endpoint().address + " is current");
+    log_.info("schema of database '" + database_.name() + "' is current");
   } else {
-    log_.info("schema at " + pool_->endpoint().address + ": applied migration(s) " + JoinVersions(applied));
+    log_.info("schema of database '" + database_.name() + "': applied migration(s) " + JoinVersions(applied));
   }
   schema_ready_.store(true);
+  return Status::Ok();
 }
 
-Status PostgresStage::Run(stowage::Deadline deadline, const std::string& what,
-                          const std::function<void(Connection&)>& work) {
-  auto acquired = pool_->Acquire(deadline);
-  if (!acquired.status.ok()) return acquired.status;
-  Lease& lease = acquired.lease;
-  try {
-    EnsureSchema(*lease);
-    work(*lease);
-    return Status::Ok();
-  } catch (const soci::postgresql_soci_error& e) {
-    const std::string state = e.sqlstate();
-    if (lease->Broken() || state.rfind("08", 0) == 0 || state.rfind("57P", 0) == 0) {
-      lease.Discard();
-      return pool_->Unreachable(ErrorText(e));
-    }
-    if (state == "57014") {
-      return Status::DeadlineExceeded("PostgreSQL cancelled the statement to " + what + " after " +
-                                      std::to_string(statement_timeout_.count()) +
-                                      " ms; raise stage[postgres].config.statement_timeout_ms or check the "
-                                      "server's load and locks");
-    }
-    std::string message = "PostgreSQL at " + pool_->endpoint().address + " could not " + what + ": " +
-                          ErrorText(e) + " (SQLSTATE " + state + ")";
-    // Class 22, data exception: the value cannot be stored as given.
-    if (state.rfind("22", 0) == 0) return Status::InvalidArgument(std::move(message));
-    return Status::Internal(std::move(message));
-  } catch (const std::exception& e) {
-    if (lease->Broken()) {
-      lease.Discard();
-      return pool_->Unreachable(ErrorText(e));
-    }
-    return Status::Internal("PostgreSQL at " + pool_->endpoint().address + " could not " + what + ": " +
-                            ErrorText(e));
+Status PostgresStage::Failed(const Status& status, const std::string& what) const {
+  std::string message = "could not " + what + " in database '" + database_.name() + "': " + status.message();
+  switch (status.code()) {
+    case stowage::StatusCode::kUnavailable:
+      return Status::Unavailable(std::move(message));
+    case stowage::StatusCode::kDeadlineExceeded:
+      return Status::DeadlineExceeded(std::move(message));
+    case stowage::StatusCode::kInvalidArgument:
+      return Status::InvalidArgument(std::move(message));
+    case stowage::StatusCode::kConflict:
+      return Status::Conflict(std::move(message));
+    case stowage::StatusCode::kRejected:
+      return Status::Rejected(std::move(message));
+    case stowage::StatusCode::kNotFound:
+      return Status::NotFound(std::move(message));
+    default:
+      return Status::Internal(std::move(message));
   }
 }
 
 Status PostgresStage::write(stowage::WriteContext& ctx) {
-  const std::string hash = MessageHash(ctx.message);
+  if (ctx.sql == nullptr) return NoSession("write");
+  const std::string what = "store a message of guest " + ctx.guest_id;
   StoredMessage stored;
-  Status status = Run(ctx.deadline, "store a message of guest " + ctx.guest_id, [&](Connection& conn) {
-    stored = conn.chat().Insert(ctx.guest_id, ctx.message, hash);
-  });
+  Status status = EnsureSchema(ctx.deadline);
+  if (status.ok())
+    status = chat_.InsertMessage(*ctx.sql, ctx.guest_id, ctx.message, MessageHash(ctx.message), &stored);
   if (!status.ok()) {
-    ctx.log.error("could not store message for guest " + ctx.guest_id + ": " + status.message());
+    status = Failed(status, what);
+    ctx.log.error(status.message());
     return status;
   }
   ctx.attributes.set(Attributes::kMessageId, std::to_string(stored.message_id));
@@ -150,38 +128,22 @@ Status PostgresStage::write(stowage::WriteContext& ctx) {
 }
 
 Status PostgresStage::compensate(stowage::WriteContext& ctx) {
-  long long message_id = 0, conversation_id = 0;
-  if (!ParseId(ctx.attributes.get(Attributes::kMessageId), message_id) ||
-      !ParseId(ctx.attributes.get(Attributes::kConversationId), conversation_id)) {
-    // write() sets both only once the message is committed: nothing to undo.
-    ctx.log.debug("nothing to undo for guest " + ctx.guest_id + ": no message was stored");
-    return Status::Ok();
-  }
-  bool removed = false;
-  Status status =
-      Run(ctx.deadline, "remove message " + std::to_string(message_id) + " of guest " + ctx.guest_id,
-          [&](Connection& conn) { removed = conn.chat().Remove(message_id, conversation_id); });
-  if (!status.ok()) {
-    ctx.log.error("could not remove message id=" + std::to_string(message_id) + " of guest " + ctx.guest_id +
-                  ": " + status.message());
-    return status;
-  }
-  if (removed) {
-    ctx.log.info("removed message id=" + std::to_string(message_id) + " conversation=" +
-                 std::to_string(conversation_id) + " of guest " + ctx.guest_id + " (write undone)");
-  } else {
-    ctx.log.info("message id=" + std::to_string(message_id) + " of guest " + ctx.guest_id +
-                 " was already gone; nothing to undo");
-  }
+  ctx.log.debug("nothing to undo for guest " + ctx.guest_id + ": the transaction of database '" +
+                database_.name() + "' is rolled back instead");
   return Status::Ok();
 }
 
 stowage::ReadResult PostgresStage::read(stowage::GuestContext& ctx) {
   stowage::ReadResult result;
-  result.status = Run(ctx.deadline, "read the messages of guest " + ctx.guest_id,
-                      [&](Connection& conn) { result.messages = conn.chat().Select(ctx.guest_id); });
+  if (ctx.sql == nullptr) {
+    result.status = NoSession("read");
+    return result;
+  }
+  result.status = EnsureSchema(ctx.deadline);
+  if (result.status.ok()) result.status = chat_.SelectMessages(*ctx.sql, ctx.guest_id, &result.messages);
   if (!result.status.ok()) {
-    ctx.log.error("could not read messages of guest " + ctx.guest_id + ": " + result.status.message());
+    result.status = Failed(result.status, "read the messages of guest " + ctx.guest_id);
+    ctx.log.error(result.status.message());
     result.messages.clear();
     return result;
   }
@@ -192,11 +154,16 @@ stowage::ReadResult PostgresStage::read(stowage::GuestContext& ctx) {
 
 stowage::EraseResult PostgresStage::erase(stowage::GuestContext& ctx) {
   stowage::EraseResult result;
-  result.status = Run(ctx.deadline, "delete the conversation of guest " + ctx.guest_id,
-                      [&](Connection& conn) { result.held = conn.chat().Delete(ctx.guest_id); });
+  if (ctx.sql == nullptr) {
+    result.status = NoSession("erase");
+    return result;
+  }
+  result.status = EnsureSchema(ctx.deadline);
+  if (result.status.ok()) result.status = chat_.DeleteConversation(*ctx.sql, ctx.guest_id, &result.held);
   if (!result.status.ok()) {
-    ctx.log.error("could not delete the conversation of guest " + ctx.guest_id + ": " +
-                  result.status.message());
+    result.status = Failed(result.status, "delete the conversation of guest " + ctx.guest_id);
+    result.held = false;
+    ctx.log.error(result.status.message());
     return result;
   }
   ctx.log.info(result.held ? "deleted the conversation of guest " + ctx.guest_id
@@ -205,7 +172,9 @@ stowage::EraseResult PostgresStage::erase(stowage::GuestContext& ctx) {
 }
 
 Status PostgresStage::health(stowage::Deadline deadline) {
-  return Run(deadline, "answer SELECT 1", [](Connection& conn) { conn.chat().Ping(); });
+  Status status = EnsureSchema(deadline);
+  if (status.ok()) status = database_.with_session(deadline, &ChatStatements::Ping);
+  return status.ok() ? status : Failed(status, "answer SELECT 1");
 }
 
 }  // namespace stowage::postgres

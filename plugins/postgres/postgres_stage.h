@@ -1,59 +1,62 @@
 // PostgresStage: the PostgreSQL storage target. Keeps each guest's chat in
 // conversation_cache (one row per guest) and message_cache (one row per
-// message, sequence 0..n-1 without gaps).
+// message, sequence 0..n-1 without gaps), in a [[database]] of pipeline.toml
+// that the host connects to and lends per call as ctx.sql.
 #pragma once
 
 #include <atomic>
-#include <chrono>
-#include <functional>
-#include <memory>
 #include <mutex>
 #include <string>
 
-#include "connection_pool.h"
+#include "chat_statements.h"
 #include "stowage/sdk.h"
 
 namespace stowage::postgres {
 
 class PostgresStage final : public stowage::Stage {
  public:
-  // url (required), pool_size, connect_timeout_ms, statement_timeout_ms.
+  // platform: the conversation_cache.platform of the rows it writes and reads.
   static stowage::ConfigSchema config_schema();
 
-  // Parses the config and brings the schema up to date. Throws
-  // std::invalid_argument for a bad config and std::runtime_error when the
-  // server is reachable but the schema cannot be created. When the server
-  // cannot be reached, construction succeeds and the schema is brought up to
-  // date by the first call that reaches it. `log` must outlive the stage.
-  PostgresStage(const stowage::StageConfig& config, stowage::Logger& log);
+  // Brings the schema up to date through env.database. Throws
+  // std::runtime_error when the stage names no database, or when the
+  // database is reachable but the schema cannot be migrated (e.g. no right
+  // to create tables). When the database cannot be reached, construction
+  // succeeds with a warning and the first call that reaches it migrates
+  // first. `env` outlives the stage.
+  PostgresStage(const stowage::StageConfig& config, stowage::StageEnvironment& env);
 
   std::string target() const override { return "postgresql"; }
+
+  // Inserts the message in ctx.sql's transaction and sets the attributes
+  // message_id, conversation_id and sequence.
   stowage::Status write(stowage::WriteContext& ctx) override;
+  // Returns Ok and does nothing: a stage with a database is never
+  // compensated by the host, which rolls its transaction back instead, and
+  // that removes the message and the message_count increment of write().
   stowage::Status compensate(stowage::WriteContext& ctx) override;
+  // The guest's messages by sequence; none is a miss (found = false).
   stowage::ReadResult read(stowage::GuestContext& ctx) override;
+  // Deletes the guest's conversation; its messages go by cascade.
   stowage::EraseResult erase(stowage::GuestContext& ctx) override;
+  // Migrates if still needed, then SELECT 1, through env.database.
   stowage::Status health(stowage::Deadline deadline) override;
 
   // Whether the schema is known to be current.
   bool schema_ready() const { return schema_ready_.load(); }
 
  private:
-  // Runs `work` on a pooled connection after making sure the schema is
-  // current. Turns every failure into a Status: kUnavailable when the server
-  // cannot be reached (the connection is then replaced), kDeadlineExceeded
-  // when statement_timeout_ms cancelled a statement, kInvalidArgument when
-  // PostgreSQL refused a value (e.g. a timestamp it cannot parse), kInternal
-  // otherwise. No message holds the statement's parameter values.
-  // `what` completes "could not ..." in messages.
-  stowage::Status Run(stowage::Deadline deadline, const std::string& what,
-                      const std::function<void(Connection&)>& work);
-  // Applies pending migrations once per stage. Throws soci::soci_error.
-  void EnsureSchema(Connection& conn);
+  // Applies pending migrations on a session of env.database, once per stage;
+  // concurrent callers wait for the first one until `deadline`.
+  stowage::Status EnsureSchema(stowage::Deadline deadline);
+  // `what` (the stage's work, e.g. "store a message of guest g") failed with
+  // `status`: the same code, a message naming what failed and the database.
+  stowage::Status Failed(const stowage::Status& status, const std::string& what) const;
 
   stowage::Logger& log_;
-  const std::chrono::milliseconds statement_timeout_;
-  std::unique_ptr<ConnectionPool> pool_;
-  std::mutex schema_mu_;
+  stowage::Database& database_;
+  const ChatStatements chat_;
+  std::timed_mutex schema_mu_;
   std::atomic<bool> schema_ready_{false};
 };
 

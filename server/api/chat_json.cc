@@ -73,6 +73,25 @@ std::string EncodeMessages(const std::vector<stowage::Message>& messages) {
   return boost::json::serialize(array);
 }
 
+std::string EncodeSearch(const std::string& guest_id, const std::string& query,
+                         const std::vector<stowage::SearchHit>& hits) {
+  boost::json::array results;
+  results.reserve(hits.size());
+  for (const auto& hit : hits) {
+    boost::json::object item;
+    item["role"] = hit.message.role;
+    item["content"] = hit.message.content;
+    item["timestamp"] = hit.message.timestamp;
+    item["score"] = hit.score;
+    results.emplace_back(std::move(item));
+  }
+  boost::json::object body;
+  body["guest_id"] = guest_id;
+  body["query"] = query;
+  body["results"] = std::move(results);
+  return boost::json::serialize(body);
+}
+
 std::string EncodeDeleted(const std::string& guest_id, const engine::EraseOutcome& outcome) {
   boost::json::object body;
   body["status"] = "deleted";

@@ -25,4 +25,8 @@ std::string EncodeMessages(const std::vector<stowage::Message>& messages);
 // {"status":"deleted","guest_id","deleted_from","degraded"}
 std::string EncodeDeleted(const std::string& guest_id, const engine::EraseOutcome& outcome);
 
+// {"guest_id","query","results":[{"role","content","timestamp","score"}, ...]}, best first.
+std::string EncodeSearch(const std::string& guest_id, const std::string& query,
+                         const std::vector<stowage::SearchHit>& hits);
+
 }  // namespace stowage::api

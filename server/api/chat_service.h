@@ -17,6 +17,7 @@ class ChatService {
   virtual engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message) = 0;
   virtual engine::ReadOutcome Read(const std::string& guest_id) = 0;
   virtual engine::EraseOutcome Erase(const std::string& guest_id) = 0;
+  virtual engine::SearchOutcome Search(const std::string& guest_id, const std::string& query, std::size_t k) = 0;
 };
 
 // The pipeline built from pipeline.toml. `pipeline` must outlive this.
@@ -29,6 +30,9 @@ class PipelineChatService final : public ChatService {
   }
   engine::ReadOutcome Read(const std::string& guest_id) override { return pipeline_.Read(guest_id); }
   engine::EraseOutcome Erase(const std::string& guest_id) override { return pipeline_.Erase(guest_id); }
+  engine::SearchOutcome Search(const std::string& guest_id, const std::string& query, std::size_t k) override {
+    return pipeline_.Search(guest_id, query, k);
+  }
 
  private:
   engine::Pipeline& pipeline_;

@@ -1,6 +1,7 @@
 #include "api/guest_chat_api.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <exception>
 #include <optional>
@@ -9,6 +10,7 @@
 #include "api/api_error.h"
 #include "api/chat_json.h"
 #include "api/chat_request.h"
+#include "api/query_string.h"
 #include "api/timestamp.h"
 
 namespace stowage::api {
@@ -16,8 +18,10 @@ namespace {
 
 constexpr std::string_view kChatPrefix = "/v1/guest/chat/";
 constexpr std::string_view kHealthPath = "/healthz";
+constexpr std::string_view kSearchSuffix = "/search";
 constexpr const char* kRoutes =
-    "the routes are POST, GET and DELETE /v1/guest/chat/{guest_id} and GET /healthz";
+    "the routes are POST, GET and DELETE /v1/guest/chat/{guest_id}, GET /v1/guest/chat/{guest_id}/search?q=TEXT "
+    "and GET /healthz";
 
 http::Response Json(int status, std::string body) {
   http::Response response;
@@ -115,6 +119,17 @@ http::Response GuestChatApi::Route(const http::Request& request) {
     if (method == "GET") return Get(guest_id);
     return Delete(guest_id);
   }
+  if (path.size() > kChatPrefix.size() + kSearchSuffix.size() && path.starts_with(kChatPrefix) &&
+      path.ends_with(kSearchSuffix)) {
+    std::string guest_id =
+        path.substr(kChatPrefix.size(), path.size() - kChatPrefix.size() - kSearchSuffix.size());
+    if (guest_id.find('/') == std::string::npos) {
+      if (method != "GET") return NotAllowed(method, "/v1/guest/chat/{guest_id}/search", "GET");
+      if (auto error = CheckGuestId(guest_id)) return ErrorResponse(*error);
+      auto question = request.target.find('?');
+      return Search(guest_id, question == std::string::npos ? "" : request.target.substr(question + 1));
+    }
+  }
   return ErrorResponse(ApiError::NotFound("no route for " + method + " " + path + "; " + kRoutes));
 }
 
@@ -201,6 +216,47 @@ http::Response GuestChatApi::Delete(const std::string& guest_id) {
           : ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "deleting the messages"));
   if (!outcome.degraded.empty()) response.log_note = "degraded=" + Joined(outcome.degraded);
   return response;
+}
+
+http::Response GuestChatApi::Search(const std::string& guest_id, const std::string& query_string) {
+  auto values = ParseQueryString(query_string);
+  if (!values) {
+    return ErrorResponse(ApiError::InvalidField("the query string has a malformed %-escape; encode it as "
+                                                "application/x-www-form-urlencoded, e.g. ?q=hello+world&k=5"));
+  }
+  auto q = values->find("q");
+  if (q == values->end() || q->second.empty()) {
+    return ErrorResponse(ApiError::InvalidField("parameter 'q' is missing or empty; give the text to search for, "
+                                                "e.g. ?q=opening+hours"));
+  }
+  if (q->second.size() > options_.max_content_bytes) {
+    return ErrorResponse({413, "content_too_large",
+                          "parameter 'q' is " + std::to_string(q->second.size()) + " bytes; the limit is " +
+                              std::to_string(options_.max_content_bytes) + " bytes (server.max_content_bytes)"});
+  }
+  if (FindInvalidUtf8(q->second)) {
+    return ErrorResponse(ApiError::InvalidField("parameter 'q' is not valid UTF-8 once decoded; encode the text as "
+                                                "UTF-8 before percent-encoding it"));
+  }
+  std::size_t k = 5;
+  if (auto given = values->find("k"); given != values->end()) {
+    std::size_t parsed = 0;
+    auto [end, ec] = std::from_chars(given->second.data(), given->second.data() + given->second.size(), parsed);
+    if (ec != std::errc() || end != given->second.data() + given->second.size() || parsed < 1 || parsed > 100) {
+      return ErrorResponse(
+          ApiError::InvalidField("parameter 'k' must be a whole number from 1 to 100; it is '" + given->second + "'"));
+    }
+    k = parsed;
+  }
+  engine::SearchOutcome outcome = service_.Search(guest_id, q->second, k);
+  if (!outcome.supported) {
+    return ErrorResponse(ApiError::NotFound("search is not enabled: no enabled stage searches messages; enable "
+                                            "the embeddings stage in pipeline.toml"));
+  }
+  if (!outcome.status.ok()) {
+    return ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "searching the messages"));
+  }
+  return Json(200, EncodeSearch(guest_id, q->second, outcome.hits));
 }
 
 }  // namespace stowage::api

@@ -3,6 +3,8 @@
 //   POST   /v1/guest/chat/{guest_id}   store a message
 //   GET    /v1/guest/chat/{guest_id}   the guest's messages, oldest first
 //   DELETE /v1/guest/chat/{guest_id}   erase the guest's messages
+//   GET    /v1/guest/chat/{guest_id}/search?q=TEXT&k=5
+//                                      the guest's k messages most like TEXT
 //   GET    /healthz                    {"status":"ok"}
 //
 // A POST with an `Idempotency-Key` header (1 to 255 visible ASCII
@@ -50,6 +52,7 @@ class GuestChatApi final : public http::Handler {
   http::Response Post(const std::string& guest_id, const http::Request& request);
   http::Response Get(const std::string& guest_id);
   http::Response Delete(const std::string& guest_id);
+  http::Response Search(const std::string& guest_id, const std::string& query_string);
 
   ChatService& service_;
   ApiOptions options_;

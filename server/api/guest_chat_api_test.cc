@@ -30,6 +30,11 @@ class RecordingService final : public ChatService {
     calls.push_back("erase " + guest_id);
     return erase;
   }
+  engine::SearchOutcome Search(const std::string& guest_id, const std::string& query, std::size_t k) override {
+    std::lock_guard lock(mu);
+    calls.push_back("search " + guest_id + " " + query + " " + std::to_string(k));
+    return search;
+  }
 
   std::mutex mu;
   std::vector<std::string> calls;
@@ -37,6 +42,7 @@ class RecordingService final : public ChatService {
   engine::WriteOutcome write;
   engine::ReadOutcome read;
   engine::EraseOutcome erase;
+  engine::SearchOutcome search;
   bool throw_on_call = false;
 };
 
@@ -241,6 +247,34 @@ TEST_F(GuestChatApiTest, AMalformedIdempotencyKeyIsRefused) {
   EXPECT_EQ(response.status, 400);
   EXPECT_TRUE(HasCode(response, "invalid_idempotency_key")) << response.body;
   EXPECT_TRUE(service_.calls.empty());
+}
+
+TEST_F(GuestChatApiTest, SearchDecodesTheQueryAndAnswersTheHitsBestFirst) {
+  service_.search.supported = true;
+  service_.search.hits = {{{"user", "opening hours?", "2030-01-01T00:00:00.000000Z"}, 0.5}};
+  auto response = Call("GET", "/v1/guest/chat/g1/search?q=opening+hours%3F&k=3", "", "");
+  ASSERT_EQ(response.status, 200) << response.body;
+  EXPECT_EQ(response.body,
+            R"({"guest_id":"g1","query":"opening hours?","results":[{"role":"user","content":"opening hours?",)"
+            R"("timestamp":"2030-01-01T00:00:00.000000Z","score":5E-1}]})");
+  EXPECT_EQ(service_.calls, (std::vector<std::string>{"search g1 opening hours? 3"}));
+}
+
+TEST_F(GuestChatApiTest, SearchRefusesAMissingQueryOrABadK) {
+  service_.search.supported = true;
+  EXPECT_TRUE(HasCode(Call("GET", "/v1/guest/chat/g1/search", "", ""), "invalid_field"));
+  EXPECT_TRUE(HasCode(Call("GET", "/v1/guest/chat/g1/search?q=x&k=0", "", ""), "invalid_field"));
+  EXPECT_TRUE(HasCode(Call("GET", "/v1/guest/chat/g1/search?q=x&k=abc", "", ""), "invalid_field"));
+  EXPECT_TRUE(HasCode(Call("GET", "/v1/guest/chat/g1/search?q=%zz", "", ""), "invalid_field"));
+  EXPECT_TRUE(HasCode(Call("GET", "/v1/guest/chat/bad$id/search?q=x", "", ""), "invalid_guest_id"));
+  EXPECT_EQ(Call("POST", "/v1/guest/chat/g1/search?q=x").status, 405);
+  EXPECT_TRUE(service_.calls.empty());
+}
+
+TEST_F(GuestChatApiTest, SearchWithNoSearchingStageIsNotFoundAndSaysWhatToEnable) {
+  auto response = Call("GET", "/v1/guest/chat/g1/search?q=x", "", "");
+  EXPECT_EQ(response.status, 404);
+  EXPECT_NE(response.body.find("enable the embeddings stage"), std::string::npos) << response.body;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "stores.h"
 #include "support/process.h"
 #include "support/services.h"
+#include "stowaged_process.h"
 
 namespace stowage::testing {
 namespace {
@@ -30,48 +31,27 @@ std::string UniqueGuest(const std::string& prefix) {
   return id.str();
 }
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
-// stowaged running the default pipeline shape: redis (required), then
-// postgres (required), on the given servers.
+// stowaged running the default pipeline's first two stages: redis
+// (required), then postgres (required), on the given servers.
 class Stowaged {
  public:
-  Stowaged(const std::string& redis_url, const std::string& database_url) : port_(FreePort()) {
-    folder_ = fs::temp_directory_path() / ("stowage_guest_chat_" + std::to_string(::getpid()) + "_" +
-                                           std::to_string(port_));
-    fs::create_directories(folder_);
-    std::ofstream(folder_ / "pipeline.toml")
-        << "[server]\nlisten = \"127.0.0.1:" << port_ << "\"\nworkers = 16\n"
-        << "plugin_path = [\"" << STOWAGE_PLUGIN_DIR << "\"]\n"
-        << "[log]\nlevel = \"info\"\n"
-        << "[[stage]]\nname = \"redis\"\nplugin = \"redis\"\npolicy = \"required\"\ntimeout_ms = 2000\n"
-        << "config = { url = \"" << redis_url << "\", connect_timeout_ms = 300 }\n"
-        << "[[stage]]\nname = \"postgres\"\nplugin = \"postgres\"\npolicy = \"required\"\ntimeout_ms = 3000\n"
-        << "config = { url = \"" << database_url << "\", connect_timeout_ms = 1000 }\n";
-    process_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{STOWAGED_PATH, "--config", (folder_ / "pipeline.toml").string()},
-        folder_ / "stowaged.log");
-    if (!WaitForTcp(port_, milliseconds(20000))) ADD_FAILURE() << "stowaged did not start:\n" << log();
-  }
-  ~Stowaged() {
-    process_->Signal(SIGTERM);
-    process_->Wait(milliseconds(10000));
-    process_.reset();
-    fs::remove_all(folder_);
-  }
+  Stowaged(const std::string& redis_url, const std::string& database_url)
+      : process_(StowagedProcess::FromText(
+            "[server]\nlisten = \"${STOWAGE_LISTEN}\"\nworkers = 16\n"
+            "plugin_path = [\"" STOWAGE_PLUGIN_DIR "\"]\n"
+            "[log]\nlevel = \"info\"\n"
+            "[[database]]\nname = \"main\"\nurl = \"" + database_url + "\"\nconnect_timeout_ms = 1000\n"
+            "[[stage]]\nname = \"redis\"\nplugin = \"redis\"\npolicy = \"required\"\ntimeout_ms = 2000\n"
+            "config = { url = \"" + redis_url + "\", connect_timeout_ms = 300 }\n"
+            "[[stage]]\nname = \"postgres\"\nplugin = \"postgres\"\npolicy = \"required\"\ntimeout_ms = 3000\n"
+            "database = \"main\"\n")) {}
 
-  std::uint16_t port() const { return port_; }
-  std::string log() const { return ReadFile(folder_ / "stowaged.log"); }
+  std::uint16_t port() const { return process_->port(); }
+  std::string log() const { return process_->log(); }
 
  private:
-  std::uint16_t port_;
-  fs::path folder_;
-  std::unique_ptr<ChildProcess> process_;
+  std::unique_ptr<StowagedProcess> process_;
 };
 
 std::string MessageBody(const std::string& content, const std::string& role = "user") {
@@ -357,8 +337,8 @@ int RunMigrate(const std::string& redis_url, const std::string& database_url, st
   std::ofstream(folder / "pipeline.toml")
       << "[server]\nplugin_path = [\"" << STOWAGE_PLUGIN_DIR << "\"]\n"
       << "[[stage]]\nname = \"redis\"\nplugin = \"redis\"\nconfig = { url = \"" << redis_url << "\" }\n"
-      << "[[stage]]\nname = \"postgres\"\nplugin = \"postgres\"\n"
-      << "config = { url = \"" << database_url << "\", connect_timeout_ms = 500 }\n";
+      << "[[database]]\nname = \"main\"\nurl = \"" << database_url << "\"\nconnect_timeout_ms = 500\n"
+      << "[[stage]]\nname = \"postgres\"\nplugin = \"postgres\"\ndatabase = \"main\"\n";
   ChildProcess migrate({STOWAGE_CLI_PATH, "migrate", (folder / "pipeline.toml").string()}, folder / "out.log");
   auto code = migrate.Wait(milliseconds(60000));
   *output = migrate.ReadOutput();

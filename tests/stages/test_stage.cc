@@ -11,6 +11,9 @@
 //   erase      "ok"      ok | fail | throw
 //   hang_ms    5000      how long "hang" sleeps
 //   set_attribute ""     "key=value" set on every successful write
+//   write_sql  ""        a statement run on the stage's database in write(), before the outcome
+//                        above is applied; $1 is the guest id, $2 the content
+//   erase_sql  ""        a statement run in erase(); $1 is the guest id; held = rows affected
 //   journal    ""        a file each call appends a line to ("write <guest> <content>",
 //                        "compensate <guest> <content>", ...), so tests see call order
 //                        across stages and processes
@@ -40,7 +43,9 @@ class TestStage final : public stowage::Stage {
         .optional("construct", std::string("ok"), "ok | throw")
         .optional("hang_ms", std::int64_t{5000}, "how long a hang lasts, in milliseconds")
         .optional("set_attribute", std::string(""), "key=value set on every successful write")
-        .optional("journal", std::string(""), "file every call appends a line to");
+        .optional("journal", std::string(""), "file every call appends a line to")
+        .optional("write_sql", std::string(""), "statement run in write(): $1 guest id, $2 content")
+        .optional("erase_sql", std::string(""), "statement run in erase(): $1 guest id");
   }
 
   TestStage(const stowage::StageConfig& config, stowage::StageEnvironment& env)
@@ -51,6 +56,8 @@ class TestStage final : public stowage::Stage {
         hang_(std::chrono::milliseconds(config.integer("hang_ms"))),
         set_attribute_(config.string("set_attribute")),
         journal_(config.string("journal")),
+        write_sql_(config.string("write_sql")),
+        erase_sql_(config.string("erase_sql")),
         log_(env.log) {
     if (config.string("construct") == "throw") throw std::runtime_error("told to throw in the constructor");
   }
@@ -63,6 +70,11 @@ class TestStage final : public stowage::Stage {
   }
 
   Status write(stowage::WriteContext& ctx) override {
+    if (!write_sql_.empty()) {
+      if (ctx.sql == nullptr) return Status::Internal("write_sql is set but the stage has no database");
+      Status ran = ctx.sql->execute(write_sql_, {ctx.guest_id, ctx.message.content});
+      if (!ran.ok()) return ran;
+    }
     if (write_ == "fail") return Status::Unavailable("told to fail");
     if (write_ == "throw") throw std::runtime_error("told to throw");
     if (write_ == "hang") std::this_thread::sleep_for(hang_);
@@ -110,10 +122,18 @@ class TestStage final : public stowage::Stage {
   }
 
   stowage::EraseResult erase(stowage::GuestContext& ctx) override {
+    bool sql_held = false;
+    if (!erase_sql_.empty()) {
+      if (ctx.sql == nullptr) return {Status::Internal("erase_sql is set but the stage has no database"), false};
+      stowage::SqlResult result;
+      Status ran = ctx.sql->execute(erase_sql_, {ctx.guest_id}, &result);
+      if (!ran.ok()) return {ran, false};
+      sql_held = result.affected > 0;
+    }
     if (erase_ == "fail") return {Status::Unavailable("told to fail"), false};
     if (erase_ == "throw") throw std::runtime_error("told to throw");
     std::lock_guard lock(mu_);
-    bool held = messages_.erase(ctx.guest_id) > 0;
+    bool held = messages_.erase(ctx.guest_id) > 0 || sql_held;
     Journal("erase " + ctx.guest_id);
     return {Status::Ok(), held};
   }
@@ -127,7 +147,7 @@ class TestStage final : public stowage::Stage {
 
   const std::string target_, write_, read_, erase_;
   const std::chrono::milliseconds hang_;
-  const std::string set_attribute_, journal_;
+  const std::string set_attribute_, journal_, write_sql_, erase_sql_;
   stowage::Logger& log_;
   std::mutex mu_, journal_mu_;
   std::map<std::string, std::vector<stowage::Message>> messages_;

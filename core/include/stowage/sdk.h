@@ -7,6 +7,7 @@
 #include "stowage/message.h"
 #include "stowage/plugin.h"
 #include "stowage/sql.h"
+#include "stowage/sql_migrations.h"
 #include "stowage/stage.h"
 #include "stowage/status.h"
 #include "stowage/version.h"

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "engine/call_runner.h"
+#include "engine/transaction.h"
 #include "logging/logging.h"
 
 namespace stowage::engine {
@@ -56,6 +57,10 @@ void Count(StageCounters& counters, const Status& status) {
     counters.timed_out.fetch_add(1, std::memory_order_relaxed);
   else
     counters.failed.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint64_t FailuresOf(const StageCounters& counters) {
+  return counters.failed.load(std::memory_order_relaxed) + counters.timed_out.load(std::memory_order_relaxed);
 }
 
 // A status that refuses the message itself rather than reporting a broken
@@ -126,6 +131,12 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg) {
   pipeline->config_ = cfg;
   pipeline->runner_ = std::make_shared<CallRunner>();
 
+  for (const auto& settings : cfg.databases) {
+    auto log = logging::MakeStageLogger("Database " + settings.name);
+    pipeline->database_loggers_.push_back(log);
+    pipeline->databases_.push_back(std::make_unique<database::PostgresDatabase>(settings, log));
+  }
+
   loader::PluginLoader loader(cfg.server.plugin_path);
   const auto base_folder = cfg.file.parent_path();
   const std::string file = cfg.file.string();
@@ -137,6 +148,15 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg) {
     if (!settings.enabled) {
       pipeline->stages_.push_back(std::move(instance));
       continue;
+    }
+    if (!settings.database.empty()) {
+      for (const auto& db : pipeline->databases_)
+        if (db->name() == settings.database) instance->database = db.get();
+      if (instance->database == nullptr) {
+        result.errors.push_back(where + ".database: no [[database]] is named '" + settings.database +
+                                "'; declare it or fix the name");
+        continue;
+      }
     }
     auto loaded = loader.Load(settings.plugin, base_folder);
     for (auto& warning : loaded.warnings) result.warnings.push_back(where + ": " + warning);
@@ -154,8 +174,9 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg) {
     }
 
     instance->logger = logging::MakeStageLogger(loaded.plugin->info().label);
+    instance->env = std::make_unique<stowage::StageEnvironment>(
+        stowage::StageEnvironment{*instance->logger, instance->database});
     Status error;
-    instance->env = std::make_unique<stowage::StageEnvironment>(stowage::StageEnvironment{*instance->logger});
     instance->stage = loaded.plugin->Create(stage_config, *instance->env, &error);
     if (!instance->stage) {
       result.errors.push_back(where + ": the stage could not be created by " + loaded.plugin->path().string() +
@@ -170,87 +191,202 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg) {
   return result;
 }
 
+namespace {
+
+// The savepoint of the stage at `index` (names must be SQL identifiers).
+std::string SavepointOf(std::size_t index) { return "stowage_stage_" + std::to_string(index); }
+
+// Runs admit or write of a stage that has a database, on this thread, with
+// its statements in the request's transaction. A best_effort stage's
+// statements run inside its own savepoint, rolled back when it fails; when
+// that rollback fails, the transaction is lost and `*transaction_lost` is set.
+WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactions& transactions,
+                           std::shared_ptr<const Request> request, const Attributes& attributes, WriteOp op,
+                           bool* transaction_lost) {
+  const Deadline deadline = Deadline::After(s.settings.timeout);
+  LazySession session(*s.database, &transactions, s.required() ? "" : SavepointOf(index), deadline);
+  WriteCall call{Status::Ok(), attributes};
+  stowage::WriteContext ctx{request->guest_id, request->message, deadline, *s.logger, call.attributes, &session};
+  call.status = op == WriteOp::kAdmit ? s.stage->admit(ctx) : s.stage->write(ctx);
+  if (call.status.ok() && deadline.expired())
+    call.status = TimeoutStatus(op == WriteOp::kAdmit ? "admit" : "write", s.settings.timeout);
+  if (!call.status.ok() && !s.required()) {
+    Status undone = session.RollbackToSavepoint();
+    if (!undone.ok()) {
+      *transaction_lost = true;
+      call.status = Status::Unavailable("the failure of best_effort stage '" + s.name() +
+                                        "' could not be rolled back (" + undone.ToString() +
+                                        "), so the transaction of database '" + s.database->name() +
+                                        "' is lost; " + call.status.ToString());
+    }
+  }
+  return call;
+}
+
+}  // namespace
+
+void Pipeline::Report(stowage::RequestKind kind, const std::string& guest_id, bool ok, bool cache_hit,
+                      Clock::time_point started) const noexcept {
+  stowage::RequestReport report{kind, guest_id, ok, cache_hit,
+                                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started)};
+  for (const auto& s : stages_)
+    if (s->stage) s->stage->observe(report);
+}
+
 WriteOutcome Pipeline::Write(const std::string& guest_id, const Message& message) {
+  const auto started = Clock::now();
   WriteOutcome outcome;
   auto request = std::make_shared<const Request>(Request{guest_id, message});
+  Transactions transactions;
 
-  std::vector<const StageInstance*> enabled;
-  for (const auto& s : stages_)
-    if (s->stage) enabled.push_back(s.get());
+  std::vector<std::size_t> enabled;
+  for (std::size_t i = 0; i < stages_.size(); ++i)
+    if (stages_[i]->stage) enabled.push_back(i);
 
-  // Admission: every stage may refuse the message before anything is written.
-  for (const StageInstance* s : enabled) {
-    WriteCall admitted = CallWrite(*runner_, TargetOf(*s), request, outcome.attributes, WriteOp::kAdmit);
-    if (admitted.status.ok()) continue;
-    if (RefusesMessage(admitted.status) || s->required()) {
-      s->logger->info("refused the message for guest " + guest_id + ": " + admitted.status.ToString());
-      outcome.status = std::move(admitted.status);
-      outcome.failed_stage = s->name();
-      return outcome;
-    }
-    s->logger->warn("admit failed (best_effort, ignored): " + admitted.status.ToString());
-  }
-
-  struct Applied {
-    const StageInstance* stage;
+  auto call = [&](std::size_t i, WriteOp op, bool* lost) -> WriteCall {
+    const StageInstance& s = *stages_[i];
+    if (s.database != nullptr) return CallWithDatabase(s, i, transactions, request, outcome.attributes, op, lost);
+    return CallWrite(*runner_, TargetOf(s), request, outcome.attributes, op);
   };
-  std::vector<Applied> applied;
-  for (const StageInstance* s : enabled) {
-    WriteCall written = CallWrite(*runner_, TargetOf(*s), request, outcome.attributes, WriteOp::kWrite);
-    Count(*s->counters, written.status);
-    if (written.status.ok()) {
-      outcome.attributes = std::move(written.attributes);
-      applied.push_back({s});
-      AddOnce(outcome.stored_in, s->target);
-      continue;
-    }
-    if (!s->required()) {
-      s->logger->warn("could not store the message for guest " + guest_id + " (best_effort, request goes on): " +
-                      written.status.ToString());
-      outcome.degraded.push_back(s->name());
-      continue;
-    }
-    s->logger->error("could not store the message for guest " + guest_id + " (required, request fails): " +
-                     written.status.ToString());
-    // Undo every stage already applied, newest first.
+  // Undoes what the stages without a database wrote, newest first (the
+  // transaction takes care of the others).
+  std::vector<std::size_t> applied;
+  auto undo = [&](const std::string& because) {
+    transactions.RollbackAll(Deadline::After(std::chrono::seconds(5)));
     for (auto it = applied.rbegin(); it != applied.rend(); ++it) {
-      const StageInstance* done = it->stage;
-      WriteCall undone = CallWrite(*runner_, TargetOf(*done), request, outcome.attributes, WriteOp::kCompensate);
+      const StageInstance& done = *stages_[*it];
+      if (done.database != nullptr) continue;
+      WriteCall undone = CallWrite(*runner_, TargetOf(done), request, outcome.attributes, WriteOp::kCompensate);
       if (undone.status.ok()) {
-        done->counters->compensated.fetch_add(1, std::memory_order_relaxed);
-        done->logger->info("undid the write for guest " + guest_id + " because stage '" + s->name() + "' failed");
+        done.counters->compensated.fetch_add(1, std::memory_order_relaxed);
+        done.logger->info("undid the write for guest " + guest_id + " because " + because);
       } else {
-        done->counters->compensation_failed.fetch_add(1, std::memory_order_relaxed);
-        done->logger->error("could not undo the write for guest " + guest_id + ": " + undone.status.ToString() +
-                            "; the message may remain in this target");
+        done.counters->compensation_failed.fetch_add(1, std::memory_order_relaxed);
+        done.logger->error("could not undo the write for guest " + guest_id + ": " + undone.status.ToString() +
+                           "; the message may remain in this target");
       }
     }
-    outcome.status = std::move(written.status);
-    outcome.failed_stage = s->name();
     outcome.stored_in.clear();
+  };
+  auto fail = [&](const StageInstance& s, Status status) {
+    outcome.status = std::move(status);
+    outcome.failed_stage = s.name();
+    Report(stowage::RequestKind::kWrite, guest_id, false, false, started);
+    return outcome;
+  };
+
+  // Admission: every stage may refuse the message before anything is written.
+  std::vector<bool> skipped(stages_.size(), false);
+  for (std::size_t i : enabled) {
+    const StageInstance& s = *stages_[i];
+    bool lost = false;
+    WriteCall admitted = call(i, WriteOp::kAdmit, &lost);
+    if (admitted.status.ok()) {
+      outcome.attributes = std::move(admitted.attributes);
+      continue;
+    }
+    Count(*s.counters, admitted.status);
+    if (RefusesMessage(admitted.status) || s.required() || lost) {
+      s.logger->info("refused the message for guest " + guest_id + ": " + admitted.status.ToString());
+      undo("stage '" + s.name() + "' refused it");
+      return fail(s, std::move(admitted.status));
+    }
+    s.logger->warn("could not check the message for guest " + guest_id +
+                   " (best_effort, stage skipped for this message; failures so far: " +
+                   std::to_string(FailuresOf(*s.counters)) + "): " + admitted.status.ToString());
+    skipped[i] = true;
+    outcome.degraded.push_back(s.name());
+  }
+
+  for (std::size_t i : enabled) {
+    if (skipped[i]) continue;
+    const StageInstance& s = *stages_[i];
+    bool lost = false;
+    WriteCall written = call(i, WriteOp::kWrite, &lost);
+    Count(*s.counters, written.status);
+    if (written.status.ok()) {
+      outcome.attributes = std::move(written.attributes);
+      applied.push_back(i);
+      AddOnce(outcome.stored_in, s.target);
+      continue;
+    }
+    if (!s.required() && !lost) {
+      s.logger->warn("could not store the message for guest " + guest_id + " (best_effort, request goes on; " +
+                     "failures so far: " + std::to_string(FailuresOf(*s.counters)) + "): " + written.status.ToString());
+      outcome.degraded.push_back(s.name());
+      continue;
+    }
+    s.logger->error("could not store the message for guest " + guest_id + " (" + PolicyText(s) +
+                    ", request fails): " + written.status.ToString());
+    undo("stage '" + s.name() + "' failed");
+    return fail(s, std::move(written.status));
+  }
+
+  // One COMMIT per database, after the last stage.
+  std::string failed_database;
+  Status committed = transactions.CommitAll(Deadline::After(std::chrono::seconds(5)), &failed_database);
+  if (!committed.ok()) {
+    const StageInstance* blamed = nullptr;
+    for (std::size_t i : applied)
+      if (stages_[i]->database && stages_[i]->database->name() == failed_database && !blamed) blamed = stages_[i].get();
+    for (std::size_t i : enabled)
+      if (!blamed && stages_[i]->database && stages_[i]->database->name() == failed_database)
+        blamed = stages_[i].get();
+    const std::string reason = "the transaction of database '" + failed_database + "' did not commit";
+    if (blamed) blamed->logger->error(reason + " for guest " + guest_id + ": " + committed.ToString());
+    undo(reason);
+    outcome.status = Status::Unavailable(reason + ": " + committed.ToString());
+    outcome.failed_stage = blamed ? blamed->name() : failed_database;
+    Report(stowage::RequestKind::kWrite, guest_id, false, false, started);
     return outcome;
   }
+  Report(stowage::RequestKind::kWrite, guest_id, true, false, started);
   return outcome;
 }
 
+namespace {
+
+// Runs a read-like call of one stage: on this thread with an autocommit
+// session when it has a database, else on the runner with its timeout.
+template <typename R>
+std::optional<R> CallGuest(CallRunner& runner, const StageInstance& s, const std::string& guest_id,
+                           std::function<R(stowage::Stage&, stowage::GuestContext&)> op) {
+  const Deadline deadline = Deadline::After(s.settings.timeout);
+  if (s.database != nullptr) {
+    LazySession session(*s.database, nullptr, "", deadline);
+    stowage::GuestContext ctx{guest_id, deadline, *s.logger, &session};
+    R result = op(*s.stage, ctx);
+    if (deadline.expired()) return std::nullopt;
+    return result;
+  }
+  CallTarget target = TargetOf(s);
+  auto id = std::make_shared<const std::string>(guest_id);
+  return CallWithDeadline<R>(runner, deadline.at(), [target, id, deadline, op]() {
+    stowage::GuestContext ctx{*id, deadline, *target.log, nullptr};
+    return op(*target.stage, ctx);
+  });
+}
+
+}  // namespace
+
 ReadOutcome Pipeline::Read(const std::string& guest_id) {
+  const auto started = Clock::now();
   ReadOutcome outcome;
   std::vector<const StageInstance*> missed;
   Status required_failure;
   std::string required_failed_stage;
+  bool first_asked = true;
+  bool cache_hit = false;
 
   for (const auto& owned : stages_) {
     const StageInstance* s = owned.get();
     if (!s->stage) continue;
-    CallTarget target = TargetOf(*s);
-    const Deadline deadline = Deadline::After(target.timeout);
-    auto id = std::make_shared<const std::string>(guest_id);
-    auto result = CallWithDeadline<stowage::ReadResult>(*runner_, deadline.at(), [target, id, deadline]() {
-      stowage::GuestContext ctx{*id, deadline, *target.log};
-      return target.stage->read(ctx);
-    });
-    Status status = result ? result->status : TimeoutStatus("read", target.timeout);
+    auto result = CallGuest<stowage::ReadResult>(
+        *runner_, *s, guest_id, [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.read(ctx); });
+    Status status = result ? result->status : TimeoutStatus("read", s->settings.timeout);
     Count(*s->counters, status);
+    const bool was_first = first_asked;
+    first_asked = false;
     if (!status.ok()) {
       s->logger->warn("could not read guest " + guest_id + " (" + PolicyText(*s) + "): " + status.ToString());
       outcome.degraded.push_back(s->name());
@@ -266,48 +402,61 @@ ReadOutcome Pipeline::Read(const std::string& guest_id) {
     }
     outcome.served_by = s->name();
     outcome.messages = std::move(result->messages);
+    cache_hit = was_first;
     // Refill the stages before this one that held nothing, so the next read
     // is served earlier in the pipeline.
-    auto messages = std::make_shared<const std::vector<Message>>(outcome.messages);
     for (const StageInstance* m : missed) {
-      CallTarget refill_target = TargetOf(*m);
-      const Deadline refill_deadline = Deadline::After(refill_target.timeout);
-      auto refilled = CallWithDeadline<Status>(
-          *runner_, refill_deadline.at(), [refill_target, id, messages, refill_deadline]() {
-            stowage::GuestContext ctx{*id, refill_deadline, *refill_target.log};
-            return refill_target.stage->refill(ctx, *messages);
-          });
-      Status refill_status = refilled ? *refilled : TimeoutStatus("refill", refill_target.timeout);
+      const auto& messages = outcome.messages;
+      auto refilled = CallGuest<Status>(*runner_, *m, guest_id,
+                                        [messages](stowage::Stage& stage, stowage::GuestContext& ctx) {
+                                          return stage.refill(ctx, messages);
+                                        });
+      Status refill_status = refilled ? *refilled : TimeoutStatus("refill", m->settings.timeout);
       if (!refill_status.ok())
         m->logger->warn("could not refill guest " + guest_id + ": " + refill_status.ToString());
     }
+    Report(stowage::RequestKind::kRead, guest_id, true, cache_hit, started);
     return outcome;
   }
   if (!required_failure.ok()) {
     outcome.status = std::move(required_failure);
     outcome.failed_stage = std::move(required_failed_stage);
   }
+  Report(stowage::RequestKind::kRead, guest_id, outcome.status.ok(), false, started);
   return outcome;
 }
 
 EraseOutcome Pipeline::Erase(const std::string& guest_id) {
+  const auto started = Clock::now();
   EraseOutcome outcome;
-  auto id = std::make_shared<const std::string>(guest_id);
+  Transactions transactions;
   // Every stage is asked, even after a failure, so that as much as possible
-  // is removed; a retry of the DELETE finishes the rest.
-  for (const auto& owned : stages_) {
-    const StageInstance* s = owned.get();
+  // is removed; a retry of the DELETE finishes the rest. Each stage with a
+  // database erases inside its own savepoint, so a failing one leaves the
+  // others' deletions to commit.
+  std::vector<std::pair<const StageInstance*, bool>> held_by;
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    const StageInstance* s = stages_[i].get();
     if (!s->stage) continue;
-    CallTarget target = TargetOf(*s);
-    const Deadline deadline = Deadline::After(target.timeout);
-    auto result = CallWithDeadline<stowage::EraseResult>(*runner_, deadline.at(), [target, id, deadline]() {
-      stowage::GuestContext ctx{*id, deadline, *target.log};
-      return target.stage->erase(ctx);
-    });
-    Status status = result ? result->status : TimeoutStatus("erase", target.timeout);
+    std::optional<stowage::EraseResult> result;
+    if (s->database != nullptr) {
+      const Deadline deadline = Deadline::After(s->settings.timeout);
+      LazySession session(*s->database, &transactions, SavepointOf(i), deadline);
+      stowage::GuestContext ctx{guest_id, deadline, *s->logger, &session};
+      result = s->stage->erase(ctx);
+      if (result->status.ok() && deadline.expired()) result->status = TimeoutStatus("erase", s->settings.timeout);
+      if (!result->status.ok()) {
+        Status undone = session.RollbackToSavepoint();
+        if (!undone.ok()) transactions.RollbackAll(Deadline::After(std::chrono::seconds(5)));
+      }
+    } else {
+      result = CallGuest<stowage::EraseResult>(
+          *runner_, *s, guest_id, [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.erase(ctx); });
+    }
+    Status status = result ? result->status : TimeoutStatus("erase", s->settings.timeout);
     Count(*s->counters, status);
     if (status.ok()) {
-      if (result->held) AddOnce(outcome.deleted_from, s->target);
+      held_by.emplace_back(s, result->held);
       continue;
     }
     s->logger->warn("could not erase guest " + guest_id + " (" + PolicyText(*s) + "): " + status.ToString());
@@ -320,6 +469,46 @@ EraseOutcome Pipeline::Erase(const std::string& guest_id) {
       outcome.degraded.push_back(s->name());
     }
   }
+  std::string failed_database;
+  Status committed = transactions.CommitAll(Deadline::After(std::chrono::seconds(5)), &failed_database);
+  for (const auto& [s, held] : held_by) {
+    // A deletion that did not commit did not happen.
+    if (!committed.ok() && s->database && s->database->name() == failed_database) continue;
+    if (held) AddOnce(outcome.deleted_from, s->target);
+  }
+  if (!committed.ok() && outcome.status.ok()) {
+    outcome.status = Status::Unavailable("the transaction of database '" + failed_database +
+                                         "' did not commit: " + committed.ToString());
+    outcome.failed_stage = failed_database;
+  }
+  Report(stowage::RequestKind::kErase, guest_id, outcome.status.ok(), false, started);
+  return outcome;
+}
+
+SearchOutcome Pipeline::Search(const std::string& guest_id, const std::string& query, std::size_t k) {
+  const auto started = Clock::now();
+  SearchOutcome outcome;
+  for (const auto& owned : stages_) {
+    const StageInstance* s = owned.get();
+    if (!s->stage) continue;
+    auto result = CallGuest<stowage::SearchResult>(
+        *runner_, *s, guest_id, [query, k](stowage::Stage& stage, stowage::GuestContext& ctx) {
+          return stage.search(ctx, query, k);
+        });
+    if (result && !result->supported) continue;
+    outcome.supported = true;
+    Status status = result ? result->status : TimeoutStatus("search", s->settings.timeout);
+    Count(*s->counters, status);
+    if (!status.ok()) {
+      s->logger->warn("could not search guest " + guest_id + ": " + status.ToString());
+      outcome.status = std::move(status);
+      outcome.failed_stage = s->name();
+    } else {
+      outcome.hits = std::move(result->hits);
+    }
+    break;
+  }
+  Report(stowage::RequestKind::kSearch, guest_id, outcome.status.ok(), false, started);
   return outcome;
 }
 

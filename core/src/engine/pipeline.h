@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config/pipeline_config.h"
+#include "database/postgres_database.h"
 #include "loader/plugin_loader.h"
 #include "stowage/context.h"
 #include "stowage/message.h"
@@ -45,6 +46,10 @@ struct StageInstance {
   std::unique_ptr<stowage::StageEnvironment> env;  // what the stage was given; outlives it
   std::shared_ptr<stowage::Stage> stage;    // null when disabled
   std::string target;                       // stage->target(), cached
+  // The [[database]] the stage joins; null when none. A stage with a
+  // database is called on the request's thread and its statements run in
+  // the request's transaction.
+  database::PostgresDatabase* database = nullptr;
   std::shared_ptr<StageCounters> counters = std::make_shared<StageCounters>();
 
   const std::string& name() const noexcept { return settings.name; }
@@ -65,6 +70,13 @@ struct ReadOutcome {
   std::string served_by;  // the stage that served the messages; empty if none held any
   std::vector<stowage::Message> messages;
   std::vector<std::string> degraded;
+};
+
+struct SearchOutcome {
+  stowage::Status status;
+  std::string failed_stage;
+  bool supported = false;  // some enabled stage searches
+  std::vector<stowage::SearchHit> hits;
 };
 
 struct EraseOutcome {
@@ -91,6 +103,9 @@ class Pipeline {
   WriteOutcome Write(const std::string& guest_id, const stowage::Message& message);
   ReadOutcome Read(const std::string& guest_id);
   EraseOutcome Erase(const std::string& guest_id);
+  // The guest's `k` messages most similar to `query`, from the first enabled
+  // stage that searches.
+  SearchOutcome Search(const std::string& guest_id, const std::string& query, std::size_t k);
 
   const std::vector<std::unique_ptr<StageInstance>>& stages() const noexcept { return stages_; }
   const config::PipelineConfig& config() const noexcept { return config_; }
@@ -98,7 +113,14 @@ class Pipeline {
  private:
   Pipeline() = default;
 
+  // Tells every enabled stage how a request went.
+  void Report(stowage::RequestKind kind, const std::string& guest_id, bool ok, bool cache_hit,
+              Clock::time_point started) const noexcept;
+
   config::PipelineConfig config_;
+  // Declared before the stages, so that they are destroyed after them.
+  std::vector<std::shared_ptr<stowage::Logger>> database_loggers_;
+  std::vector<std::unique_ptr<database::PostgresDatabase>> databases_;
   std::vector<std::unique_ptr<StageInstance>> stages_;
   std::shared_ptr<CallRunner> runner_;
 };

@@ -1,0 +1,278 @@
+// Versioned schema migrations: how a stage that keeps tables in a SQL
+// database creates and evolves them.
+//
+// A stage owns an ordered list of migrations under a component name (its
+// plugin name). It applies them from its constructor, through the database
+// the host gives it:
+//
+//   const std::vector<stowage::SqlMigration>& MyMigrations() {
+//     static const std::vector<stowage::SqlMigration> migrations = {
+//         {1, "create my_table", "CREATE TABLE my_table (id bigserial PRIMARY KEY, body text NOT NULL)"},
+//         {2, "index my_table by body", "CREATE INDEX my_table_body ON my_table (body)"},
+//     };
+//     return migrations;
+//   }
+//
+//   MyStage::MyStage(const stowage::StageConfig& config, stowage::StageEnvironment& env) {
+//     stowage::Status status = env.database->with_session(
+//         stowage::Deadline::After(std::chrono::seconds(30)),
+//         [](stowage::SqlSession& sql) { return stowage::ApplyMigrations(sql, "my_stage", MyMigrations());
+//         });
+//     ...  // kUnavailable: the database is down; log a warning and apply them before the first use
+//   }
+//
+// Applied versions are recorded in stowage_schema_migrations (component,
+// version, applied_at), so applying the list again does nothing, and every
+// server that starts at the same time may call it: they take one advisory
+// lock in turn. A migration, once released, is never edited: a change is a
+// new migration appended to the list with the next version.
+#pragma once
+
+#include <cctype>
+#include <charconv>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stowage/sql.h"
+#include "stowage/status.h"
+
+namespace stowage {
+
+struct SqlMigration {
+  int version;              // 1, 2, 3, ... strictly increasing along the list
+  std::string description;  // what it does, for messages
+  // One or more SQL statements separated by ';', without parameters. They
+  // run one by one in the migration's transaction. Quotes ('...', "...",
+  // $tag$...$tag$) and comments (--, /* */) may hold ';'.
+  std::string sql;
+};
+
+// The pg_advisory_xact_lock key every stowage component takes while it
+// migrates ("stowage\0" as a 64-bit integer).
+inline constexpr long long kSqlMigrationLockKey = 0x73746f7761676500LL;
+
+namespace internal {
+
+// Splits `sql` at the ';' that end its statements, leaving the ones inside
+// quotes, dollar quotes and comments. Pieces holding only blanks and
+// comments are dropped; the others are returned without their ';'.
+inline std::vector<std::string> SplitSqlStatements(std::string_view sql) {
+  std::vector<std::string> statements;
+  std::string current;
+  bool meaningful = false;  // `current` holds more than blanks and comments
+  auto is_ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  std::size_t i = 0;
+  const std::size_t n = sql.size();
+  auto finish = [&] {
+    if (meaningful) statements.push_back(current);
+    current.clear();
+    meaningful = false;
+  };
+  while (i < n) {
+    char c = sql[i];
+    if (c == ';') {
+      finish();
+      ++i;
+    } else if (c == '-' && i + 1 < n && sql[i + 1] == '-') {
+      std::size_t end = sql.find('\n', i);
+      end = end == std::string_view::npos ? n : end;
+      current.append(sql.substr(i, end - i));
+      i = end;
+    } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
+      // Block comments nest in PostgreSQL.
+      std::size_t start = i;
+      int depth = 0;
+      while (i < n) {
+        if (sql[i] == '/' && i + 1 < n && sql[i + 1] == '*') {
+          ++depth;
+          i += 2;
+        } else if (sql[i] == '*' && i + 1 < n && sql[i + 1] == '/') {
+          i += 2;
+          if (--depth == 0) break;
+        } else {
+          ++i;
+        }
+      }
+      current.append(sql.substr(start, i - start));
+    } else if (c == '\'' || c == '"') {
+      // E'...' strings escape with a backslash; all quotes double themselves.
+      bool backslash =
+          c == '\'' && i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') && (i < 2 || !is_ident(sql[i - 2]));
+      std::size_t start = i++;
+      while (i < n) {
+        if (backslash && sql[i] == '\\') {
+          i += 2;
+        } else if (sql[i] == c) {
+          if (i + 1 < n && sql[i + 1] == c) {
+            i += 2;
+          } else {
+            ++i;
+            break;
+          }
+        } else {
+          ++i;
+        }
+      }
+      i = i > n ? n : i;
+      current.append(sql.substr(start, i - start));
+      meaningful = true;
+    } else if (c == '$' && (i == 0 || !is_ident(sql[i - 1]))) {
+      // $tag$ ... $tag$, where the tag is empty or an identifier not
+      // starting with a digit ($1 is a parameter, not a quote).
+      std::size_t j = i + 1;
+      while (j < n && is_ident(sql[j]) && !(j == i + 1 && std::isdigit(static_cast<unsigned char>(sql[j]))))
+        ++j;
+      if (j < n && sql[j] == '$') {
+        std::string_view tag = sql.substr(i, j - i + 1);
+        std::size_t close = sql.find(tag, j + 1);
+        std::size_t end = close == std::string_view::npos ? n : close + tag.size();
+        current.append(sql.substr(i, end - i));
+        i = end;
+      } else {
+        current.push_back(c);
+        ++i;
+      }
+      meaningful = true;
+    } else {
+      current.push_back(c);
+      if (!std::isspace(static_cast<unsigned char>(c))) meaningful = true;
+      ++i;
+    }
+  }
+  finish();
+  return statements;
+}
+
+}  // namespace internal
+
+// Applies the migrations of `component` that stowage_schema_migrations does
+// not record yet, in list order, in one transaction: BEGIN, take
+// pg_advisory_xact_lock(kSqlMigrationLockKey) (servers migrating at the same
+// time go one after the other), create stowage_schema_migrations if absent,
+// run each missing migration and record its version, COMMIT. Versions
+// recorded but absent from the list (a newer release migrated this database)
+// are left alone.
+//
+// `sql` must be in autocommit (as Database::with_session gives it). Appends
+// the versions applied now to `applied` (nothing when the schema was
+// current). On any failure the transaction is rolled back, so the database
+// keeps the versions it had, and the Status keeps the code of the failure
+// (kUnavailable when the database cannot be reached) with a message naming
+// the component, the version and the reason. A list whose versions do not
+// strictly increase from 1 or more is refused (kInternal) before anything
+// runs.
+inline Status ApplyMigrations(SqlSession& sql, std::string_view component,
+                              const std::vector<SqlMigration>& migrations,
+                              std::vector<int>* applied = nullptr) {
+  const std::string name(component);
+  const std::string what = "migrating the schema of '" + name + "' in database '" + sql.database() + "'";
+  int previous = 0;
+  for (const SqlMigration& migration : migrations) {
+    if (migration.version <= previous) {
+      return Status::Internal(what + ": migration versions must strictly increase from 1, but version " +
+                              std::to_string(migration.version) + " (" + migration.description +
+                              ") follows " + std::to_string(previous) +
+                              "; fix the component's migration list");
+    }
+    previous = migration.version;
+  }
+
+  // Wraps a failure with where it happened, keeping its code.
+  auto failed = [&](const Status& status, const std::string& step) {
+    std::string message = what + ": " + step + " failed: " + status.message();
+    switch (status.code()) {
+      case StatusCode::kUnavailable:
+        message += "; check that the database is reachable, then start again";
+        break;
+      case StatusCode::kDeadlineExceeded:
+        message += "; another server may hold the migration lock, or the migration is slow: start again";
+        break;
+      default:
+        message += "; nothing of this run was kept (its transaction was rolled back)";
+        break;
+    }
+    switch (status.code()) {
+      case StatusCode::kUnavailable:
+        return Status::Unavailable(message);
+      case StatusCode::kDeadlineExceeded:
+        return Status::DeadlineExceeded(message);
+      case StatusCode::kInvalidArgument:
+        return Status::InvalidArgument(message);
+      case StatusCode::kConflict:
+        return Status::Conflict(message);
+      case StatusCode::kRejected:
+        return Status::Rejected(message);
+      case StatusCode::kNotFound:
+        return Status::NotFound(message);
+      default:
+        return Status::Internal(message);
+    }
+  };
+  auto rollback = [&] { sql.execute("ROLLBACK", {}); };
+
+  Status status = sql.execute("BEGIN", {});
+  if (!status.ok()) return failed(status, "BEGIN");
+  status = sql.execute("SELECT pg_advisory_xact_lock(" + std::to_string(kSqlMigrationLockKey) + ")", {});
+  if (!status.ok()) {
+    rollback();
+    return failed(status, "taking the migration lock");
+  }
+  status = sql.execute(
+      "CREATE TABLE IF NOT EXISTS stowage_schema_migrations ("
+      " component text NOT NULL,"
+      " version integer NOT NULL,"
+      " applied_at timestamptz NOT NULL DEFAULT now(),"
+      " PRIMARY KEY (component, version))",
+      {});
+  if (!status.ok()) {
+    rollback();
+    return failed(status, "creating stowage_schema_migrations");
+  }
+  SqlResult recorded;
+  status =
+      sql.execute("SELECT version FROM stowage_schema_migrations WHERE component = $1", {name}, &recorded);
+  if (!status.ok()) {
+    rollback();
+    return failed(status, "reading stowage_schema_migrations");
+  }
+  std::set<int> done;
+  for (std::size_t row = 0; row < recorded.rows.size(); ++row) {
+    SqlValue value = recorded.value(row, 0);
+    int version = 0;
+    if (value && std::from_chars(value->data(), value->data() + value->size(), version).ec == std::errc()) {
+      done.insert(version);
+    }
+  }
+
+  std::vector<int> now_applied;
+  for (const SqlMigration& migration : migrations) {
+    if (done.count(migration.version)) continue;
+    const std::string step =
+        "migration " + std::to_string(migration.version) + " (" + migration.description + ")";
+    for (const std::string& statement : internal::SplitSqlStatements(migration.sql)) {
+      status = sql.execute(statement, {});
+      if (!status.ok()) {
+        rollback();
+        return failed(status, step);
+      }
+    }
+    status = sql.execute("INSERT INTO stowage_schema_migrations (component, version) VALUES ($1, $2)",
+                         {name, std::to_string(migration.version)});
+    if (!status.ok()) {
+      rollback();
+      return failed(status, "recording " + step);
+    }
+    now_applied.push_back(migration.version);
+  }
+  status = sql.execute("COMMIT", {});
+  if (!status.ok()) {
+    rollback();
+    return failed(status, "COMMIT");
+  }
+  if (applied != nullptr) applied->insert(applied->end(), now_applied.begin(), now_applied.end());
+  return Status::Ok();
+}
+
+}  // namespace stowage

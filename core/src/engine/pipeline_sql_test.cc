@@ -1,0 +1,203 @@
+// The engine's transaction rules against a real PostgreSQL: stages sharing a
+// [[database]] write in one transaction per message; a best_effort stage's
+// failure rolls back its own statements only; a required failure leaves no
+// row of any stage.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "engine/pipeline.h"
+#include "support/services.h"
+
+namespace stowage::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using config::Policy;
+using config::RawValue;
+using namespace std::chrono_literals;
+
+const std::string kTestStage = std::string(STOWAGE_TEST_PLUGIN_DIR) + "/test_stage.so";
+
+struct SqlStage {
+  std::string name;
+  Policy policy = Policy::kRequired;
+  std::map<std::string, ConfigValue> config;
+  bool with_database = true;
+};
+
+class PipelineSqlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = stowage::testing::RequireEnv("STOWAGE_TEST_DATABASE_URL");
+    if (url_.empty()) GTEST_SKIP() << "no database";
+    std::mt19937_64 random{std::random_device{}()};
+    guest_ = "engine-sql-" + std::to_string(random());
+    ASSERT_TRUE(Sql("CREATE TABLE IF NOT EXISTS engine_sql_rows (guest text, stage text, content text)").ok());
+    // A constraint checked only at COMMIT, to make a commit fail on purpose.
+    ASSERT_TRUE(Sql("CREATE TABLE IF NOT EXISTS engine_sql_commit_check (guest text, "
+                    "CONSTRAINT one_per_guest UNIQUE (guest) DEFERRABLE INITIALLY DEFERRED)")
+                    .ok());
+  }
+
+  // Runs `statement` on a database of its own, outside any pipeline.
+  Status Sql(const std::string& statement, std::vector<SqlValue> params = {}, SqlResult* result = nullptr) {
+    auto log = std::make_shared<NullLog>();
+    config::DatabaseSettings settings;
+    settings.name = "probe";
+    settings.url = url_;
+    database::PostgresDatabase db(settings, log);
+    return db.with_session(Deadline::After(10s), [&](SqlSession& session) {
+      return session.execute(statement, params, result);
+    });
+  }
+
+  // The stages whose rows the guest has, as "stage:content", in insertion order.
+  std::vector<std::string> Rows() {
+    SqlResult result;
+    EXPECT_TRUE(Sql("SELECT stage || ':' || content FROM engine_sql_rows WHERE guest = $1 ORDER BY ctid", {guest_},
+                    &result)
+                    .ok());
+    std::vector<std::string> rows;
+    for (const auto& row : result.rows) rows.push_back(row[0].value_or("NULL"));
+    return rows;
+  }
+
+  std::shared_ptr<Pipeline> Build(const std::vector<SqlStage>& specs) {
+    config::PipelineConfig cfg;
+    cfg.file = fs::temp_directory_path() / "pipeline.toml";
+    config::DatabaseSettings db;
+    db.name = "main";
+    db.url = url_;
+    db.pool_size = 4;
+    cfg.databases.push_back(db);
+    for (const auto& spec : specs) {
+      config::StageSettings s;
+      s.name = spec.name;
+      s.plugin = kTestStage;
+      s.policy = spec.policy;
+      s.timeout = 5000ms;
+      s.database = spec.with_database ? "main" : "";
+      s.config["target"] = RawValue{std::string(spec.with_database ? "postgresql" : "memory"), s.where};
+      for (const auto& [key, value] : spec.config) s.config[key] = RawValue{value, s.where};
+      cfg.stages.push_back(std::move(s));
+    }
+    auto built = Pipeline::Build(cfg);
+    EXPECT_TRUE(built.errors.empty()) << (built.errors.empty() ? "" : built.errors.front());
+    return built.pipeline;
+  }
+
+  static std::map<std::string, ConfigValue> Insert(const std::string& stage,
+                                                   std::map<std::string, ConfigValue> more = {}) {
+    more["write_sql"] = "INSERT INTO engine_sql_rows VALUES ($1, '" + stage + "', $2)";
+    // What a SQL stage keeps is checked in the table; reads see the cache only.
+    more.emplace("read", std::string("miss"));
+    return more;
+  }
+
+  static Message Msg(const std::string& content) { return {"user", content, "2026-01-01T00:00:00.000000Z"}; }
+
+  struct NullLog final : stowage::Logger {
+    void log(LogLevel, std::string_view) noexcept override {}
+    bool enabled(LogLevel) const noexcept override { return false; }
+  };
+
+  std::string url_, guest_;
+};
+
+TEST_F(PipelineSqlTest, StagesSharingADatabaseCommitTogether) {
+  auto p = Build({{"a", Policy::kRequired, Insert("a")}, {"b", Policy::kBestEffort, Insert("b")}});
+  ASSERT_TRUE(p);
+  auto out = p->Write(guest_, Msg("hello"));
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"a:hello", "b:hello"}));
+  EXPECT_EQ(out.stored_in, (std::vector<std::string>{"postgresql"}));
+}
+
+TEST_F(PipelineSqlTest, ABestEffortFailureRollsBackOnlyItsOwnStatements) {
+  auto p = Build({{"a", Policy::kRequired, Insert("a")},
+                  {"b", Policy::kBestEffort, Insert("b", {{"write", "fail"}})},
+                  {"c", Policy::kRequired, Insert("c")}});
+  ASSERT_TRUE(p);
+  auto out = p->Write(guest_, Msg("hello"));
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(out.degraded, (std::vector<std::string>{"b"}));
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"a:hello", "c:hello"}));
+}
+
+TEST_F(PipelineSqlTest, ABestEffortStatementErrorDoesNotSpoilTheTransaction) {
+  auto p = Build({{"a", Policy::kRequired, Insert("a")},
+                  {"broken", Policy::kBestEffort, {{"write_sql", std::string("INSERT INTO no_such_table VALUES ($1, $2)")}}},
+                  {"c", Policy::kRequired, Insert("c")}});
+  ASSERT_TRUE(p);
+  auto out = p->Write(guest_, Msg("hello"));
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(out.degraded, (std::vector<std::string>{"broken"}));
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"a:hello", "c:hello"}));
+}
+
+TEST_F(PipelineSqlTest, ARequiredFailureAfterBestEffortStagesLeavesNoneOfTheirRows) {
+  auto p = Build({{"cache", Policy::kRequired, {}, /*with_database=*/false},
+                  {"a", Policy::kRequired, Insert("a")},
+                  {"b", Policy::kBestEffort, Insert("b")},
+                  {"c", Policy::kRequired, Insert("c", {{"write", "fail"}})}});
+  ASSERT_TRUE(p);
+  auto out = p->Write(guest_, Msg("hello"));
+  EXPECT_EQ(out.status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(out.failed_stage, "c");
+  EXPECT_TRUE(Rows().empty());
+  // The stage outside the database was compensated.
+  EXPECT_TRUE(p->Read(guest_).messages.empty());
+  EXPECT_EQ(p->stages()[0]->counters->compensated.load(), 1u);
+}
+
+TEST_F(PipelineSqlTest, AFailedCommitFailsTheRequestAndCompensatesTheOtherStages) {
+  ASSERT_TRUE(Sql("INSERT INTO engine_sql_commit_check VALUES ($1)", {guest_}).ok());
+  auto p = Build({{"cache", Policy::kRequired, {}, false},
+                  {"a", Policy::kRequired, Insert("a")},
+                  {"dup", Policy::kRequired,
+                   {{"write_sql", std::string("INSERT INTO engine_sql_commit_check SELECT $1 WHERE $2 <> ''")},
+                    {"read", std::string("miss")}}}});
+  ASSERT_TRUE(p);
+  auto out = p->Write(guest_, Msg("hello"));
+  EXPECT_FALSE(out.status.ok());
+  EXPECT_NE(out.status.message().find("did not commit"), std::string::npos) << out.status.ToString();
+  EXPECT_TRUE(Rows().empty());
+  EXPECT_TRUE(p->Read(guest_).messages.empty());
+}
+
+TEST_F(PipelineSqlTest, EraseRunsInOneTransactionAndAFailingStageKeepsTheOthersDeletions) {
+  auto p = Build({{"a", Policy::kRequired,
+                   Insert("a", {{"erase_sql", std::string("DELETE FROM engine_sql_rows WHERE guest = $1 AND stage = 'a'")}})},
+                  {"b", Policy::kBestEffort,
+                   Insert("b", {{"erase_sql", std::string("DELETE FROM engine_sql_rows WHERE guest = $1 AND stage = 'b'")},
+                                {"erase", "fail"}})}});
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->Write(guest_, Msg("hello")).status.ok());
+  auto erased = p->Erase(guest_);
+  ASSERT_TRUE(erased.status.ok()) << erased.status.ToString();
+  EXPECT_EQ(erased.degraded, (std::vector<std::string>{"b"}));
+  EXPECT_EQ(erased.deleted_from, (std::vector<std::string>{"postgresql"}));
+  // b's deletion was rolled back with its failure; a's committed.
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"b:hello"}));
+}
+
+TEST_F(PipelineSqlTest, AStageNamingAnUndeclaredDatabaseIsAConfigError) {
+  config::PipelineConfig cfg;
+  cfg.file = "/etc/stowage/pipeline.toml";
+  config::StageSettings s;
+  s.name = "orphan";
+  s.plugin = kTestStage;
+  s.database = "nope";
+  s.where = {cfg.file.string(), 7, 1};
+  cfg.stages.push_back(s);
+  auto built = Pipeline::Build(cfg);
+  ASSERT_EQ(built.errors.size(), 1u);
+  EXPECT_NE(built.errors[0].find("pipeline.toml:7: stage[orphan].database: no [[database]] is named 'nope'"),
+            std::string::npos)
+      << built.errors[0];
+}
+
+}  // namespace
+}  // namespace stowage::engine

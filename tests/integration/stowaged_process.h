@@ -1,0 +1,40 @@
+// stowaged started by a test on a free loopback port, stopped with SIGTERM
+// when the test is done.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "support/process.h"
+
+namespace stowage::testing {
+
+class StowagedProcess {
+ public:
+  // Starts `stowaged --config <config>` with `env` added to the environment
+  // (STOWAGE_LISTEN is set to the port chosen), and waits until it listens.
+  // Records a test failure with the server's log if it does not.
+  StowagedProcess(const std::filesystem::path& config, std::map<std::string, std::string> env = {});
+  // Writes `pipeline_toml` to a file of its own first. "{port}" in it stands
+  // for the port chosen.
+  static std::unique_ptr<StowagedProcess> FromText(const std::string& pipeline_toml,
+                                                   std::map<std::string, std::string> env = {});
+  // SIGTERM, then waits for the exit.
+  ~StowagedProcess();
+
+  std::uint16_t port() const { return port_; }
+  // Everything stowaged logged so far.
+  std::string log() const;
+  bool running() const { return running_; }
+
+ private:
+  std::uint16_t port_;
+  std::filesystem::path folder_;
+  std::unique_ptr<ChildProcess> process_;
+  bool running_ = false;
+};
+
+}  // namespace stowage::testing
