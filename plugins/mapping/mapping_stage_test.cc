@@ -1,0 +1,254 @@
+// MappingStage against real PostgreSQL: each test in a fresh database on the
+// server of STOWAGE_TEST_DATABASE_URL holding the postgres stage's
+// conversation_cache and message_cache, each write inside BEGIN..COMMIT on a
+// leased connection, as the host runs it.
+#include "mapping_stage.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <stdexcept>
+
+#include "scratch_database.h"
+
+namespace stowage::mapping {
+namespace {
+
+using stowage::testing::CapturingLogger;
+using stowage::testing::ScratchDatabase;
+using stowage::testing::WriteTransaction;
+using ::testing::HasSubstr;
+
+// The postgres stage's chat tables, as its first migration creates them.
+constexpr const char* kChatTables[] = {
+    "CREATE TABLE conversation_cache (id bigserial PRIMARY KEY, platform text NOT NULL, user_id text NOT "
+    "NULL,"
+    " message_count integer NOT NULL DEFAULT 0, created_at timestamptz NOT NULL DEFAULT now(),"
+    " updated_at timestamptz NOT NULL DEFAULT now(), UNIQUE (platform, user_id))",
+    "CREATE TABLE message_cache (id bigserial PRIMARY KEY,"
+    " conversation_id bigint NOT NULL REFERENCES conversation_cache (id) ON DELETE CASCADE,"
+    " sequence integer NOT NULL, role text NOT NULL, content text NOT NULL, message_hash text NOT NULL,"
+    " \"timestamp\" timestamptz NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),"
+    " UNIQUE (conversation_id, sequence))",
+};
+
+StageConfig Config(std::map<std::string, ConfigValue> overrides = {}) {
+  std::map<std::string, ConfigValue> values;
+  const ConfigSchema schema = MappingStage::config_schema();
+  for (const auto& key : schema.keys()) values[key.name] = *key.default_value;
+  for (auto& [name, value] : overrides) values[name] = value;
+  return StageConfig(std::move(values));
+}
+
+class MappingStageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = std::make_unique<ScratchDatabase>("mapping");
+    ASSERT_TRUE(db_->ok());
+    for (const char* statement : kChatTables) db_->Query(statement);
+  }
+
+  std::unique_ptr<MappingStage> Make(std::map<std::string, ConfigValue> overrides = {}) {
+    StageEnvironment env{log_, &db_->database()};
+    return std::make_unique<MappingStage>(Config(std::move(overrides)), env);
+  }
+
+  // A guest id no other test uses.
+  std::string Guest(const std::string& name) {
+    return name + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  }
+
+  // Stores a message of `guest` in message_cache, as the postgres stage
+  // would; returns its id.
+  std::string StoreMessage(const std::string& guest) {
+    db_->Query(
+        "INSERT INTO conversation_cache (platform, user_id) VALUES ('guest', $1)"
+        " ON CONFLICT (platform, user_id) DO UPDATE SET message_count = conversation_cache.message_count + 1",
+        {guest});
+    return db_->Scalar(
+        "INSERT INTO message_cache (conversation_id, sequence, role, content, message_hash, \"timestamp\")"
+        " SELECT id, message_count, 'user', 'Hello!', 'h', now() FROM conversation_cache"
+        " WHERE platform = 'guest' AND user_id = $1 RETURNING id::text",
+        {guest});
+  }
+
+  // The write as the host runs it, in a transaction committed on success.
+  Status Write(MappingStage& stage, const std::string& guest, const std::optional<std::string>& message_id) {
+    WriteTransaction tx(db_->database());
+    if (!tx.ok()) return Status::Unavailable("no connection");
+    Attributes attributes;
+    if (message_id) attributes.set(Attributes::kMessageId, *message_id);
+    WriteContext ctx{guest, message_,   Deadline::After(std::chrono::seconds(10)),
+                     log_,  attributes, tx.session()};
+    Status status = stage.write(ctx);
+    if (status.ok()) {
+      Status committed = tx.commit();
+      EXPECT_TRUE(committed.ok()) << committed.ToString();
+    }
+    return status;
+  }
+
+  EraseResult Erase(MappingStage& stage, const std::string& guest) {
+    WriteTransaction tx(db_->database());
+    GuestContext ctx{guest, Deadline::After(std::chrono::seconds(10)), log_, tx.session()};
+    EraseResult result = stage.erase(ctx);
+    if (result.status.ok()) EXPECT_TRUE(tx.commit().ok());
+    return result;
+  }
+
+  std::string Rows(const std::string& guest) {
+    return db_->Scalar("SELECT count(*) FROM cache_content_mapping WHERE user_id = $1", {guest});
+  }
+
+  CapturingLogger log_;
+  std::unique_ptr<ScratchDatabase> db_;
+  const Message message_{"user", "Hello!", "2026-11-05T10:00:00.000000Z"};
+};
+
+TEST_F(MappingStageTest, ConstructionCreatesTheTableAndRecordsTheMigration) {
+  auto stage = Make();
+  EXPECT_EQ(db_->Scalar("SELECT count(*) FROM stowage_schema_migrations WHERE component = 'mapping'"), "1");
+  EXPECT_EQ(db_->Scalar("SELECT count(*) FROM cache_content_mapping"), "0");
+  EXPECT_EQ(
+      db_->Scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'cache_content_mapping_user_id_idx'"),
+      "1");
+}
+
+TEST_F(MappingStageTest, WriteMapsTheMessageWithExactlyTheseValues) {
+  auto stage = Make();
+  const std::string guest = Guest("guest");
+  const std::string id = StoreMessage(guest);
+
+  ASSERT_TRUE(Write(*stage, guest, id).ok()) << log_.all();
+
+  SqlResult row = db_->Query(
+      "SELECT cache_type, cache_id::text, content_id::text, user_id, cache_backend, content_backend,"
+      " is_synced::text, (created_at IS NOT NULL)::text FROM cache_content_mapping WHERE user_id = $1",
+      {guest});
+  ASSERT_EQ(row.rows.size(), 1u);
+  EXPECT_EQ(row.rows[0], (std::vector<SqlValue>{"message", id, std::nullopt, guest, "redis", "postgresql",
+                                                "true", "true"}));
+  EXPECT_THAT(log_.all(),
+              HasSubstr("info: mapped message " + id + " (redis -> postgresql) for guest " + guest));
+}
+
+TEST_F(MappingStageTest, OneRowPerMessage) {
+  auto stage = Make();
+  const std::string guest = Guest("guest");
+  const std::string first = StoreMessage(guest), second = StoreMessage(guest);
+  ASSERT_TRUE(Write(*stage, guest, first).ok());
+  ASSERT_TRUE(Write(*stage, guest, second).ok());
+  EXPECT_EQ(Rows(guest), "2");
+  EXPECT_EQ(
+      db_->Scalar("SELECT string_agg(cache_id::text, ',' ORDER BY cache_id) FROM cache_content_mapping"),
+      first + "," + second);
+}
+
+TEST_F(MappingStageTest, BackendsComeFromTheConfig) {
+  auto stage = Make({{"cache_backend", std::string("memcached")}, {"content_backend", std::string("s3")}});
+  const std::string guest = Guest("guest");
+  ASSERT_TRUE(Write(*stage, guest, StoreMessage(guest)).ok());
+  EXPECT_EQ(db_->Scalar("SELECT cache_backend || ' ' || content_backend FROM cache_content_mapping"),
+            "memcached s3");
+}
+
+TEST_F(MappingStageTest, MappingTheSameMessageTwiceIsAConflict) {
+  auto stage = Make();
+  const std::string guest = Guest("guest");
+  const std::string id = StoreMessage(guest);
+  ASSERT_TRUE(Write(*stage, guest, id).ok());
+  Status again = Write(*stage, guest, id);
+  EXPECT_EQ(again.code(), StatusCode::kConflict) << again.ToString();
+  EXPECT_THAT(again.message(), HasSubstr("cache_content_mapping"));
+  EXPECT_EQ(Rows(guest), "1");
+}
+
+TEST_F(MappingStageTest, EraseDeletesTheGuestsRows) {
+  auto stage = Make();
+  const std::string guest = Guest("guest");
+  ASSERT_TRUE(Write(*stage, guest, StoreMessage(guest)).ok());
+  ASSERT_TRUE(Write(*stage, guest, StoreMessage(guest)).ok());
+
+  EraseResult erased = Erase(*stage, guest);
+  EXPECT_TRUE(erased.status.ok()) << erased.status.ToString();
+  EXPECT_TRUE(erased.held);
+  EXPECT_EQ(Rows(guest), "0");
+
+  EraseResult again = Erase(*stage, guest);
+  EXPECT_TRUE(again.status.ok());
+  EXPECT_FALSE(again.held);
+}
+
+TEST_F(MappingStageTest, TwoGuestsAreIsolated) {
+  auto stage = Make();
+  const std::string a = Guest("a"), b = Guest("b");
+  ASSERT_TRUE(Write(*stage, a, StoreMessage(a)).ok());
+  ASSERT_TRUE(Write(*stage, b, StoreMessage(b)).ok());
+  ASSERT_TRUE(Write(*stage, b, StoreMessage(b)).ok());
+
+  EXPECT_TRUE(Erase(*stage, a).held);
+
+  EXPECT_EQ(Rows(a), "0");
+  EXPECT_EQ(Rows(b), "2");
+}
+
+TEST_F(MappingStageTest, DeletingTheMessageDeletesItsMapping) {
+  auto stage = Make();
+  const std::string guest = Guest("guest");
+  ASSERT_TRUE(Write(*stage, guest, StoreMessage(guest)).ok());
+  db_->Query("DELETE FROM conversation_cache WHERE user_id = $1", {guest});  // the postgres stage's erase
+  EXPECT_EQ(Rows(guest), "0");
+}
+
+TEST_F(MappingStageTest, AMissingMessageIdIsAnErrorNamingTheFix) {
+  auto stage = Make();
+  const std::string guest = Guest("guest");
+  Status status = Write(*stage, guest, std::nullopt);
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), HasSubstr("put the mapping stage after the postgres stage"));
+  EXPECT_THAT(log_.all(), HasSubstr("error: no message_id"));
+  EXPECT_EQ(Rows(guest), "0");
+}
+
+TEST_F(MappingStageTest, AnUnknownMessageIdIsRefusedByTheDatabase) {
+  auto stage = Make();
+  const std::string guest = Guest("guest");
+  Status status = Write(*stage, guest, "999999");
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), HasSubstr("cache_content_mapping"));
+}
+
+TEST_F(MappingStageTest, TargetIsPostgresql) {
+  EXPECT_EQ(Make()->target(), "postgresql");
+}
+
+TEST(MappingStageConstructionTest, RefusesAStageWithoutADatabase) {
+  CapturingLogger log;
+  StageEnvironment env{log, nullptr};
+  try {
+    MappingStage stage(Config(), env);
+    FAIL() << "a mapping stage without a database was built";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("add database = \"<name>\""));
+  }
+}
+
+TEST(MappingStageConstructionTest, WithoutMessageCacheItWarnsAndCreatesTheTableLater) {
+  ScratchDatabase db("mapping_order");
+  ASSERT_TRUE(db.ok());
+  CapturingLogger log;
+  StageEnvironment env{log, &db.database()};
+  MappingStage stage(Config(), env);
+  EXPECT_THAT(log.all(), HasSubstr("warn: cache_content_mapping references message_cache"));
+  EXPECT_THAT(log.all(), HasSubstr("put the mapping stage after the postgres stage"));
+  EXPECT_EQ(db.Scalar("SELECT to_regclass('cache_content_mapping')::text"), "<null>");
+
+  for (const char* statement : kChatTables) db.Query(statement);
+  EXPECT_TRUE(stage.health(Deadline::After(std::chrono::seconds(10))).ok());
+  EXPECT_EQ(db.Scalar("SELECT to_regclass('cache_content_mapping')::text"), "cache_content_mapping");
+}
+
+}  // namespace
+}  // namespace stowage::mapping

@@ -1,0 +1,18 @@
+// The tables of the metrics stage, as migrations recorded under the
+// component "metrics".
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "stowage/sql_migrations.h"
+
+namespace stowage::metrics {
+
+inline constexpr std::string_view kMigrationComponent = "metrics";
+
+// usage_metrics (one row per user) and cache_metrics (one row per flush),
+// oldest first.
+const std::vector<SqlMigration>& MetricsMigrations();
+
+}  // namespace stowage::metrics

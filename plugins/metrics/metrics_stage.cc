@@ -1,0 +1,180 @@
+#include "metrics_stage.h"
+
+#include <stdexcept>
+
+#include "metrics_schema.h"
+#include "usage_ledger.h"
+
+namespace stowage::metrics {
+namespace {
+
+// How long the constructor waits to apply the migrations.
+constexpr std::chrono::seconds kConstructionMigrationTimeout{30};
+
+Database& RequireDatabase(StageEnvironment& env) {
+  if (env.database == nullptr) {
+    throw std::invalid_argument(
+        "the metrics stage keeps its tables in a SQL database, but its [[stage]] entry names none; add "
+        "database = \"<name>\" naming a [[database]] of pipeline.toml");
+  }
+  return *env.database;
+}
+
+std::chrono::milliseconds PositiveMs(const StageConfig& config, const std::string& key) {
+  const std::int64_t value = config.integer(key);
+  if (value < 1 || value > 3'600'000) {
+    throw std::invalid_argument("stage config key '" + key + "' is " + std::to_string(value) +
+                                "; set it between 1 and 3600000 (milliseconds)");
+  }
+  return std::chrono::milliseconds(value);
+}
+
+Status NoSession(const std::string& operation) {
+  return Status::Internal(
+      "the metrics stage was called to " + operation +
+      " without a database session; give its [[stage]] entry a database = \"<name>\" key");
+}
+
+}  // namespace
+
+ConfigSchema MetricsStage::config_schema() {
+  ConfigSchema schema;
+  UsagePolicy::Declare(schema);
+  schema
+      .optional("flush_interval_ms", std::int64_t{1000},
+                "how often observed reads and cache traffic are written to the database, in milliseconds")
+      .optional("flush_timeout_ms", std::int64_t{2000},
+                "how long one flush (and the last one, at shutdown) may take, in milliseconds");
+  return schema;
+}
+
+MetricsStage::MetricsStage(const StageConfig& config, StageEnvironment& env)
+    : log_(env.log),
+      database_(RequireDatabase(env)),
+      policy_(UsagePolicy::FromConfig(config)),
+      flush_interval_(PositiveMs(config, "flush_interval_ms")),
+      flush_timeout_(PositiveMs(config, "flush_timeout_ms")),
+      schema_(database_, std::string(kMigrationComponent), MetricsMigrations(), log_) {
+  Status status = schema_.ensure(Deadline::After(kConstructionMigrationTimeout));
+  if (!status.ok()) {
+    if (status.code() != StatusCode::kUnavailable && status.code() != StatusCode::kDeadlineExceeded) {
+      throw std::runtime_error(status.message());
+    }
+    log_.warn(status.message() + "; the tables will be created before the first use");
+  }
+  log_.info("counting " + policy_.tier + " requests (monthly limit " + std::to_string(policy_.monthly_limit) +
+            (policy_.enforce_limit ? ", enforced" : ", not enforced") + ") in database '" + database_.name() +
+            "'");
+  flusher_ = std::thread([this] { FlushLoop(); });
+}
+
+MetricsStage::~MetricsStage() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+  Status status = flush(Deadline::After(flush_timeout_));
+  if (!status.ok())
+    log_.warn("the last flush, at shutdown, failed; its counts are lost: " + status.message());
+}
+
+Status MetricsStage::admit(WriteContext& ctx) {
+  if (ctx.sql == nullptr) return NoSession("count a request");
+  Status status = schema_.ensure(ctx.deadline);
+  if (!status.ok()) return status;
+  CountedRequest counted;
+  status = UsageLedger::CountWrite(*ctx.sql, ctx.guest_id, policy_, &counted);
+  if (!status.ok()) {
+    ctx.log.error(status.message());
+    return status;
+  }
+  if (policy_.enforce_limit && counted.over_limit()) {
+    std::string message = counted.tier + " " + ctx.guest_id + " reached its monthly request limit of " +
+                          std::to_string(counted.monthly_limit) + "; it resets on " + counted.resets_on;
+    ctx.log.info("refused: " + message);
+    return Status::Rejected(std::move(message));
+  }
+  ctx.attributes.set(kMonthRequestsAttribute, std::to_string(counted.month_requests));
+  ctx.attributes.set(kMonthlyLimitAttribute, std::to_string(counted.monthly_limit));
+  return Status::Ok();
+}
+
+Status MetricsStage::write(WriteContext& ctx) {
+  auto month_requests = ctx.attributes.get(kMonthRequestsAttribute);
+  auto limit = ctx.attributes.get(kMonthlyLimitAttribute);
+  if (!month_requests || !limit) {
+    ctx.log.warn("the request of " + policy_.tier + " " + ctx.guest_id +
+                 " was not counted in usage_metrics: admission did not count it (see its failure above)");
+    return Status::Ok();
+  }
+  ctx.log.info("counted request " + *month_requests + " of " + *limit + " this month for " + policy_.tier +
+               " " + ctx.guest_id);
+  return Status::Ok();
+}
+
+Status MetricsStage::compensate(WriteContext& ctx) {
+  (void)ctx;
+  return Status::Ok();
+}
+
+EraseResult MetricsStage::erase(GuestContext& ctx) {
+  ctx.log.debug("kept the usage_metrics row of " + ctx.guest_id + ": it is accounting, not chat content");
+  return {Status::Ok(), false};
+}
+
+void MetricsStage::observe(const RequestReport& report) noexcept {
+  try {
+    if (report.kind == RequestKind::kRead) {
+      window_.add_read(report.guest_id, report.cache_hit, report.elapsed);
+    } else if (report.kind == RequestKind::kWrite) {
+      window_.add_write(report.elapsed);
+    }
+  } catch (...) {
+    // Out of memory: this request goes uncounted, the request itself is unharmed.
+  }
+}
+
+Status MetricsStage::health(Deadline deadline) {
+  Status status = schema_.ensure(deadline);
+  if (!status.ok()) return status;
+  return database_.with_session(deadline, [](SqlSession& sql) {
+    return sql.execute("SELECT 1 FROM usage_metrics, cache_metrics LIMIT 0", {});
+  });
+}
+
+Status MetricsStage::flush(Deadline deadline) {
+  std::lock_guard lock(flush_mu_);
+  TrafficCounts counts = window_.take();
+  if (counts.empty()) return Status::Ok();
+  Status status = schema_.ensure(deadline);
+  if (status.ok()) {
+    status = database_.with_session(
+        deadline, [&](SqlSession& sql) { return UsageLedger::Flush(sql, counts, policy_); });
+  }
+  if (!status.ok()) {
+    window_.restore(counts);
+    return status;
+  }
+  if (log_.enabled(LogLevel::kDebug)) {
+    log_.debug("flushed " + std::to_string(counts.total_requests) + " request(s): " +
+               std::to_string(counts.cache_hits) + " cache hit(s), " + std::to_string(counts.cache_misses) +
+               " miss(es), reads of " + std::to_string(counts.reads.size()) + " user(s)");
+  }
+  return Status::Ok();
+}
+
+void MetricsStage::FlushLoop() {
+  std::unique_lock lock(stop_mu_);
+  while (!stopping_) {
+    if (stop_cv_.wait_for(lock, flush_interval_, [this] { return stopping_; })) break;
+    lock.unlock();
+    Status status = flush(Deadline::After(flush_timeout_));
+    if (!status.ok())
+      log_.warn("metrics flush failed; its counts are kept for the next one: " + status.message());
+    lock.lock();
+  }
+}
+
+}  // namespace stowage::metrics

@@ -1,0 +1,103 @@
+// TrafficWindow and UsagePolicy: the in-memory parts of the metrics stage.
+#include "traffic_window.h"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+#include "usage_ledger.h"
+#include "usage_policy.h"
+
+namespace stowage::metrics {
+namespace {
+
+using std::chrono::microseconds;
+
+TEST(TrafficWindowTest, CountsReadsPerUserAndAllTrafficTogether) {
+  TrafficWindow window;
+  window.add_read("a", true, microseconds(1000));
+  window.add_read("a", false, microseconds(3000));
+  window.add_read("b", true, microseconds(2000));
+  window.add_write(microseconds(6000));
+
+  TrafficCounts counts = window.take();
+  EXPECT_EQ(counts.reads.size(), 2u);
+  EXPECT_EQ(counts.reads["a"], (UserReads{1, 1}));
+  EXPECT_EQ(counts.reads["b"], (UserReads{1, 0}));
+  EXPECT_EQ(counts.cache_hits, 2);
+  EXPECT_EQ(counts.cache_misses, 2);  // one read, one write
+  EXPECT_EQ(counts.total_requests, 4);
+  EXPECT_DOUBLE_EQ(counts.average_response_ms(), 3.0);
+}
+
+TEST(TrafficWindowTest, TakeStartsANewWindow) {
+  TrafficWindow window;
+  window.add_write(microseconds(10));
+  EXPECT_FALSE(window.take().empty());
+  TrafficCounts next = window.take();
+  EXPECT_TRUE(next.empty());
+  EXPECT_DOUBLE_EQ(next.average_response_ms(), 0.0);
+}
+
+TEST(TrafficWindowTest, RestoredCountsAddToNewOnes) {
+  TrafficWindow window;
+  window.add_read("a", true, microseconds(1000));
+  TrafficCounts failed = window.take();
+  window.add_read("a", false, microseconds(1000));
+  window.restore(failed);
+
+  TrafficCounts counts = window.take();
+  EXPECT_EQ(counts.reads["a"], (UserReads{1, 1}));
+  EXPECT_EQ(counts.total_requests, 2);
+  EXPECT_EQ(counts.total_elapsed, microseconds(2000));
+}
+
+TEST(TextArrayLiteralTest, QuotesEveryElementAndEscapesQuotesAndBackslashes) {
+  EXPECT_EQ(TextArrayLiteral({}), "{}");
+  EXPECT_EQ(TextArrayLiteral({"a", "b\"c", "d\\e", "NULL"}), R"({"a","b\"c","d\\e","NULL"})");
+}
+
+StageConfig PolicyConfig(std::map<std::string, ConfigValue> overrides) {
+  ConfigSchema schema;
+  UsagePolicy::Declare(schema);
+  std::map<std::string, ConfigValue> values;
+  for (const auto& key : schema.keys()) values[key.name] = *key.default_value;
+  for (auto& [name, value] : overrides) values[name] = value;
+  return StageConfig(std::move(values));
+}
+
+TEST(UsagePolicyTest, DefaultsToGuestsWithAnEnforcedLimitOf1000) {
+  UsagePolicy policy = UsagePolicy::FromConfig(PolicyConfig({}));
+  EXPECT_EQ(policy.tier, "guest");
+  EXPECT_EQ(policy.monthly_limit, 1000);
+  EXPECT_TRUE(policy.enforce_limit);
+}
+
+TEST(UsagePolicyTest, TakesTheLimitOfTheChosenTier) {
+  UsagePolicy policy = UsagePolicy::FromConfig(
+      PolicyConfig({{"tier", std::string("premium")}, {"premium_monthly_limit", std::int64_t{7}}}));
+  EXPECT_EQ(policy.tier, "premium");
+  EXPECT_EQ(policy.monthly_limit, 7);
+}
+
+TEST(UsagePolicyTest, RefusesAnUnknownTierNamingTheKnownOnes) {
+  try {
+    UsagePolicy::FromConfig(PolicyConfig({{"tier", std::string("gold")}}));
+    FAIL() << "an unknown tier was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("'gold'; set it to one of guest, free, premium"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(UsagePolicyTest, RefusesALimitOutOfRangeNamingTheKey) {
+  try {
+    UsagePolicy::FromConfig(PolicyConfig({{"guest_monthly_limit", std::int64_t{0}}}));
+    FAIL() << "a limit of 0 was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("guest_monthly_limit"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace stowage::metrics
