@@ -19,6 +19,8 @@
 #include <system_error>
 #include <utility>
 
+#include "database/endpoint.h"
+
 namespace stowage::config {
 
 namespace {
@@ -246,12 +248,14 @@ std::optional<std::string> Expand(std::string_view text, const Environment& env,
 // ---------------------------------------------------------------------------
 // The parser of one file
 
-const std::vector<std::string> kTopKeys = {"server", "log", "stage"};
+const std::vector<std::string> kTopKeys = {"server", "log", "database", "stage"};
 const std::vector<std::string> kServerKeys = {"listen",     "io_threads",        "workers",
                                               "body_limit", "max_content_bytes", "plugin_path"};
 const std::vector<std::string> kLogKeys = {"level"};
 const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error"};
-const std::vector<std::string> kStageKeys = {"name", "plugin", "policy", "enabled", "timeout_ms", "config"};
+const std::vector<std::string> kDatabaseKeys = {"name", "url", "pool_size", "connect_timeout_ms"};
+const std::vector<std::string> kStageKeys = {"name",       "plugin",   "policy", "enabled",
+                                             "timeout_ms", "database", "config"};
 const std::vector<std::string> kPolicies = {"required", "best_effort"};
 
 bool IsStageName(const std::string& name) {
@@ -272,6 +276,8 @@ class Parser {
         ParseServer(node, &config->server);
       } else if (name == "log") {
         ParseLog(node, &config->log);
+      } else if (name == "database") {
+        ParseDatabases(node, &config->databases);
       } else if (name == "stage") {
         ParseStages(node, &config->stages);
       } else {
@@ -282,6 +288,7 @@ class Parser {
       Error(toml::source_region{{1, 1}, {1, 1}, nullptr}, "stage",
             "no stages: declare at least one [[stage]] with a name and a plugin");
     }
+    CheckStageDatabases();
   }
 
   std::vector<ConfigError> TakeErrors() {
@@ -504,6 +511,127 @@ class Parser {
     }
   }
 
+  void ParseDatabases(const toml::node& node, std::vector<DatabaseSettings>* databases) {
+    const toml::array* array = node.as_array();
+    if (!array) {
+      Error(node.source(), "database",
+            "expected an array of tables, got " + Describe(node) +
+                "; declare each database under its own [[database]]");
+      return;
+    }
+    std::map<std::string, int> first_line;  // database name -> line of its header
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      const toml::node& entry = *array->get(i);
+      const std::string fallback_key = "database[#" + std::to_string(i + 1) + "]";
+      const toml::table* table =
+          Table(entry, fallback_key, "declare each database under its own [[database]]");
+      if (!table) continue;
+      if (auto database = ParseDatabase(*table, fallback_key, &first_line)) {
+        databases->push_back(std::move(*database));
+      }
+    }
+  }
+
+  std::optional<DatabaseSettings> ParseDatabase(const toml::table& table, const std::string& fallback_key,
+                                                std::map<std::string, int>* first_line) {
+    const std::size_t errors_before = errors_.size();
+    DatabaseSettings database;
+    database.where = Where(table.source());
+
+    std::string label = fallback_key;
+    if (const toml::node* name_node = table.get("name")) {
+      if (auto name = String(*name_node, fallback_key + ".name")) {
+        if (!IsStageName(*name)) {
+          Error(name_node->source(), fallback_key + ".name",
+                "invalid database name " + Quote(*name) + "; use letters, digits, _ and - only");
+        } else {
+          label = "database[" + *name + "]";
+          database.name = *name;
+          declared_databases_.push_back(*name);
+          auto [it, inserted] = first_line->emplace(*name, database.where.line);
+          if (!inserted) {
+            Error(name_node->source(), label + ".name",
+                  "duplicate database name; the [[database]] at line " + std::to_string(it->second) +
+                      " already uses it, give each database a unique name");
+          }
+        }
+      }
+    } else {
+      Error(
+          table.source(), fallback_key + ".name",
+          "missing required key 'name'; add name = \"...\" (letters, digits, _ and -) to this [[database]]");
+    }
+
+    if (!table.contains("url")) {
+      Error(table.source(), label + ".url",
+            "missing required key 'url'; add url = \"postgresql://user@host:5432/db\" to this [[database]]");
+    }
+    const toml::node* url_node = nullptr;
+    for (auto&& [k, value] : table) {
+      const std::string name(k.str());
+      const std::string key = label + "." + name;
+      if (name == "name") {
+        continue;
+      } else if (name == "url") {
+        if (auto v = String(value, key)) {
+          if (v->empty()) {
+            Error(value.source(), key,
+                  "empty url; write postgresql://user[:password]@host[:port]/db (e.g. \"${DATABASE_URL}\")");
+          } else {
+            database.url = *v;
+            url_node = &value;
+          }
+        }
+      } else if (name == "pool_size") {
+        if (auto v = Integer(value, key, 1, std::numeric_limits<int>::max())) {
+          database.pool_size = static_cast<int>(*v);
+        }
+      } else if (name == "connect_timeout_ms") {
+        if (auto v = Integer(value, key, 1, std::numeric_limits<std::int64_t>::max() / 1000000)) {
+          database.connect_timeout = std::chrono::milliseconds(*v);
+        }
+      } else {
+        Error(k.source(), key, UnknownKeyMessage(name, kDatabaseKeys, false));
+      }
+    }
+    if (url_node != nullptr) {
+      try {
+        stowage::database::ParseEndpoint(database.url, database.name.empty() ? label : database.name,
+                                         database.connect_timeout);
+      } catch (const std::exception& e) {
+        // The message names what is wrong, never the password.
+        Error(url_node->source(), label + ".url", e.what());
+      }
+    }
+    if (errors_.size() != errors_before) return std::nullopt;
+    return database;
+  }
+
+  // A stage's `database` must name a [[database]] of the file, declared
+  // before or after the stage.
+  void CheckStageDatabases() {
+    for (const auto& reference : database_references_) {
+      if (std::find(declared_databases_.begin(), declared_databases_.end(), reference.name) !=
+          declared_databases_.end()) {
+        continue;
+      }
+      if (declared_databases_.empty()) {
+        Error(reference.where, reference.key,
+              "no [[database]] is declared; add a [[database]] with name = " + Quote(reference.name) +
+                  " and a url, or remove this key");
+        continue;
+      }
+      std::string message = "no [[database]] named " + Quote(reference.name);
+      std::string suggestion = SuggestKey(reference.name, declared_databases_);
+      if (!suggestion.empty()) {
+        message += "; did you mean '" + suggestion + "'? (declared: " + JoinKeys(declared_databases_) + ")";
+      } else {
+        message += "; declared: " + JoinKeys(declared_databases_) + "; name one of them or declare it";
+      }
+      Error(reference.where, reference.key, message);
+    }
+  }
+
   void ParseStages(const toml::node& node, std::vector<StageSettings>* stages) {
     const toml::array* array = node.as_array();
     if (!array) {
@@ -583,6 +711,15 @@ class Parser {
         if (auto v = Integer(value, key, 1, std::numeric_limits<std::int64_t>::max() / 1000000)) {
           stage.timeout = std::chrono::milliseconds(*v);
         }
+      } else if (name == "database") {
+        if (auto v = String(value, key)) {
+          if (v->empty()) {
+            Error(value.source(), key, "empty database name; name a declared [[database]] or remove the key");
+          } else {
+            stage.database = *v;
+            database_references_.push_back({key, *v, value.source()});
+          }
+        }
       } else if (name == "config") {
         ParseStageConfig(value, key, &stage.config);
       } else {
@@ -606,9 +743,18 @@ class Parser {
     }
   }
 
+  // A stage's `database` key, checked once every [[database]] is known.
+  struct DatabaseReference {
+    std::string key;
+    std::string name;
+    toml::source_region where;
+  };
+
   std::string file_;
   const Environment& env_;
   std::vector<ConfigError> errors_;
+  std::vector<std::string> declared_databases_;  // every valid name, in file order
+  std::vector<DatabaseReference> database_references_;
 };
 
 }  // namespace

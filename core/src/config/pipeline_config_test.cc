@@ -538,6 +538,217 @@ policy = "sometimes"
 }
 
 // ---------------------------------------------------------------------------
+// [[database]] and a stage's `database`
+
+TEST(PipelineConfigDatabaseTest, DatabasesAreReadWithDefaultsAndStagesJoinThem) {
+  constexpr std::string_view kText = R"([[stage]]
+name = "postgres"
+plugin = "postgres"
+database = "main"
+
+[[database]]
+name = "main"
+url = "${DATABASE_URL:-postgresql://stowage@127.0.0.1:5432/stowage}"
+
+[[database]]
+name = "analytics-2"
+url = "postgresql://reader:pw@db.internal:6432/analytics"
+pool_size = "${POOL:-4}"
+connect_timeout_ms = 500
+
+[[stage]]
+name = "redis"
+plugin = "redis"
+)";
+  LoadResult result = Parse(kText, {{"POOL", "8"}});
+  ASSERT_TRUE(result.config.has_value()) << FormatErrors(result.errors);
+  const auto& databases = result.config->databases;
+  ASSERT_EQ(databases.size(), 2u);
+  EXPECT_EQ(databases[0].name, "main");
+  EXPECT_EQ(databases[0].url, "postgresql://stowage@127.0.0.1:5432/stowage");
+  EXPECT_EQ(databases[0].pool_size, 16);
+  EXPECT_EQ(databases[0].connect_timeout, std::chrono::milliseconds(2000));
+  EXPECT_EQ(databases[0].where.line, LineOf(kText, "[[database]]"));
+  EXPECT_EQ(databases[1].name, "analytics-2");
+  EXPECT_EQ(databases[1].pool_size, 8);
+  EXPECT_EQ(databases[1].connect_timeout, std::chrono::milliseconds(500));
+  ASSERT_EQ(result.config->stages.size(), 2u);
+  EXPECT_EQ(result.config->stages[0].database, "main");  // declared after the stage: fine
+  EXPECT_EQ(result.config->stages[1].database, "");
+}
+
+TEST(PipelineConfigDatabaseTest, MissingNameAndUrlAreReportedAtTheHeader) {
+  constexpr std::string_view kText = R"([[database]]
+pool_size = 2
+
+[[database]]
+name = "main"
+)";
+  LoadResult result = Parse(WithStage(kText));
+  ASSERT_EQ(result.errors.size(), 3u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].ToString(),
+            "pipeline.toml:1:1: database[#1].name: missing required key 'name'; add name = \"...\" (letters, "
+            "digits, _ and -) to this [[database]]");
+  EXPECT_EQ(result.errors[1].key, "database[#1].url");
+  EXPECT_EQ(result.errors[2].key, "database[main].url");
+  EXPECT_EQ(result.errors[2].where.line, 4);
+  EXPECT_TRUE(Contains(result.errors[2].message, "missing required key 'url'"));
+}
+
+TEST(PipelineConfigDatabaseTest, BadNamesDuplicatesAndValuesAreErrors) {
+  constexpr std::string_view kText = R"([[database]]
+name = "main db"
+url = "postgresql://a@h/d"
+
+[[database]]
+name = "main"
+url = ""
+pool_size = 0
+
+[[database]]
+name = "main"
+url = "postgresql://a@h/d"
+connect_timeout_ms = -5
+)";
+  LoadResult result = Parse(WithStage(kText));
+  ASSERT_EQ(result.errors.size(), 5u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].key, "database[#1].name");
+  EXPECT_EQ(result.errors[0].message, "invalid database name \"main db\"; use letters, digits, _ and - only");
+  EXPECT_EQ(result.errors[1].key, "database[main].url");
+  EXPECT_TRUE(StartsWith(result.errors[1].message, "empty url;"));
+  EXPECT_EQ(result.errors[2].key, "database[main].pool_size");
+  EXPECT_EQ(result.errors[2].message, "must be at least 1, got 0");
+  EXPECT_EQ(result.errors[3].key, "database[main].name");
+  EXPECT_EQ(result.errors[3].where.line, LineOf(kText, "name = \"main\"\nurl = \"postgresql"));
+  EXPECT_TRUE(Contains(result.errors[3].message, "duplicate database name; the [[database]] at line 5"));
+  EXPECT_EQ(result.errors[4].key, "database[main].connect_timeout_ms");
+  EXPECT_EQ(result.errors[4].message, "must be at least 1, got -5");
+}
+
+TEST(PipelineConfigDatabaseTest, UnknownKeySuggestsAndWrongTypeIsNamed) {
+  constexpr std::string_view kText = R"([[database]]
+name = "main"
+url = "postgresql://a@h/d"
+pool_sise = 4
+connect_timeout_ms = "soon"
+)";
+  LoadResult result = Parse(WithStage(kText));
+  ASSERT_EQ(result.errors.size(), 2u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].ToString(),
+            "pipeline.toml:4:1: database[main].pool_sise: unknown key; did you mean 'pool_size'?");
+  EXPECT_EQ(
+      result.errors[1].ToString(),
+      "pipeline.toml:5:22: database[main].connect_timeout_ms: expected an integer, got string \"soon\"");
+}
+
+TEST(PipelineConfigDatabaseTest, MalformedUrlIsRefusedWithoutShowingThePassword) {
+  constexpr std::string_view kText = R"([[database]]
+name = "main"
+url = "${DATABASE_URL}"
+)";
+  LoadResult result = Parse(WithStage(kText), {{"DATABASE_URL", "mysql://root:hunter2@db:3306/app"}});
+  ConfigError error = OnlyError(result);
+  EXPECT_EQ(error.key, "database[main].url");
+  EXPECT_EQ(error.where.line, 3);
+  EXPECT_TRUE(Contains(error.message, "does not start with postgresql://"));
+  EXPECT_TRUE(Contains(error.message, "[[database]] main"));
+  EXPECT_FALSE(Contains(error.ToString(), "hunter2"));
+
+  LoadResult port = Parse(WithStage(R"([[database]]
+name = "main"
+url = "postgresql://u:hunter2@db:54x2/app"
+)"));
+  ConfigError port_error = OnlyError(port);
+  EXPECT_TRUE(Contains(port_error.message, "port that is not a number"));
+  EXPECT_FALSE(Contains(port_error.ToString(), "hunter2"));
+}
+
+TEST(PipelineConfigDatabaseTest, UnsetVariableInTheUrlIsNamed) {
+  ConfigError error =
+      OnlyError(Parse(WithStage("[[database]]\nname = \"main\"\nurl = \"${DATABASE_URL}\"\n")));
+  EXPECT_EQ(error.key, "database[main].url");
+  EXPECT_TRUE(Contains(error.message, "environment variable DATABASE_URL is not set"));
+}
+
+TEST(PipelineConfigDatabaseTest, SingleBracketDatabaseTableIsRefused) {
+  ConfigError error =
+      OnlyError(Parse(WithStage("[database]\nname = \"main\"\nurl = \"postgresql://a@h/d\"\n")));
+  EXPECT_EQ(error.key, "database");
+  EXPECT_TRUE(Contains(error.message, "declare each database under its own [[database]]"));
+}
+
+TEST(PipelineConfigDatabaseTest, StageNamingAnUndeclaredDatabaseGetsASuggestion) {
+  constexpr std::string_view kText = R"([[database]]
+name = "main"
+url = "postgresql://a@h/d"
+
+[[database]]
+name = "analytics"
+url = "postgresql://a@h/e"
+
+[[stage]]
+name = "pg"
+plugin = "postgres"
+database = "mian"
+
+[[stage]]
+name = "metrics"
+plugin = "metrics"
+database = "warehouse"
+)";
+  LoadResult result = Parse(kText);
+  ASSERT_EQ(result.errors.size(), 2u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].ToString(),
+            "pipeline.toml:12:12: stage[pg].database: no [[database]] named \"mian\"; did you mean 'main'? "
+            "(declared: main, analytics)");
+  EXPECT_EQ(result.errors[1].key, "stage[metrics].database");
+  EXPECT_EQ(result.errors[1].message,
+            "no [[database]] named \"warehouse\"; declared: main, analytics; name one of them or declare it");
+}
+
+TEST(PipelineConfigDatabaseTest, StageDatabaseWithNoDatabaseDeclaredSaysToDeclareOne) {
+  constexpr std::string_view kText = R"([[stage]]
+name = "pg"
+plugin = "postgres"
+database = "main"
+)";
+  ConfigError error = OnlyError(Parse(kText));
+  EXPECT_EQ(error.key, "stage[pg].database");
+  EXPECT_EQ(error.where.line, 4);
+  EXPECT_EQ(
+      error.message,
+      "no [[database]] is declared; add a [[database]] with name = \"main\" and a url, or remove this key");
+}
+
+TEST(PipelineConfigDatabaseTest, StageDatabaseMustBeANonEmptyString) {
+  constexpr std::string_view kText = R"([[stage]]
+name = "pg"
+plugin = "postgres"
+database = 1
+
+[[stage]]
+name = "pg2"
+plugin = "postgres"
+database = ""
+datbase = "main"
+)";
+  LoadResult result = Parse(kText);
+  ASSERT_EQ(result.errors.size(), 3u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].key, "stage[pg].database");
+  EXPECT_EQ(result.errors[0].message, "expected a string, got integer 1");
+  EXPECT_EQ(result.errors[1].key, "stage[pg2].database");
+  EXPECT_TRUE(StartsWith(result.errors[1].message, "empty database name;"));
+  EXPECT_EQ(result.errors[2].key, "stage[pg2].datbase");
+  EXPECT_EQ(result.errors[2].message, "unknown key; did you mean 'database'?");
+}
+
+TEST(PipelineConfigDatabaseTest, TypoOfTheTopLevelDatabaseKeySuggestsIt) {
+  ConfigError error = OnlyError(Parse(WithStage("[[databse]]\nname = \"main\"\n")));
+  EXPECT_EQ(error.key, "databse");
+  EXPECT_EQ(error.message, "unknown key; did you mean 'database'?");
+}
+
+// ---------------------------------------------------------------------------
 // LoadPipelineConfig
 
 class TempFolder {

@@ -70,8 +70,9 @@ class PostgresDatabase final : public stowage::Database {
   // full; waits for one until `deadline` otherwise.
   Acquired Acquire(stowage::Deadline deadline);
 
-  stowage::Status with_session(stowage::Deadline deadline,
-                               const std::function<stowage::Status(stowage::SqlSession&)>& work) noexcept override;
+  stowage::Status with_session(
+      stowage::Deadline deadline,
+      const std::function<stowage::Status(stowage::SqlSession&)>& work) noexcept override;
 
   // SELECT 1 on a pooled connection.
   stowage::Status Health(stowage::Deadline deadline);

@@ -1,0 +1,454 @@
+// PostgresDatabase against real PostgreSQL servers: the suite's shared one
+// (STOWAGE_TEST_DATABASE_URL) and, for outages, a private one it stops.
+#include "database/postgres_database.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "database/connection.h"
+#include "support/services.h"
+
+namespace stowage::database {
+namespace {
+
+using std::chrono::milliseconds;
+using stowage::testing::RequireEnv;
+using stowage::testing::Service;
+using stowage::testing::ServiceInstance;
+
+// Keeps every line, to check what reaches the log.
+class CaptureLogger : public stowage::Logger {
+ public:
+  void log(stowage::LogLevel, std::string_view text) noexcept override {
+    std::lock_guard lock(mu_);
+    lines_.emplace_back(text);
+  }
+  bool enabled(stowage::LogLevel) const noexcept override { return true; }
+  std::string all() const {
+    std::lock_guard lock(mu_);
+    std::string out;
+    for (const auto& line : lines_) out += line + "\n";
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+config::DatabaseSettings Settings(const std::string& url, int pool_size = 4, std::string name = "main") {
+  config::DatabaseSettings settings;
+  settings.name = std::move(name);
+  settings.url = url;
+  settings.pool_size = pool_size;
+  settings.connect_timeout = milliseconds(2000);
+  return settings;
+}
+
+Deadline Soon() {
+  return Deadline::After(milliseconds(5000));
+}
+
+// The url with "user:password@" in place of "user@".
+std::string WithPassword(const std::string& url, const std::string& password) {
+  auto at = url.find('@');
+  return url.substr(0, at) + ":" + password + url.substr(at);
+}
+
+class PostgresDatabaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = RequireEnv("STOWAGE_TEST_DATABASE_URL");
+    if (url_.empty()) GTEST_SKIP();
+    log_ = std::make_shared<CaptureLogger>();
+    database_ = std::make_unique<PostgresDatabase>(Settings(url_), log_);
+  }
+
+  // A leased connection, failing the test when none is had.
+  Lease Take() {
+    auto acquired = database_->Acquire(Soon());
+    EXPECT_TRUE(acquired.status.ok()) << acquired.status.ToString();
+    if (acquired.lease) acquired.lease->set_deadline(Soon());
+    return std::move(acquired.lease);
+  }
+
+  std::string url_;
+  std::shared_ptr<CaptureLogger> log_;
+  std::unique_ptr<PostgresDatabase> database_;
+};
+
+TEST_F(PostgresDatabaseTest, ParamsAndNullsRoundTrip) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  SqlResult result;
+  Status status = lease->execute(
+      "SELECT $1::text AS word, $2::int + 1 AS next, $3::text AS nothing, $4::jsonb AS doc",
+      {std::string("héllo 'quoted'"), std::string("41"), std::nullopt, std::string(R"({"a": [1, 2]})")},
+      &result);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  ASSERT_EQ(result.rows.size(), 1u);
+  EXPECT_EQ(result.value(0, 0), SqlValue("héllo 'quoted'"));
+  EXPECT_EQ(result.value(0, 1), SqlValue("42"));
+  EXPECT_EQ(result.value(0, 2), std::nullopt);
+  EXPECT_EQ(result.value(0, 3), SqlValue(R"({"a": [1, 2]})"));
+  EXPECT_EQ(lease->database(), "main");
+}
+
+TEST_F(PostgresDatabaseTest, RowsAndColumnsInOrder) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  SqlResult result;
+  Status status = lease->execute(
+      "SELECT n, n * n AS square, CASE WHEN n = 2 THEN NULL ELSE 'x' END AS maybe "
+      "FROM generate_series(1, $1::int) AS n ORDER BY n",
+      {std::string("3")}, &result);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(result.columns, (std::vector<std::string>{"n", "square", "maybe"}));
+  ASSERT_EQ(result.rows.size(), 3u);
+  EXPECT_EQ(result.value(2, 1), SqlValue("9"));
+  EXPECT_EQ(result.value(1, 2), std::nullopt);
+  EXPECT_EQ(result.value(0, 2), SqlValue("x"));
+  EXPECT_EQ(result.value(3, 0), std::nullopt);  // out of range
+}
+
+TEST_F(PostgresDatabaseTest, AffectedCounts) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE counted (id int PRIMARY KEY, v text)", {}).ok());
+  SqlResult result;
+  ASSERT_TRUE(lease
+                  ->execute("INSERT INTO counted SELECT g, 'a' FROM generate_series(1, $1::int) g",
+                            {std::string("5")}, &result)
+                  .ok());
+  EXPECT_EQ(result.affected, 5u);
+  ASSERT_TRUE(
+      lease
+          ->execute("UPDATE counted SET v = $1 WHERE id <= $2", {std::string("b"), std::string("2")}, &result)
+          .ok());
+  EXPECT_EQ(result.affected, 2u);
+  ASSERT_TRUE(lease->execute("DELETE FROM counted WHERE v = $1", {std::string("a")}, &result).ok());
+  EXPECT_EQ(result.affected, 3u);
+  ASSERT_TRUE(lease->execute("DELETE FROM counted WHERE v = $1", {std::string("zzz")}, &result).ok());
+  EXPECT_EQ(result.affected, 0u);
+}
+
+TEST_F(PostgresDatabaseTest, StatementsArePreparedOncePerConnection) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  const std::string statement = "SELECT $1::int * 2 AS doubled";
+  for (int i = 0; i < 3; ++i) {
+    SqlResult result;
+    ASSERT_TRUE(lease->execute(statement, {std::to_string(i)}, &result).ok());
+    EXPECT_EQ(result.value(0, 0), SqlValue(std::to_string(i * 2)));
+  }
+  SqlResult prepared;
+  ASSERT_TRUE(
+      lease->execute("SELECT name FROM pg_prepared_statements WHERE statement = $1", {statement}, &prepared)
+          .ok());
+  ASSERT_EQ(prepared.rows.size(), 1u);
+  ASSERT_TRUE(prepared.value(0, 0).has_value());
+  EXPECT_EQ(prepared.value(0, 0)->rfind("s", 0), 0u) << *prepared.value(0, 0);
+  // Transaction control is not prepared.
+  ASSERT_TRUE(lease->execute("BEGIN", {}).ok());
+  ASSERT_TRUE(lease->execute("COMMIT", {}).ok());
+  SqlResult control;
+  ASSERT_TRUE(
+      lease
+          ->execute("SELECT count(*) FROM pg_prepared_statements WHERE statement IN ('BEGIN', 'COMMIT')", {},
+                    &control)
+          .ok());
+  EXPECT_EQ(control.value(0, 0), SqlValue("0"));
+}
+
+TEST_F(PostgresDatabaseTest, RollbackToSavepointKeepsTheOuterWork) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE kept (id int PRIMARY KEY)", {}).ok());
+  ASSERT_TRUE(lease->execute("BEGIN", {}).ok());
+  ASSERT_TRUE(lease->execute("INSERT INTO kept VALUES ($1::int)", {std::string("1")}).ok());
+  ASSERT_TRUE(lease->execute("SAVEPOINT stage_2", {}).ok());
+  ASSERT_TRUE(lease->execute("INSERT INTO kept VALUES ($1::int)", {std::string("2")}).ok());
+  Status failed = lease->execute("INSERT INTO kept VALUES ($1::int)", {std::string("1")});
+  EXPECT_EQ(failed.code(), StatusCode::kConflict) << failed.ToString();
+  ASSERT_TRUE(lease->execute("ROLLBACK TO SAVEPOINT stage_2", {}).ok());
+  ASSERT_TRUE(lease->execute("COMMIT", {}).ok());
+  SqlResult rows;
+  ASSERT_TRUE(lease->execute("SELECT id FROM kept ORDER BY id", {}, &rows).ok());
+  ASSERT_EQ(rows.rows.size(), 1u);
+  EXPECT_EQ(rows.value(0, 0), SqlValue("1"));
+}
+
+TEST_F(PostgresDatabaseTest, ErrorsAreMappedAndNeverShowValues) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(
+      lease->execute("CREATE TEMP TABLE guarded (id int PRIMARY KEY, v text NOT NULL CHECK (v <> 'bad'))", {})
+          .ok());
+  ASSERT_TRUE(
+      lease->execute("INSERT INTO guarded VALUES ($1::int, $2)", {std::string("7"), std::string("ok")}).ok());
+
+  Status duplicate =
+      lease->execute("INSERT INTO guarded VALUES ($1::int, $2)", {std::string("7"), std::string("x")});
+  EXPECT_EQ(duplicate.code(), StatusCode::kConflict);
+  EXPECT_NE(duplicate.message().find("'main'"), std::string::npos) << duplicate.message();
+  EXPECT_NE(duplicate.message().find("23505"), std::string::npos) << duplicate.message();
+
+  Status bad_input = lease->execute("SELECT $1::int", {std::string("secret-guest-text")});
+  EXPECT_EQ(bad_input.code(), StatusCode::kInvalidArgument) << bad_input.ToString();
+  EXPECT_EQ(bad_input.message().find("secret-guest-text"), std::string::npos) << bad_input.message();
+  EXPECT_NE(bad_input.message().find("'main'"), std::string::npos) << bad_input.message();
+
+  Status not_null =
+      lease->execute("INSERT INTO guarded VALUES ($1::int, $2)", {std::string("8"), std::nullopt});
+  EXPECT_EQ(not_null.code(), StatusCode::kInvalidArgument) << not_null.ToString();
+  Status check =
+      lease->execute("INSERT INTO guarded VALUES ($1::int, $2)", {std::string("9"), std::string("bad")});
+  EXPECT_EQ(check.code(), StatusCode::kInvalidArgument) << check.ToString();
+
+  Status missing = lease->execute("SELECT * FROM no_such_table_here WHERE id = $1", {std::string("1")});
+  EXPECT_EQ(missing.code(), StatusCode::kInternal);
+  EXPECT_NE(missing.message().find("no_such_table_here"), std::string::npos) << missing.message();
+
+  Status nul = lease->execute("SELECT $1::text", {std::string("a\0b", 3)});
+  EXPECT_EQ(nul.code(), StatusCode::kInvalidArgument) << nul.ToString();
+  // The connection is still usable after all of these.
+  EXPECT_TRUE(lease->execute("SELECT 1", {}).ok());
+  EXPECT_FALSE(lease->broken());
+}
+
+TEST_F(PostgresDatabaseTest, SeveralStatementsInOneTextRun) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  Status status = lease->execute(
+      "-- a migration\nCREATE TEMP TABLE a (id int);\nCREATE TEMP TABLE b (id int);\nINSERT INTO b VALUES "
+      "(1);",
+      {});
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  SqlResult rows;
+  ASSERT_TRUE(lease->execute("SELECT count(*) FROM b", {}, &rows).ok());
+  EXPECT_EQ(rows.value(0, 0), SqlValue("1"));
+}
+
+TEST(UsesSimpleProtocolTest, ClassifiesStatements) {
+  EXPECT_TRUE(UsesSimpleProtocol("BEGIN"));
+  EXPECT_TRUE(UsesSimpleProtocol("  rollback to savepoint x"));
+  EXPECT_TRUE(UsesSimpleProtocol("/* c */ CREATE TABLE t (id int)"));
+  EXPECT_TRUE(UsesSimpleProtocol("SELECT 1; SELECT 2"));
+  EXPECT_FALSE(UsesSimpleProtocol("SELECT 1;"));
+  EXPECT_FALSE(UsesSimpleProtocol("SELECT 1; -- done"));
+  EXPECT_FALSE(UsesSimpleProtocol("INSERT INTO t VALUES (1)"));
+  EXPECT_FALSE(UsesSimpleProtocol("WITH x AS (SELECT 1) SELECT * FROM x"));
+}
+
+TEST_F(PostgresDatabaseTest, StatementIsCancelledAtItsDeadline) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  lease->set_deadline(Deadline::After(milliseconds(200)));
+  const auto start = Clock::now();
+  Status status = lease->execute("SELECT pg_sleep(5)", {});
+  const auto took = Clock::now() - start;
+  EXPECT_EQ(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
+  EXPECT_NE(status.message().find("'main'"), std::string::npos) << status.message();
+  EXPECT_LT(took, milliseconds(2000));
+  EXPECT_GE(took, milliseconds(150));
+  // The same connection goes on.
+  lease->set_deadline(Soon());
+  SqlResult result;
+  Status after = lease->execute("SELECT $1::int", {std::string("3")}, &result);
+  ASSERT_TRUE(after.ok()) << after.ToString();
+  EXPECT_EQ(result.value(0, 0), SqlValue("3"));
+  EXPECT_FALSE(lease->broken());
+}
+
+TEST_F(PostgresDatabaseTest, CancelledStatementInTransactionLeavesItToRollBack) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE slow (id int)", {}).ok());
+  ASSERT_TRUE(lease->execute("BEGIN", {}).ok());
+  ASSERT_TRUE(lease->execute("INSERT INTO slow VALUES (1)", {}).ok());
+  lease->set_deadline(Deadline::After(milliseconds(100)));
+  EXPECT_EQ(lease->execute("SELECT pg_sleep(3)", {}).code(), StatusCode::kDeadlineExceeded);
+  lease->set_deadline(Soon());
+  ASSERT_TRUE(lease->execute("ROLLBACK", {}).ok());
+  SqlResult rows;
+  ASSERT_TRUE(lease->execute("SELECT count(*) FROM slow", {}, &rows).ok());
+  EXPECT_EQ(rows.value(0, 0), SqlValue("0"));
+}
+
+TEST_F(PostgresDatabaseTest, StatementPastItsDeadlineIsNotSent) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE late (id int)", {}).ok());
+  lease->set_deadline(Deadline(Clock::now() - milliseconds(1)));
+  Status status = lease->execute("INSERT INTO late VALUES (1)", {});
+  EXPECT_EQ(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
+  lease->set_deadline(Soon());
+  SqlResult rows;
+  ASSERT_TRUE(lease->execute("SELECT count(*) FROM late", {}, &rows).ok());
+  EXPECT_EQ(rows.value(0, 0), SqlValue("0"));
+}
+
+TEST_F(PostgresDatabaseTest, LeaseLeftInTransactionIsRolledBackThenReused) {
+  std::string pid;
+  {
+    Lease lease = Take();
+    ASSERT_TRUE(lease);
+    SqlResult result;
+    ASSERT_TRUE(lease->execute("SELECT pg_backend_pid()", {}, &result).ok());
+    pid = *result.value(0, 0);
+    ASSERT_TRUE(lease->execute("CREATE TEMP TABLE left_open (id int)", {}).ok());
+    ASSERT_TRUE(lease->execute("BEGIN", {}).ok());
+    ASSERT_TRUE(lease->execute("INSERT INTO left_open VALUES (1)", {}).ok());
+  }
+  Lease again = Take();
+  ASSERT_TRUE(again);
+  SqlResult result;
+  ASSERT_TRUE(again->execute("SELECT pg_backend_pid()", {}, &result).ok());
+  EXPECT_EQ(result.value(0, 0), SqlValue(pid));  // the same connection, back in the pool
+  ASSERT_TRUE(again->execute("SELECT count(*) FROM left_open", {}, &result).ok());
+  EXPECT_EQ(result.value(0, 0), SqlValue("0"));
+  EXPECT_NE(log_->all().find("rolling it back"), std::string::npos) << log_->all();
+}
+
+TEST_F(PostgresDatabaseTest, PoolNeverOpensMoreThanItsSize) {
+  const std::string app = "stowage_pool_test_" + std::to_string(::getpid());
+  PostgresDatabase database(Settings(url_ + "?application_name=" + app, 4), log_);
+  std::atomic<int> failures{0}, leased{0}, most_leased{0};
+  std::atomic<int> most_on_server{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&] {
+      for (int round = 0; round < 3; ++round) {
+        Status status = database.with_session(Deadline::After(milliseconds(10000)), [&](SqlSession& session) {
+          int now = ++leased;
+          int seen = most_leased.load();
+          while (now > seen && !most_leased.compare_exchange_weak(seen, now)) {
+          }
+          SqlResult result;
+          Status s = session.execute(
+              "SELECT count(*), pg_sleep(0.02) FROM pg_stat_activity WHERE application_name = $1", {app},
+              &result);
+          if (s.ok()) {
+            int on_server = std::stoi(*result.value(0, 0));
+            int prior = most_on_server.load();
+            while (on_server > prior && !most_on_server.compare_exchange_weak(prior, on_server)) {
+            }
+          }
+          --leased;
+          return s;
+        });
+        if (!status.ok()) ++failures;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_LE(most_leased.load(), 4);
+  EXPECT_GE(most_leased.load(), 2);  // the threads did share the pool
+  EXPECT_LE(most_on_server.load(), 4);
+  EXPECT_GE(most_on_server.load(), 1);
+}
+
+TEST_F(PostgresDatabaseTest, AcquireWaitsForAFreeConnectionUntilTheDeadline) {
+  PostgresDatabase database(Settings(url_, 1), log_);
+  auto first = database.Acquire(Soon());
+  ASSERT_TRUE(first.status.ok()) << first.status.ToString();
+  const auto start = Clock::now();
+  auto second = database.Acquire(Deadline::After(milliseconds(200)));
+  EXPECT_GE(Clock::now() - start, milliseconds(150));
+  EXPECT_EQ(second.status.code(), StatusCode::kUnavailable);
+  EXPECT_NE(second.status.message().find("'main'"), std::string::npos) << second.status.message();
+  EXPECT_NE(second.status.message().find("pool_size"), std::string::npos) << second.status.message();
+  EXPECT_FALSE(second.lease);
+
+  std::thread releaser([lease = std::move(first.lease)]() mutable {
+    std::this_thread::sleep_for(milliseconds(100));
+    lease = Lease();
+  });
+  auto third = database.Acquire(Soon());
+  releaser.join();
+  EXPECT_TRUE(third.status.ok()) << third.status.ToString();
+}
+
+TEST_F(PostgresDatabaseTest, WithSessionCatchesExceptionsAndHealthAnswers) {
+  Status status = database_->with_session(
+      Soon(), [](SqlSession&) -> Status { throw std::runtime_error("boom in work"); });
+  EXPECT_EQ(status.code(), StatusCode::kInternal);
+  EXPECT_NE(status.message().find("boom in work"), std::string::npos);
+  EXPECT_TRUE(database_->Health(Soon()).ok());
+  Status answered = database_->with_session(Soon(), [](SqlSession&) { return Status::Conflict("mine"); });
+  EXPECT_EQ(answered.code(), StatusCode::kConflict);
+}
+
+TEST(PostgresDatabaseUrlTest, BadUrlIsReportedByEveryCall) {
+  auto log = std::make_shared<CaptureLogger>();
+  PostgresDatabase database(Settings("mysql://root:hunter2@db/app"), log);
+  Status health = database.Health(Soon());
+  EXPECT_EQ(health.code(), StatusCode::kUnavailable);
+  EXPECT_NE(health.message().find("'main'"), std::string::npos) << health.message();
+  EXPECT_NE(health.message().find("postgresql://"), std::string::npos) << health.message();
+  EXPECT_EQ(health.message().find("hunter2"), std::string::npos) << health.message();
+}
+
+TEST(PostgresDatabaseOutageTest, ServerStoppedThenStartedAgain) {
+  ServiceInstance server(Service::kPostgres);
+  ASSERT_TRUE(server.running());
+  const std::string password = "pw-never-shown-7";
+  auto log = std::make_shared<CaptureLogger>();
+  PostgresDatabase database(Settings(WithPassword(server.url(), password), 2, "outage"), log);
+  EXPECT_EQ(database.address(), "127.0.0.1:" + std::to_string(server.port()) + "/stowage");
+  ASSERT_TRUE(database.Health(Soon()).ok());
+
+  auto held = database.Acquire(Soon());
+  ASSERT_TRUE(held.status.ok()) << held.status.ToString();
+  held.lease->set_deadline(Soon());
+  ASSERT_TRUE(server.Stop());
+
+  // A connection open across the outage fails as unavailable and is broken.
+  Status lost = held.lease->execute("SELECT $1::int", {std::string("1")});
+  EXPECT_EQ(lost.code(), StatusCode::kUnavailable) << lost.ToString();
+  EXPECT_NE(lost.message().find("'outage'"), std::string::npos) << lost.message();
+  EXPECT_TRUE(held.lease->broken());
+  held.lease = Lease();
+
+  // New connections cannot be opened.
+  Status down = database.Health(Soon());
+  EXPECT_EQ(down.code(), StatusCode::kUnavailable) << down.ToString();
+  EXPECT_NE(down.message().find("cannot reach PostgreSQL database 'outage' at 127.0.0.1:"), std::string::npos)
+      << down.message();
+  EXPECT_NE(down.message().find("[[database]] outage"), std::string::npos) << down.message();
+
+  ASSERT_TRUE(server.Start());
+  Status back = database.Health(Soon());
+  EXPECT_TRUE(back.ok()) << back.ToString();
+  // The idle connection the restart closed is replaced too.
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(database.Health(Soon()).ok());
+
+  for (const std::string& text : {lost.message(), down.message(), log->all()}) {
+    EXPECT_EQ(text.find(password), std::string::npos) << text;
+  }
+}
+
+TEST(PostgresDatabaseOutageTest, IdleConnectionsClosedByARestartAreReplaced) {
+  ServiceInstance server(Service::kPostgres);
+  ASSERT_TRUE(server.running());
+  auto log = std::make_shared<CaptureLogger>();
+  PostgresDatabase database(Settings(server.url(), 2, "restarted"), log);
+  ASSERT_TRUE(database.Health(Soon()).ok());
+  ASSERT_TRUE(server.Stop());
+  ASSERT_TRUE(server.Start());
+  Status status = database.Health(Soon());
+  EXPECT_TRUE(status.ok()) << status.ToString();
+  EXPECT_NE(log->all().find("replacing a connection"), std::string::npos) << log->all();
+}
+
+}  // namespace
+}  // namespace stowage::database
