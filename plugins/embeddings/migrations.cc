@@ -1,0 +1,29 @@
+#include "migrations.h"
+
+namespace stowage::embeddings {
+
+// Writes insert by message; erase and search find a guest's rows through
+// conversation_id; the cascade from message_cache finds them through the
+// (message_id, chunk_index) key.
+const std::vector<SqlMigration>& EmbeddingMigrations() {
+  static const std::vector<SqlMigration> migrations = {
+      {1, "create cache_embeddings", R"sql(
+CREATE TABLE cache_embeddings (
+  id bigserial PRIMARY KEY,
+  conversation_id bigint NOT NULL,
+  message_id bigint NOT NULL REFERENCES message_cache (id) ON DELETE CASCADE,
+  embedding jsonb NOT NULL,
+  embedding_model text NOT NULL,
+  embedding_dim integer NOT NULL,
+  text_chunk text NOT NULL,
+  chunk_index integer NOT NULL DEFAULT 0,
+  created_at timestamptz DEFAULT now(),
+  CONSTRAINT cache_embeddings_message_id_chunk_index_key UNIQUE (message_id, chunk_index)
+);
+CREATE INDEX cache_embeddings_conversation_id_idx ON cache_embeddings (conversation_id);
+)sql"},
+  };
+  return migrations;
+}
+
+}  // namespace stowage::embeddings

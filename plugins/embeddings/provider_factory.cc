@@ -1,0 +1,88 @@
+#include "provider_factory.h"
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "builtin_provider.h"
+#include "openai_provider.h"
+#include "vertex_provider.h"
+
+namespace stowage::embeddings {
+namespace {
+
+std::int64_t Positive(const StageConfig& config, const std::string& key, std::int64_t max) {
+  const std::int64_t value = config.integer(key);
+  if (value < 1 || value > max) {
+    throw std::invalid_argument("stage config `" + key + "` is " + std::to_string(value) +
+                                "; set it between 1 and " + std::to_string(max));
+  }
+  return value;
+}
+
+}  // namespace
+
+ConfigSchema& AddProviderKeys(ConfigSchema& schema) {
+  return schema
+      .optional(
+          "provider", std::string("builtin"),
+          "\"builtin\" (offline feature hashing, model stowage-hash-v1), \"vertex\" (Vertex AI predict) or "
+          "\"openai\" (OpenAI-compatible /embeddings: OpenAI, Ollama, vLLM, TEI, LocalAI)")
+      .optional("dimensions", std::int64_t{1408},
+                "the length of every vector; an HTTP provider's answer of another size is refused")
+      .optional(
+          "connect_timeout_ms", std::int64_t{2000},
+          "HTTP providers: how long resolving, connecting and the TLS handshake may take, in milliseconds")
+      .optional("request_timeout_ms", std::int64_t{10000},
+                "HTTP providers: how long one embedding call may take in all, in milliseconds (the stage's "
+                "timeout_ms bounds it too)")
+      .optional("model", std::string(""),
+                "vertex: the model (default multimodalembedding@001); openai: the model, required")
+      .optional("project", std::string(""), "vertex: the Google Cloud project id, required")
+      .optional("location", std::string("us-central1"), "vertex: the region")
+      .optional("endpoint", std::string(""),
+                "vertex: the API's base URL (default https://{location}-aiplatform.googleapis.com)")
+      .optional("token_env", std::string("GOOGLE_ACCESS_TOKEN"),
+                "vertex: the environment variable holding the OAuth access token")
+      .optional("base_url", std::string("https://api.openai.com/v1"),
+                "openai: the API's base URL, e.g. http://localhost:11434/v1 for Ollama")
+      .optional("api_key_env", std::string("OPENAI_API_KEY"),
+                "openai: the environment variable holding the API key (no Authorization header when unset)")
+      .optional("send_dimensions", false,
+                "openai: send `dimensions` in the request (models that can shorten)");
+}
+
+std::unique_ptr<EmbeddingProvider> MakeProvider(const StageConfig& config) {
+  const std::string& provider = config.string("provider");
+  const auto dimensions = static_cast<std::size_t>(Positive(config, "dimensions", 65536));
+  HttpTimeouts timeouts;
+  timeouts.connect = std::chrono::milliseconds(Positive(config, "connect_timeout_ms", 3600000));
+  timeouts.request = std::chrono::milliseconds(Positive(config, "request_timeout_ms", 3600000));
+
+  if (provider == "builtin") return std::make_unique<BuiltinProvider>(dimensions);
+  if (provider == "vertex") {
+    VertexSettings settings;
+    settings.project = config.string("project");
+    settings.location = config.string("location");
+    settings.model = config.string("model");
+    settings.endpoint = config.string("endpoint");
+    settings.token_env = config.string("token_env");
+    settings.dimensions = dimensions;
+    settings.timeouts = timeouts;
+    return std::make_unique<VertexProvider>(std::move(settings));
+  }
+  if (provider == "openai") {
+    OpenAiSettings settings;
+    settings.base_url = config.string("base_url");
+    settings.model = config.string("model");
+    settings.api_key_env = config.string("api_key_env");
+    settings.send_dimensions = config.boolean("send_dimensions");
+    settings.dimensions = dimensions;
+    settings.timeouts = timeouts;
+    return std::make_unique<OpenAiProvider>(std::move(settings));
+  }
+  throw std::invalid_argument("stage config `provider` is \"" + provider +
+                              "\"; use \"builtin\", \"vertex\" or \"openai\"");
+}
+
+}  // namespace stowage::embeddings
