@@ -193,7 +193,7 @@ TEST(ChecklistTest, TheOperatorsChecklistHoldsPointByPoint) {
       started_at);
   ASSERT_EQ(windows.size(), 1u);
   EXPECT_EQ(windows[0][0], std::to_string(requests));
-  EXPECT_EQ(windows[0][1], "2") << "the two GETs served from Redis are the hits";
+  EXPECT_EQ(windows[0][1], "3") << "the three GETs, all served from Redis, are the hits";
   EXPECT_EQ(pg.Scalar("SELECT cache_hits FROM usage_metrics WHERE user_id = $1", guest), "1");
 }
 
@@ -268,7 +268,7 @@ TEST_F(DegradationTest, ADroppedMetricsTableStillStoresTheMessage) {
   ASSERT_TRUE(server->running());
   ASSERT_EQ(Post(server->port(), UniqueGuest("warm-up"), "creates the tables").status, 200);
   PostgresProbe pg(postgres_->url());
-  pg.Query("DROP TABLE usage_metrics RETURNING $1", "x");
+  pg.Exec("DROP TABLE usage_metrics");
   HttpResult posted = Post(server->port(), guest_, "hello");
   ASSERT_EQ(posted.status, 200) << posted.body;
   EXPECT_EQ(json::serialize(Parse(posted.body).at("degraded")), R"(["metrics"])") << server->log();
@@ -281,7 +281,7 @@ TEST_F(DegradationTest, AFailingMappingStageStillStoresTheMessageAndTheEmbedding
   ASSERT_TRUE(server->running());
   ASSERT_EQ(Post(server->port(), UniqueGuest("warm-up"), "creates the tables").status, 200);
   PostgresProbe pg(postgres_->url());
-  pg.Query("DROP TABLE cache_content_mapping RETURNING $1", "x");
+  pg.Exec("DROP TABLE cache_content_mapping");
   HttpResult posted = Post(server->port(), guest_, "hello");
   ASSERT_EQ(posted.status, 200) << posted.body;
   EXPECT_EQ(json::serialize(Parse(posted.body).at("degraded")), R"(["mapping"])") << server->log();

@@ -78,6 +78,13 @@ std::vector<std::vector<std::string>> PostgresProbe::Query(const std::string& sq
   return rows;
 }
 
+void PostgresProbe::Exec(const std::string& sql) {
+  PGresult* result = PQexec(conn_, sql.c_str());
+  if (PQresultStatus(result) != PGRES_COMMAND_OK && PQresultStatus(result) != PGRES_TUPLES_OK)
+    ADD_FAILURE() << "statement failed: " << sql << ": " << PQerrorMessage(conn_);
+  PQclear(result);
+}
+
 std::string PostgresProbe::Scalar(const std::string& sql, const std::string& param) {
   auto rows = Query(sql, param);
   return rows.empty() || rows[0].empty() ? std::string() : rows[0][0];

@@ -37,6 +37,8 @@ class PostgresProbe {
   // values ("" for NULL). Fails the test on an error.
   std::vector<std::vector<std::string>> Query(const std::string& sql, const std::string& param);
   std::string Scalar(const std::string& sql, const std::string& param);
+  // Runs a statement without parameters (DDL, ...). Fails the test on an error.
+  void Exec(const std::string& sql);
 
  private:
   pg_conn* conn_ = nullptr;

@@ -8,6 +8,10 @@
 //   does). The host stops waiting at the deadline and counts it failed.
 // - It reports failure as a Status; an exception that escapes is caught at
 //   the plugin boundary and becomes a kInternal error.
+// - It logs what it stored (one info line per message), but not the
+//   failures it returns: the host logs each failure once, with the stage's
+//   label, its policy and what follows from it. A stage logs only what it
+//   does not return (a deferred migration, a background flush that failed).
 #pragma once
 
 #include <chrono>

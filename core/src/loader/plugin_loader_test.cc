@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 
 namespace stowage::loader {
 namespace {
@@ -18,16 +19,15 @@ class NullLogger final : public stowage::Logger {
   bool enabled(LogLevel) const noexcept override { return false; }
 };
 
-// A complete config of the test stage, targeting "t"; `construct` is "ok" or "throw".
-stowage::StageConfig TestStageConfig(const std::string& construct) {
-  return stowage::StageConfig({{"target", std::string("t")},
-                               {"write", std::string("ok")},
-                               {"read", std::string("ok")},
-                               {"erase", std::string("ok")},
-                               {"construct", construct},
-                               {"hang_ms", std::int64_t{1}},
-                               {"set_attribute", std::string("")},
-                               {"journal", std::string("")}});
+// The test stage's config as the host would make it from its schema: every
+// key at its default, "construct" set to `construct` ("ok" or "throw").
+stowage::StageConfig TestStageConfig(const Plugin& plugin, const std::string& construct) {
+  std::map<std::string, stowage::ConfigValue> values;
+  for (const auto& key : plugin.schema().keys())
+    if (key.default_value) values[key.name] = *key.default_value;
+  values["target"] = std::string("t");
+  values["construct"] = construct;
+  return stowage::StageConfig(values);
 }
 
 TEST(PluginLoaderTest, LoadsAStageAndReadsItsVersionBlockAndSchema) {
@@ -99,7 +99,7 @@ TEST(PluginLoaderTest, AStageKeepsItsLibraryLoadedAfterThePluginIsDropped) {
     PluginLoader loader({kPluginDir});
     auto loaded = loader.Load("test_stage", "/nowhere");
     ASSERT_TRUE(loaded.plugin);
-    stowage::StageConfig config = TestStageConfig("ok");
+    stowage::StageConfig config = TestStageConfig(*loaded.plugin, "ok");
     stowage::Status error;
     stage = loaded.plugin->Create(config, env, &error);
     ASSERT_TRUE(stage) << error.ToString();
@@ -113,7 +113,7 @@ TEST(PluginLoaderTest, AConstructorThatThrowsIsAnErrorResult) {
   PluginLoader loader({kPluginDir});
   auto loaded = loader.Load("test_stage", "/nowhere");
   ASSERT_TRUE(loaded.plugin);
-  stowage::StageConfig config = TestStageConfig("throw");
+  stowage::StageConfig config = TestStageConfig(*loaded.plugin, "throw");
   stowage::Status error;
   stowage::StageEnvironment env{log};
   EXPECT_FALSE(loaded.plugin->Create(config, env, &error));
