@@ -53,6 +53,7 @@ Status Migrate(SqlSession& sql, std::vector<int>* applied) {
   return ApplyMigrations(sql, kMigrationComponent, EmbeddingMigrations(), applied);
 }
 
+
 std::string Versions(const std::vector<int>& versions) {
   std::string out;
   for (int v : versions) out += (out.empty() ? "" : ", ") + std::to_string(v);
@@ -133,12 +134,10 @@ Status EmbeddingsStage::write(WriteContext& ctx) {
   const std::optional<std::string> message_id = ctx.attributes.get(Attributes::kMessageId);
   const std::optional<std::string> conversation_id = ctx.attributes.get(Attributes::kConversationId);
   if (!IsDecimal(message_id) || !IsDecimal(conversation_id)) {
-    Status status = Status::Internal("the message of guest " + ctx.guest_id +
-                                     " has no message_id and conversation_id attributes: put the embeddings "
-                                     "stage after the postgres stage in "
-                                     "pipeline.toml");
-    ctx.log.error(status.message());
-    return status;
+    return Status::Internal("the message of guest " + ctx.guest_id +
+                            " has no message_id and conversation_id attributes: put the embeddings "
+                            "stage after the postgres stage in "
+                            "pipeline.toml");
   }
   const std::string what = "embedding of message " + *message_id + " for guest " + ctx.guest_id;
   if (ctx.sql == nullptr) {
@@ -147,21 +146,15 @@ Status EmbeddingsStage::write(WriteContext& ctx) {
   }
   if (!schema_ready_) {
     std::lock_guard lock(schema_mu_);
-    Status status =
-        Status::Unavailable("cannot store the " + what + ": table cache_embeddings is not created yet (" +
-                            schema_status_.message() + ")");
-    ctx.log.warn(status.message());
-    return status;
+    return Status::Unavailable("cannot store the " + what + ": table cache_embeddings is not created yet (" +
+                               schema_status_.message() + ")");
   }
 
   const std::string_view chunk = TruncateUtf8(ctx.message.content, max_chunk_bytes_);
   std::vector<float> vector;
   Status status = provider_->embed(chunk, ctx.deadline, &vector);
-  if (!status.ok()) {
-    ctx.log.warn("could not compute the " + what + " with " + provider_->describe() + ": " +
-                 status.message());
-    return status;
-  }
+  if (!status.ok())
+    return status.WithContext("could not compute the " + what + " with " + provider_->describe());
   EmbeddingRecord record;
   record.conversation_id = *conversation_id;
   record.message_id = *message_id;
@@ -170,10 +163,7 @@ Status EmbeddingsStage::write(WriteContext& ctx) {
   record.dimensions = vector.size();
   record.text_chunk = std::string(chunk);
   status = InsertEmbedding(*ctx.sql, record);
-  if (!status.ok()) {
-    ctx.log.warn("could not store the " + what + ": " + status.message());
-    return status;
-  }
+  if (!status.ok()) return status.WithContext("could not store the " + what);
   ctx.log.info("stored " + what + " (" + std::to_string(vector.size()) + " dims, model " +
                provider_->model() + ")");
   return Status::Ok();
@@ -196,18 +186,16 @@ EraseResult EmbeddingsStage::erase(GuestContext& ctx) {
     // that creating the table would wait for. No table, nothing held.
     bool exists = false;
     result.status = EmbeddingsTableExists(*ctx.sql, &exists);
-    if (!result.status.ok() || !exists) {
-      if (!result.status.ok()) {
-        ctx.log.warn("could not erase the embeddings of guest " + ctx.guest_id + ": " +
-                     result.status.message());
-      }
+    if (!result.status.ok()) {
+      result.status = result.status.WithContext("could not erase the embeddings of guest " + ctx.guest_id);
       return result;
     }
+    if (!exists) return result;
   }
   std::uint64_t deleted = 0;
   result.status = DeleteGuestEmbeddings(*ctx.sql, ctx.guest_id, &deleted);
   if (!result.status.ok()) {
-    ctx.log.warn("could not erase the embeddings of guest " + ctx.guest_id + ": " + result.status.message());
+    result.status = result.status.WithContext("could not erase the embeddings of guest " + ctx.guest_id);
     return result;
   }
   result.held = deleted > 0;
@@ -233,14 +221,14 @@ SearchResult EmbeddingsStage::search(GuestContext& ctx, const std::string& query
   std::vector<float> query_vector;
   result.status = provider_->embed(query, ctx.deadline, &query_vector);
   if (!result.status.ok()) {
-    ctx.log.warn("could not embed the search query of guest " + ctx.guest_id + " with " +
-                 provider_->describe() + ": " + result.status.message());
+    result.status = result.status.WithContext("could not embed the search query of guest " + ctx.guest_id +
+                                                   " with " + provider_->describe());
     return result;
   }
   std::vector<GuestEmbedding> rows;
   result.status = SelectGuestEmbeddings(*ctx.sql, ctx.guest_id, &rows);
   if (!result.status.ok()) {
-    ctx.log.warn("could not read the embeddings of guest " + ctx.guest_id + ": " + result.status.message());
+    result.status = result.status.WithContext("could not read the embeddings of guest " + ctx.guest_id);
     return result;
   }
 

@@ -266,12 +266,16 @@ TEST_F(EmbeddingsStageTest, ProviderFailureFailsTheStageButNotTheMessage) {
   fake.set_mode(testing::FakeProvider::Mode::kErrorStatus, 503);
   Written down = Write(remote, guest, "provider down");
   EXPECT_EQ(down.status.code(), StatusCode::kUnavailable);
-  EXPECT_NE(log_->all().find("HTTP 503"), std::string::npos) << log_->all();
+  EXPECT_NE(down.status.message().find("HTTP 503"), std::string::npos) << down.status.message();
+  EXPECT_NE(down.status.message().find("could not compute the embedding of message"), std::string::npos)
+      << down.status.message();
+  EXPECT_EQ(log_->all().find("HTTP 503"), std::string::npos) << log_->all();  // the host logs it
 
   fake.set_mode(testing::FakeProvider::Mode::kHang);
   Written slow = Write(remote, guest, "provider hangs");
   EXPECT_EQ(slow.status.code(), StatusCode::kDeadlineExceeded);
-  EXPECT_NE(log_->all().find("timed out"), std::string::npos) << log_->all();
+  EXPECT_NE(slow.status.message().find("timed out"), std::string::npos) << slow.status.message();
+  EXPECT_EQ(log_->all().find("could not compute"), std::string::npos) << log_->all();
 
   // The messages are stored; only the first has an embedding.
   EXPECT_EQ(

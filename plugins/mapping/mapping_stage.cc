@@ -38,6 +38,7 @@ Status NoSession(const std::string& operation) {
       " without a database session; give its [[stage]] entry a database = \"<name>\" key");
 }
 
+
 bool ParseId(const std::string& text, std::int64_t& out) {
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), out);
   return !text.empty() && error == std::errc() && end == text.data() + text.size() && out > 0;
@@ -97,25 +98,19 @@ Status MappingStage::write(WriteContext& ctx) {
   if (ctx.sql == nullptr) return NoSession("map a message");
   const std::optional<std::string> message_id = ctx.attributes.get(Attributes::kMessageId);
   if (!message_id) {
-    Status status = Status::Internal("no message_id for the message of guest " + ctx.guest_id +
-                                     ": put the mapping stage after the postgres stage in pipeline.toml "
-                                     "(the postgres stage sets message_id)");
-    ctx.log.error(status.message());
-    return status;
+    return Status::Internal("no message_id for the message of guest " + ctx.guest_id +
+                            ": put the mapping stage after the postgres stage in pipeline.toml "
+                            "(the postgres stage sets message_id)");
   }
   MappingRow row;
   if (!ParseId(*message_id, row.cache_id)) {
-    Status status = Status::Internal("message_id '" + *message_id + "' of guest " + ctx.guest_id +
-                                     " is not a message_cache id; the stage that set it must be the postgres "
-                                     "stage");
-    ctx.log.error(status.message());
-    return status;
+    return Status::Internal("message_id '" + *message_id + "' of guest " + ctx.guest_id +
+                            " is not a message_cache id; the stage that set it must be the postgres "
+                            "stage");
   }
   Status status = EnsureSchema(ctx.deadline);
   if (!status.ok()) {
-    ctx.log.error("could not map message " + *message_id + " for guest " + ctx.guest_id + ": " +
-                  status.message());
-    return status;
+    return status.WithContext("could not map message " + *message_id + " for guest " + ctx.guest_id);
   }
   row.cache_type = "message";
   row.user_id = ctx.guest_id;  // guests have no content id
@@ -123,10 +118,7 @@ Status MappingStage::write(WriteContext& ctx) {
   row.content_backend = content_backend_;
   row.is_synced = true;
   status = MappingStore::Insert(*ctx.sql, row);
-  if (!status.ok()) {
-    ctx.log.error(status.message());
-    return status;
-  }
+  if (!status.ok()) return status;
   ctx.log.info("mapped message " + *message_id + " (" + cache_backend_ + " -> " + content_backend_ +
                ") for guest " + ctx.guest_id);
   return Status::Ok();
@@ -140,12 +132,11 @@ Status MappingStage::compensate(WriteContext& ctx) {
 EraseResult MappingStage::erase(GuestContext& ctx) {
   if (ctx.sql == nullptr) return {NoSession("erase a guest"), false};
   Status status = EnsureSchema(ctx.deadline);
+  if (!status.ok())
+    return {status.WithContext("could not erase the mappings of guest " + ctx.guest_id), false};
   std::uint64_t deleted = 0;
-  if (status.ok()) status = MappingStore::DeleteUser(*ctx.sql, ctx.guest_id, &deleted);
-  if (!status.ok()) {
-    ctx.log.error("could not erase the mappings of guest " + ctx.guest_id + ": " + status.message());
-    return {status, false};
-  }
+  status = MappingStore::DeleteUser(*ctx.sql, ctx.guest_id, &deleted);
+  if (!status.ok()) return {status, false};  // names the guest and the table
   ctx.log.info("deleted " + std::to_string(deleted) + " mapping(s) of guest " + ctx.guest_id);
   return {Status::Ok(), deleted > 0};
 }

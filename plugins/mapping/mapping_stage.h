@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "schema_gate.h"
+#include "stowage/sql_migrations.h"
 #include "stowage/sdk.h"
 
 namespace stowage::mapping {
@@ -43,7 +43,7 @@ class MappingStage final : public Stage {
   Database& database_;
   const std::string cache_backend_;
   const std::string content_backend_;
-  SchemaGate schema_;
+  stowage::SchemaGate schema_;
 };
 
 }  // namespace stowage::mapping

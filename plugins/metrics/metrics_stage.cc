@@ -86,15 +86,10 @@ Status MetricsStage::admit(WriteContext& ctx) {
   if (!status.ok()) return status;
   CountedRequest counted;
   status = UsageLedger::CountWrite(*ctx.sql, ctx.guest_id, policy_, &counted);
-  if (!status.ok()) {
-    ctx.log.error(status.message());
-    return status;
-  }
+  if (!status.ok()) return status;
   if (policy_.enforce_limit && counted.over_limit()) {
-    std::string message = counted.tier + " " + ctx.guest_id + " reached its monthly request limit of " +
-                          std::to_string(counted.monthly_limit) + "; it resets on " + counted.resets_on;
-    ctx.log.info("refused: " + message);
-    return Status::Rejected(std::move(message));
+    return Status::Rejected(counted.tier + " " + ctx.guest_id + " reached its monthly request limit of " +
+                            std::to_string(counted.monthly_limit) + "; it resets on " + counted.resets_on);
   }
   ctx.attributes.set(kMonthRequestsAttribute, std::to_string(counted.month_requests));
   ctx.attributes.set(kMonthlyLimitAttribute, std::to_string(counted.monthly_limit));

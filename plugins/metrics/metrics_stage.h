@@ -15,7 +15,7 @@
 #include <string_view>
 #include <thread>
 
-#include "schema_gate.h"
+#include "stowage/sql_migrations.h"
 #include "stowage/sdk.h"
 #include "traffic_window.h"
 #include "usage_policy.h"
@@ -69,7 +69,7 @@ class MetricsStage final : public Stage {
   const UsagePolicy policy_;
   const std::chrono::milliseconds flush_interval_;
   const std::chrono::milliseconds flush_timeout_;
-  SchemaGate schema_;
+  stowage::SchemaGate schema_;
   TrafficWindow window_;
   std::mutex flush_mu_;  // one flush at a time
 

@@ -113,11 +113,7 @@ Status PostgresStage::write(stowage::WriteContext& ctx) {
   Status status = EnsureSchema(ctx.deadline);
   if (status.ok())
     status = chat_.InsertMessage(*ctx.sql, ctx.guest_id, ctx.message, MessageHash(ctx.message), &stored);
-  if (!status.ok()) {
-    status = Failed(status, what);
-    ctx.log.error(status.message());
-    return status;
-  }
+  if (!status.ok()) return Failed(status, what);
   ctx.attributes.set(Attributes::kMessageId, std::to_string(stored.message_id));
   ctx.attributes.set(Attributes::kConversationId, std::to_string(stored.conversation_id));
   ctx.attributes.set(Attributes::kSequence, std::to_string(stored.sequence));
@@ -143,7 +139,6 @@ stowage::ReadResult PostgresStage::read(stowage::GuestContext& ctx) {
   if (result.status.ok()) result.status = chat_.SelectMessages(*ctx.sql, ctx.guest_id, &result.messages);
   if (!result.status.ok()) {
     result.status = Failed(result.status, "read the messages of guest " + ctx.guest_id);
-    ctx.log.error(result.status.message());
     result.messages.clear();
     return result;
   }
@@ -163,7 +158,6 @@ stowage::EraseResult PostgresStage::erase(stowage::GuestContext& ctx) {
   if (!result.status.ok()) {
     result.status = Failed(result.status, "delete the conversation of guest " + ctx.guest_id);
     result.held = false;
-    ctx.log.error(result.status.message());
     return result;
   }
   ctx.log.info(result.held ? "deleted the conversation of guest " + ctx.guest_id

@@ -16,6 +16,7 @@ std::int64_t InRange(const StageConfig& config, const std::string& key, std::int
   return value;
 }
 
+
 }  // namespace
 
 ConfigSchema RedisStage::config_schema() {
@@ -52,11 +53,8 @@ Status RedisStage::write(WriteContext& ctx) {
   std::string entry = EncodeEntry(ctx.message);
   std::int64_t bytes = 0;
   Status status = store_.Append(key, entry, ctx.deadline, &bytes);
-  if (!status.ok()) {
-    log_.warn("could not store message for guest " + ctx.guest_id + " in key " + key + ": " +
-              status.message());
-    return status;
-  }
+  if (!status.ok())
+    return status.WithContext("could not store message for guest " + ctx.guest_id + " in key " + key);
   ctx.attributes.set(kEntryAttribute, std::move(entry));
   log_.info("stored message for guest " + ctx.guest_id + " in key " + key + " (value now " +
             std::to_string(bytes) + " bytes, ttl " + std::to_string(store_.options().ttl.count()) + "s)");
@@ -71,9 +69,8 @@ Status RedisStage::compensate(WriteContext& ctx) {
   bool removed = false;
   Status status = store_.Remove(key, entry, ctx.deadline, &removed);
   if (!status.ok()) {
-    log_.error("could not remove the message of guest " + ctx.guest_id + " from key " + key +
-               " to undo its write; it stays until the key expires or is deleted: " + status.message());
-    return status;
+    return status.WithContext("could not remove the message of guest " + ctx.guest_id + " from key " + key +
+                                   " to undo its write; it stays until the key expires or is deleted");
   }
   log_.info(removed
                 ? "removed the message of guest " + ctx.guest_id + " from key " + key + " to undo its write"
@@ -86,7 +83,8 @@ ReadResult RedisStage::read(GuestContext& ctx) {
   ReadResult result;
   result.status = store_.Load(key, ctx.deadline, &result.found, &result.messages);
   if (!result.status.ok()) {
-    log_.warn("could not read the messages of guest " + ctx.guest_id + ": " + result.status.message());
+    result.status = result.status.WithContext(
+                                "could not read the messages of guest " + ctx.guest_id + " from key " + key);
     result.found = false;
     result.messages.clear();
   } else if (log_.enabled(LogLevel::kDebug)) {
@@ -102,10 +100,7 @@ Status RedisStage::refill(GuestContext& ctx, const std::vector<Message>& message
   if (messages.empty()) return Status::Ok();  // nothing to cache; a read keeps missing, as it should
   bool stored = false;
   Status status = store_.StoreIfAbsent(key, messages, ctx.deadline, &stored);
-  if (!status.ok()) {
-    log_.warn("could not refill key " + key + " of guest " + ctx.guest_id + ": " + status.message());
-    return status;
-  }
+  if (!status.ok()) return status.WithContext("could not refill key " + key + " of guest " + ctx.guest_id);
   log_.info(stored
                 ? "refilled key " + key + " with " + std::to_string(messages.size()) + " messages of guest " +
                       ctx.guest_id + " (ttl " + std::to_string(store_.options().ttl.count()) + "s)"
@@ -118,7 +113,7 @@ EraseResult RedisStage::erase(GuestContext& ctx) {
   EraseResult result;
   result.status = store_.Delete(key, ctx.deadline, &result.held);
   if (!result.status.ok()) {
-    log_.warn("could not delete key " + key + " of guest " + ctx.guest_id + ": " + result.status.message());
+    result.status = result.status.WithContext("could not delete key " + key + " of guest " + ctx.guest_id);
   } else {
     log_.info(result.held ? "deleted key " + key + " of guest " + ctx.guest_id
                           : "no key " + key + " to delete for guest " + ctx.guest_id);

@@ -28,13 +28,16 @@
 // new migration appended to the list with the next version.
 #pragma once
 
+#include <atomic>
 #include <cctype>
 #include <charconv>
+#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "stowage/logger.h"
 #include "stowage/sql.h"
 #include "stowage/status.h"
 
@@ -274,5 +277,49 @@ inline Status ApplyMigrations(SqlSession& sql, std::string_view component,
   if (applied != nullptr) applied->insert(applied->end(), now_applied.begin(), now_applied.end());
   return Status::Ok();
 }
+
+// Brings a component's tables up to date once: at construction when the
+// database answers, otherwise before the first use. A stage holds one:
+//
+//   schema_(*env.database, "embeddings", EmbeddingMigrations(), env.log)
+//   ...
+//   Status ready = schema_.ensure(ctx.deadline);  // at the start of admit(), say
+//
+// Thread-safe. `database`, `migrations` and `log` must outlive the gate.
+class SchemaGate {
+ public:
+  SchemaGate(Database& database, std::string component, const std::vector<SqlMigration>& migrations, Logger& log)
+      : database_(database), component_(std::move(component)), migrations_(migrations), log_(log) {}
+
+  // Ok once the migrations are applied (on a session of its own, in
+  // autocommit); afterwards returns at once. A failure is returned as is
+  // (kUnavailable when the database cannot be reached), and the next call
+  // tries again.
+  Status ensure(Deadline deadline) {
+    if (ready_.load()) return Status::Ok();
+    std::lock_guard lock(mu_);
+    if (ready_.load()) return Status::Ok();
+    std::vector<int> applied;
+    Status status = database_.with_session(
+        deadline, [&](SqlSession& sql) { return ApplyMigrations(sql, component_, migrations_, &applied); });
+    if (!status.ok()) return status;
+    std::string versions;
+    for (int v : applied) versions += (versions.empty() ? "" : ", ") + std::to_string(v);
+    log_.info("schema of '" + component_ + "' in database '" + database_.name() + "' is current" +
+              (versions.empty() ? "" : " (applied migration(s) " + versions + ")"));
+    ready_.store(true);
+    return Status::Ok();
+  }
+
+  bool ready() const noexcept { return ready_.load(); }
+
+ private:
+  Database& database_;
+  const std::string component_;
+  const std::vector<SqlMigration>& migrations_;
+  Logger& log_;
+  std::mutex mu_;
+  std::atomic<bool> ready_{false};
+};
 
 }  // namespace stowage

@@ -52,6 +52,14 @@ class Status {
   // What failed and, where the stage knows it, what to do about it.
   const std::string& message() const noexcept { return message_; }
 
+  // The same status with "<context>: " before its message, e.g.
+  //   return status.WithContext("could not store the embedding of message 42");
+  // An ok status stays ok.
+  Status WithContext(const std::string& context) const {
+    if (ok()) return *this;
+    return Status(code_, context + ": " + message_);
+  }
+
   // "ok", or "<code name>: <message>".
   std::string ToString() const {
     if (ok()) return "ok";
