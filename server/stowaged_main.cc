@@ -1,27 +1,37 @@
 // stowaged: the stowage REST server. Loads pipeline.toml, builds the pipeline
-// of stages it declares, and serves the guest chat API until SIGTERM/SIGINT.
+// of stages it declares, waits for its required stages to be healthy, and
+// serves the guest chat API until SIGTERM/SIGINT; SIGHUP reloads the file.
 //
 // Exit codes: 0 after a clean shutdown; 1 when the server could not listen or
 // requests were still running when the shutdown grace period ran out; 2 for
-// a usage error or an invalid configuration (nothing was served).
+// a usage error, an invalid configuration, or a required stage still
+// unhealthy after [server] startup_timeout_ms (nothing was served).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
+#include "api/admin_api.h"
 #include "api/chat_service.h"
 #include "api/guest_chat_api.h"
+#include "api/server_handler.h"
 #include "config/pipeline_config.h"
 #include "engine/pipeline.h"
+#include "engine/pipeline_holder.h"
 #include "http/http_server.h"
 #include "logging/logging.h"
+#include "observability/metrics.h"
 
 namespace {
 
@@ -38,12 +48,15 @@ Options:
   --version       show the version and exit
 
 Signals: SIGTERM or SIGINT stops accepting connections, lets requests in
-flight finish (at most 10 s), closes idle connections and exits.
+flight finish (at most 10 s), closes idle connections and exits. SIGHUP
+reloads FILE: unchanged stages are kept, the new pipeline is swapped in, and
+a file that does not validate is refused (the running pipeline keeps serving).
 
 Exit codes:
   0  clean shutdown
   1  could not listen, or requests were still running after the grace period
-  2  usage error or invalid configuration (every error is printed to stderr)
+  2  usage error, invalid configuration, or a required stage still unhealthy
+     after [server] startup_timeout_ms (every error is printed to stderr)
 )";
 
 struct Args {
@@ -83,6 +96,47 @@ void LogStages(const stowage::engine::Pipeline& pipeline) {
     spdlog::info("stage '{}': plugin={}{} policy={} {} timeout={}ms{}", settings.name, plugin, version,
                  stowage::config::PolicyName(settings.policy), settings.enabled ? "enabled" : "disabled",
                  settings.timeout.count(), stage->target.empty() ? "" : " target=" + stage->target);
+  }
+}
+
+// Asks the enabled stages' health() until every required one is healthy,
+// retrying with backoff until `timeout`. Returns an empty string when ready,
+// else why not, naming each stage still unhealthy. An unhealthy best_effort
+// stage is logged and does not hold the start.
+std::string WaitForRequiredStages(const stowage::engine::Pipeline& pipeline,
+                                  std::chrono::milliseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  const auto until = Clock::now() + timeout;
+  auto backoff = std::chrono::milliseconds(100);
+  bool first = true;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+    auto health =
+        pipeline.Health(std::clamp(left, std::chrono::milliseconds(100), std::chrono::milliseconds(2000)));
+    std::string unhealthy;
+    for (const auto& stage : health) {
+      if (!stage.enabled || stage.status.ok()) continue;
+      if (!stage.required) {
+        if (first)
+          spdlog::warn("stage '{}' (best_effort) is not healthy: {}; starting degraded, it is called anyway",
+                       stage.name, stage.status.ToString());
+        continue;
+      }
+      unhealthy += (unhealthy.empty() ? "" : "; ") + std::string("stage '") + stage.name +
+                   "' (required): " + stage.status.ToString();
+    }
+    first = false;
+    if (unhealthy.empty()) return "";
+    const auto now = Clock::now();
+    if (now >= until) {
+      return "required stages still unhealthy after startup_timeout_ms = " + std::to_string(timeout.count()) +
+             ": " + unhealthy + "; start their targets, or raise [server] startup_timeout_ms";
+    }
+    const auto wait = std::min(backoff, std::chrono::duration_cast<std::chrono::milliseconds>(until - now) +
+                                            std::chrono::milliseconds(1));
+    spdlog::warn("waiting for required stages ({}); retrying in {} ms", unhealthy, wait.count());
+    std::this_thread::sleep_for(wait);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
   }
 }
 
@@ -131,7 +185,8 @@ int main(int argc, char** argv) {
   }
 
   spdlog::info("stowaged {} starting with {}", STOWAGE_VERSION, args.config);
-  auto built = stowage::engine::Pipeline::Build(config);
+  stowage::observability::Registry metrics;
+  auto built = stowage::engine::Pipeline::Build(config, nullptr, &metrics);
   for (const auto& warning : built.warnings) spdlog::warn("{}", warning);
   if (!built.errors.empty() || !built.pipeline) {
     for (const auto& error : built.errors) std::cerr << error << "\n";
@@ -140,8 +195,39 @@ int main(int argc, char** argv) {
   }
   LogStages(*built.pipeline);
 
-  stowage::api::PipelineChatService service(*built.pipeline);
+  std::string admin_host;
+  std::uint16_t admin_port = 0;
+  if (!config.server.admin_listen.empty() &&
+      !stowage::http::ParseListenAddress(config.server.admin_listen, &admin_host, &admin_port,
+                                         &listen_error)) {
+    std::cerr << args.config << ": server.admin_listen: " << listen_error << "\n";
+    return 2;
+  }
+
+  std::string not_ready = WaitForRequiredStages(*built.pipeline, config.server.startup_timeout);
+  if (!not_ready.empty()) {
+    spdlog::error("refusing to start: {}", not_ready);
+    std::cerr << args.config << ": " << not_ready << "\n";
+    return 2;
+  }
+
+  stowage::engine::PipelineHolder holder(std::move(built.pipeline));
+  const char* token = std::getenv(config.server.admin_token_env.c_str());
+  stowage::api::AdminApi admin(holder, args.config, token ? token : "", metrics);
+  if (admin.enabled())
+    spdlog::info("admin routes on (token from ${})", config.server.admin_token_env);
+  else
+    spdlog::info("admin routes off: ${} is unset or empty", config.server.admin_token_env);
+
+  stowage::api::PipelineChatService service(
+      holder, &metrics.counter("stowage_degraded_responses_total",
+                               "Answers in which a best_effort stage failed or was skipped."));
   stowage::api::GuestChatApi api(service, {config.server.max_content_bytes, nullptr});
+  const bool separate_admin = !config.server.admin_listen.empty();
+  stowage::api::ServerHandler handler(
+      separate_admin ? stowage::api::Listener::kPublic : stowage::api::Listener::kAll, api, admin, holder,
+      metrics);
+  stowage::api::ServerHandler admin_handler(stowage::api::Listener::kAdminOnly, api, admin, holder, metrics);
 
   stowage::http::ServerOptions options;
   options.host = host;
@@ -149,32 +235,61 @@ int main(int argc, char** argv) {
   options.io_threads = config.server.io_threads;
   options.workers = config.server.workers;
   options.body_limit = config.server.body_limit;
+  stowage::http::ServerOptions admin_options = options;
+  admin_options.host = admin_host;
+  admin_options.port = admin_port;
+  admin_options.io_threads = 1;
+  admin_options.workers = 2;
 
   // Installed before listening, so a signal sent once the port is open is never lost.
   boost::asio::io_context signals_context;
-  boost::asio::signal_set signals(signals_context, SIGTERM, SIGINT);
+  boost::asio::signal_set signals(signals_context, SIGTERM, SIGINT, SIGHUP);
   int received = 0;
-  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
-    if (!ec) received = signal;
-  });
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signal) {
+        if (ec) return;
+        if (signal == SIGHUP) {
+          spdlog::info("received SIGHUP; reloading {}", args.config);
+          (void)admin.Reload();
+          signals.async_wait(on_signal);
+          return;
+        }
+        received = signal;
+      };
+  signals.async_wait(on_signal);
 
   std::size_t unfinished = 0;
   {
-    stowage::http::HttpServer server(options, api);
+    stowage::http::HttpServer server(options, handler);
+    std::optional<stowage::http::HttpServer> admin_server;
     std::string error;
     if (!server.Listen(&error)) {
       spdlog::error("{}", error);
       return 1;
+    }
+    if (separate_admin) {
+      admin_server.emplace(admin_options, admin_handler);
+      if (!admin_server->Listen(&error)) {
+        spdlog::error("server.admin_listen: {}", error);
+        return 1;
+      }
     }
     server.Start();
     auto endpoint = server.local_endpoint();
     spdlog::info("listening on http://{}:{} (io_threads={} workers={} body_limit={} max_content_bytes={})",
                  endpoint.address().to_string(), endpoint.port(), options.io_threads, options.workers,
                  options.body_limit, config.server.max_content_bytes);
+    if (admin_server) {
+      admin_server->Start();
+      auto admin_endpoint = admin_server->local_endpoint();
+      spdlog::info("admin routes listening on http://{}:{}", admin_endpoint.address().to_string(),
+                   admin_endpoint.port());
+    }
 
     signals_context.run();
     spdlog::info("received {}; shutting down (waiting at most {} s for requests in flight)",
                  received == SIGTERM ? "SIGTERM" : "SIGINT", kShutdownGrace.count());
+    if (admin_server) (void)admin_server->Shutdown(std::chrono::seconds(2));
     unfinished = server.Shutdown(kShutdownGrace);
     if (unfinished > 0) {
       spdlog::error("exiting with {} request(s) unanswered", unfinished);
@@ -182,7 +297,6 @@ int main(int argc, char** argv) {
       std::_Exit(1);
     }
   }
-  built.pipeline.reset();
   spdlog::info("stowaged stopped");
   return 0;
 }

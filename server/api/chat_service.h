@@ -3,8 +3,11 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "engine/pipeline.h"
+#include "engine/pipeline_holder.h"
+#include "observability/metrics.h"
 #include "stowage/message.h"
 
 namespace stowage::api {
@@ -17,25 +20,46 @@ class ChatService {
   virtual engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message) = 0;
   virtual engine::ReadOutcome Read(const std::string& guest_id) = 0;
   virtual engine::EraseOutcome Erase(const std::string& guest_id) = 0;
-  virtual engine::SearchOutcome Search(const std::string& guest_id, const std::string& query, std::size_t k) = 0;
+  virtual engine::SearchOutcome Search(const std::string& guest_id, const std::string& query,
+                                       std::size_t k) = 0;
 };
 
-// The pipeline built from pipeline.toml. `pipeline` must outlive this.
+// The pipeline in force in a PipelineHolder. Each call takes the current
+// generation once and finishes on it, so a reload never changes the pipeline
+// under a request. `holder` must outlive this; `degraded`, when set, counts
+// the answers in which some best_effort stage failed or was skipped.
 class PipelineChatService final : public ChatService {
  public:
-  explicit PipelineChatService(engine::Pipeline& pipeline) : pipeline_(pipeline) {}
+  explicit PipelineChatService(engine::PipelineHolder& holder, observability::Counter* degraded = nullptr)
+      : holder_(holder), degraded_(degraded) {}
 
   engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message) override {
-    return pipeline_.Write(guest_id, message);
+    auto outcome = holder_.current()->Write(guest_id, message);
+    CountDegraded(outcome.degraded);
+    return outcome;
   }
-  engine::ReadOutcome Read(const std::string& guest_id) override { return pipeline_.Read(guest_id); }
-  engine::EraseOutcome Erase(const std::string& guest_id) override { return pipeline_.Erase(guest_id); }
-  engine::SearchOutcome Search(const std::string& guest_id, const std::string& query, std::size_t k) override {
-    return pipeline_.Search(guest_id, query, k);
+  engine::ReadOutcome Read(const std::string& guest_id) override {
+    auto outcome = holder_.current()->Read(guest_id);
+    CountDegraded(outcome.degraded);
+    return outcome;
+  }
+  engine::EraseOutcome Erase(const std::string& guest_id) override {
+    auto outcome = holder_.current()->Erase(guest_id);
+    CountDegraded(outcome.degraded);
+    return outcome;
+  }
+  engine::SearchOutcome Search(const std::string& guest_id, const std::string& query,
+                               std::size_t k) override {
+    return holder_.current()->Search(guest_id, query, k);
   }
 
  private:
-  engine::Pipeline& pipeline_;
+  void CountDegraded(const std::vector<std::string>& degraded) {
+    if (degraded_ && !degraded.empty()) degraded_->Add();
+  }
+
+  engine::PipelineHolder& holder_;
+  observability::Counter* degraded_;
 };
 
 }  // namespace stowage::api

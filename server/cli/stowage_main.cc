@@ -1,15 +1,26 @@
 // stowage: the operator's command-line tool.
 //
-//   stowage validate FILE   check a pipeline.toml and every stage plugin it names
+//   stowage validate [--no-environment] FILE
+//                           check a pipeline.toml, every stage plugin it names and
+//                           (unless --no-environment) each enabled stage's target
 //   stowage migrate FILE    prepare every enabled stage's storage (schemas) and check it
+//   stowage graph FILE      the pipeline as Graphviz DOT
 //   stowage version         the SDK version and the host's ABI
 //
-// `validate` loads each plugin and checks the stage's config table against
-// the plugin's schema, but constructs no stage: it touches no storage target.
+// `validate --no-environment` loads each plugin and checks the stage's config
+// table against the plugin's schema, but constructs no stage: it touches no
+// storage target. Without the flag it then builds the pipeline and asks each
+// enabled stage for its health.
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <future>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "config/pipeline_config.h"
@@ -21,25 +32,36 @@
 namespace {
 
 constexpr const char* kUsage = R"(Usage:
-  stowage validate FILE   check FILE (a pipeline.toml): its keys, each stage's plugin
+  stowage validate [--no-environment] FILE
+                          check FILE (a pipeline.toml): its keys, each stage's plugin
                           (found, loadable, built for this host) and each stage's
-                          config table against the plugin's schema. No stage is
-                          created and no storage target is contacted. Prints one
-                          line per stage.
+                          config table against the plugin's schema; prints one line
+                          per stage. Then creates every enabled stage (as stowaged
+                          does at start) and asks each for its health within 5 s,
+                          printing "NAME  target=TARGET  ok" or the reason it is
+                          unreachable. --no-environment stops after the file check:
+                          no stage is created and no storage target is contacted.
   stowage migrate FILE    create every enabled stage of FILE, which creates or
                           migrates its storage (e.g. the PostgreSQL stage's tables,
                           versioned in stowage_schema_migrations), then checks each
                           stage's health. Safe to run while servers run, and twice.
                           Prints one line per stage.
+  stowage graph FILE      print the pipeline of FILE as a Graphviz DOT graph on stdout:
+                          its stages in order (required solid, best_effort dashed,
+                          disabled grey) and its [[database]] entries. Contacts
+                          nothing. Render it with e.g. `stowage graph FILE | dot -Tsvg`.
   stowage version         print the stowage version, the SDK version and the host ABI
   stowage --help          print this help
 
 Exit codes:
-  0  success (validate: the file is valid; migrate: every stage is ready)
-  1  validate: the file or a plugin has errors; each is printed to stderr with
-     file:line:column and the key. migrate: the same, or a stage could not
+  0  success (validate: the file is valid and every enabled stage's target
+     answered; migrate: every stage is ready; graph: the graph was printed)
+  1  validate, graph: the file or a plugin has errors; each is printed to stderr
+     with file:line:column and the key. migrate: the same, or a stage could not
      prepare or reach its storage (the stage and the reason are printed)
   2  usage error
+  3  validate: the file is valid but an enabled stage's target did not answer
+     (each such stage and the reason are printed to stderr)
 )";
 
 int Usage(const std::string& error) {
@@ -58,7 +80,91 @@ std::optional<stowage::config::PipelineConfig> LoadOrReport(const std::string& f
   return std::move(loaded.config);
 }
 
-int Validate(const std::string& file) {
+// Creates the enabled stages of `pipeline` and asks each for its health (and
+// its [[database]]'s, when it joins one), all at once, within kTargetDeadline.
+// Returns 0 when every target answered, 3 when one did not, 1 when a stage
+// could not be created.
+int CheckTargets(const stowage::config::PipelineConfig& pipeline) {
+  constexpr auto kTargetDeadline = std::chrono::seconds(5);
+  stowage::logging::SetLevel(pipeline.log.level);
+  auto built = stowage::engine::Pipeline::Build(pipeline);
+  for (const auto& warning : built.warnings) std::cerr << "warning: " << warning << "\n";
+  if (!built.pipeline) {
+    for (const auto& error : built.errors) std::cerr << error << "\n";
+    std::cerr << pipeline.file.string() << ": " << built.errors.size()
+              << " stage(s) could not be created; fix them and run stowage validate again\n";
+    return 1;
+  }
+  const stowage::Deadline deadline = stowage::Deadline::After(kTargetDeadline);
+  struct Check {
+    std::string name;
+    std::string target;
+    std::future<stowage::Status> health;  // invalid when the stage is disabled
+  };
+  std::vector<Check> checks;
+  for (const auto& stage : built.pipeline->stages()) {
+    Check check{stage->name(), stage->target, {}};
+    if (stage->stage) {
+      // A thread of its own, so that a stage that overruns the deadline
+      // holds up neither the others nor the report.
+      std::packaged_task<stowage::Status()> task([stage = stage.get(), deadline]() -> stowage::Status {
+        try {
+          if (stage->database) {
+            stowage::Status db = stage->database->Health(deadline);
+            if (!db.ok()) return db;
+          }
+          return stage->stage->health(deadline);
+        } catch (const std::exception& e) {
+          return stowage::Status::Internal(std::string("health() threw: ") + e.what());
+        } catch (...) {
+          return stowage::Status::Internal("health() threw a non-standard exception");
+        }
+      });
+      check.health = task.get_future();
+      std::thread(std::move(task)).detach();
+    }
+    checks.push_back(std::move(check));
+  }
+  int unreachable = 0;
+  bool overran = false;
+  const auto give_up = std::chrono::steady_clock::now() + kTargetDeadline + std::chrono::seconds(1);
+  for (auto& check : checks) {
+    const std::string head = check.name + "  target=" + (check.target.empty() ? "-" : check.target) + "  ";
+    if (!check.health.valid()) {
+      std::cout << head << "disabled, not checked" << std::endl;
+      continue;
+    }
+    if (check.health.wait_until(give_up) != std::future_status::ready) {
+      overran = true;
+      ++unreachable;
+      std::cerr << head << "unreachable: health() did not return within "
+                << std::chrono::seconds(kTargetDeadline).count() << " s\n";
+      continue;
+    }
+    stowage::Status health = check.health.get();
+    if (health.ok()) {
+      std::cout << head << "ok" << std::endl;
+    } else {
+      ++unreachable;
+      std::cerr << head << "unreachable: " << health.ToString() << "\n";
+    }
+  }
+  if (unreachable > 0) {
+    std::cerr << pipeline.file.string() << ": the file is valid but " << unreachable
+              << " stage target(s) did not answer; start them or fix their addresses, or run stowage "
+                 "validate --no-environment to check the file alone\n";
+  }
+  if (overran) {
+    // A health() call is still running on a stage that would be destroyed
+    // under it: leave without destroying anything.
+    std::cout.flush();
+    std::cerr.flush();
+    std::_Exit(3);
+  }
+  return unreachable == 0 ? 0 : 3;
+}
+
+int Validate(const std::string& file, bool check_environment) {
   namespace config = stowage::config;
   auto loaded = LoadOrReport(file);
   if (!loaded) return 1;
@@ -95,7 +201,9 @@ int Validate(const std::string& file) {
     return 1;
   }
   for (const auto& line : lines) std::cout << line << "\n";
-  return 0;
+  if (!check_environment) return 0;
+  std::cout.flush();
+  return CheckTargets(pipeline);
 }
 
 int Migrate(const std::string& file) {
@@ -129,6 +237,55 @@ int Migrate(const std::string& file) {
   return failed == 0 ? 0 : 1;
 }
 
+// `text` as the inside of a DOT double-quoted string.
+std::string DotEscape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+int Graph(const std::string& file) {
+  namespace config = stowage::config;
+  auto loaded = LoadOrReport(file);
+  if (!loaded) return 1;
+  const config::PipelineConfig& pipeline = *loaded;
+  std::string out = "digraph pipeline {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n";
+  for (const auto& stage : pipeline.stages) {
+    std::vector<std::string> style;
+    style.push_back(stage.policy == config::Policy::kRequired ? "solid" : "dashed");
+    if (!stage.enabled) style.push_back("filled");
+    out += "  \"stage:" + DotEscape(stage.name) + "\" [label=\"" + DotEscape(stage.name) +
+           "\\nplugin: " + DotEscape(stage.plugin) + "\\n" + config::PolicyName(stage.policy) + "\\n" +
+           (stage.enabled ? "enabled" : "disabled") + "\", style=\"" + style[0] +
+           (style.size() > 1 ? "," + style[1] : "") + "\"" +
+           (stage.enabled ? "" : ", color=grey, fillcolor=grey90, fontcolor=grey40") + "];\n";
+  }
+  for (std::size_t i = 1; i < pipeline.stages.size(); ++i) {
+    out += "  \"stage:" + DotEscape(pipeline.stages[i - 1].name) +
+           "\" -> \"stage:" + DotEscape(pipeline.stages[i].name) + "\";\n";
+  }
+  for (const auto& database : pipeline.databases) {
+    // The URL is left out: it may hold a password.
+    out += "  \"database:" + DotEscape(database.name) + "\" [shape=cylinder, label=\"database\\n" +
+           DotEscape(database.name) + "\"];\n";
+  }
+  for (const auto& stage : pipeline.stages) {
+    if (stage.database.empty()) continue;
+    out += "  \"stage:" + DotEscape(stage.name) + "\" -> \"database:" + DotEscape(stage.database) +
+           "\" [style=dotted, arrowhead=none" + (stage.enabled ? "" : ", color=grey") + "];\n";
+  }
+  out += "}\n";
+  std::cout << out;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -147,12 +304,28 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "validate") {
-    if (args.size() != 2)
+    bool check_environment = true;
+    std::vector<std::string_view> files;
+    for (std::size_t i = 1; i < args.size(); ++i) {
+      if (args[i] == "--no-environment") {
+        check_environment = false;
+      } else if (args[i].starts_with("-") && args[i] != "-") {
+        return Usage("'validate' has no option '" + std::string(args[i]) + "'; it knows --no-environment");
+      } else {
+        files.push_back(args[i]);
+      }
+    }
+    if (files.size() != 1)
       return Usage("'validate' takes exactly one FILE, e.g. stowage validate pipeline.toml");
-    return Validate(std::string(args[1]));
+    return Validate(std::string(files[0]), check_environment);
+  }
+  if (command == "graph") {
+    if (args.size() != 2) return Usage("'graph' takes exactly one FILE, e.g. stowage graph pipeline.toml");
+    return Graph(std::string(args[1]));
   }
   if (command == "migrate") {
-    if (args.size() != 2) return Usage("'migrate' takes exactly one FILE, e.g. stowage migrate pipeline.toml");
+    if (args.size() != 2)
+      return Usage("'migrate' takes exactly one FILE, e.g. stowage migrate pipeline.toml");
     return Migrate(std::string(args[1]));
   }
   return Usage("unknown command '" + std::string(command) + "'");

@@ -25,10 +25,11 @@ fs::path NewFolder(std::uint16_t port) {
 }  // namespace
 
 StowagedProcess::StowagedProcess(const fs::path& config, std::map<std::string, std::string> env)
-    : port_(FreePort()), folder_(NewFolder(port_)) {
+    : port_(FreePort()), config_(config), folder_(NewFolder(port_)) {
   env["STOWAGE_LISTEN"] = "127.0.0.1:" + std::to_string(port_);
-  process_ = std::make_unique<ChildProcess>(std::vector<std::string>{STOWAGED_PATH, "--config", config.string()},
-                                            folder_ / "stowaged.log", std::move(env));
+  process_ =
+      std::make_unique<ChildProcess>(std::vector<std::string>{STOWAGED_PATH, "--config", config.string()},
+                                     folder_ / "stowaged.log", std::move(env));
   running_ = WaitForTcp(port_, milliseconds(30000));
   if (!running_) ADD_FAILURE() << "stowaged did not start:\n" << log();
 }
@@ -47,6 +48,10 @@ StowagedProcess::~StowagedProcess() {
   process_->Wait(milliseconds(15000));
   process_.reset();
   fs::remove_all(folder_);
+}
+
+bool StowagedProcess::Signal(int sig) {
+  return process_->Signal(sig);
 }
 
 std::string StowagedProcess::log() const {

@@ -26,12 +26,16 @@ class StowagedProcess {
   ~StowagedProcess();
 
   std::uint16_t port() const { return port_; }
+  const std::filesystem::path& config() const { return config_; }
+  // Sends `sig` (e.g. SIGHUP) to stowaged.
+  bool Signal(int sig);
   // Everything stowaged logged so far.
   std::string log() const;
   bool running() const { return running_; }
 
  private:
   std::uint16_t port_;
+  std::filesystem::path config_;
   std::filesystem::path folder_;
   std::unique_ptr<ChildProcess> process_;
   bool running_ = false;

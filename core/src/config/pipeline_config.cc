@@ -249,13 +249,21 @@ std::optional<std::string> Expand(std::string_view text, const Environment& env,
 // The parser of one file
 
 const std::vector<std::string> kTopKeys = {"server", "log", "database", "stage"};
-const std::vector<std::string> kServerKeys = {"listen",     "io_threads",        "workers",
-                                              "body_limit", "max_content_bytes", "plugin_path"};
+const std::vector<std::string> kServerKeys = {"listen",          "io_threads",        "workers",
+                                              "body_limit",      "max_content_bytes", "plugin_path",
+                                              "admin_token_env", "admin_listen",      "startup_timeout_ms"};
 const std::vector<std::string> kLogKeys = {"level"};
 const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error"};
 const std::vector<std::string> kDatabaseKeys = {"name", "url", "pool_size", "connect_timeout_ms"};
-const std::vector<std::string> kStageKeys = {"name",       "plugin",   "policy", "enabled",
-                                             "timeout_ms", "database", "config"};
+const std::vector<std::string> kStageKeys = {"name",
+                                             "plugin",
+                                             "policy",
+                                             "enabled",
+                                             "timeout_ms",
+                                             "database",
+                                             "config",
+                                             "circuit_threshold",
+                                             "circuit_cooldown_ms"};
 const std::vector<std::string> kPolicies = {"required", "best_effort"};
 
 bool IsStageName(const std::string& name) {
@@ -455,6 +463,29 @@ class Parser {
           server->max_content_bytes = static_cast<std::size_t>(*v);
       } else if (name == "plugin_path") {
         ParsePluginPath(value, key, &server->plugin_path);
+      } else if (name == "admin_token_env") {
+        if (auto v = String(value, key)) {
+          if (v->empty()) {
+            Error(value.source(), key,
+                  "empty variable name; name the environment variable holding the admin token "
+                  "(e.g. \"STOWAGE_ADMIN_TOKEN\") or remove the key");
+          } else {
+            server->admin_token_env = *v;
+          }
+        }
+      } else if (name == "admin_listen") {
+        if (auto v = String(value, key)) {
+          if (ValidListen(*v)) {
+            server->admin_listen = *v;
+          } else {
+            Error(value.source(), key,
+                  "expected \"host:port\" with a port from 0 to 65535 (e.g. \"127.0.0.1:8001\"), got " +
+                      Quote(*v));
+          }
+        }
+      } else if (name == "startup_timeout_ms") {
+        if (auto v = Integer(value, key, 0, kSizeMax / 1000000))
+          server->startup_timeout = std::chrono::milliseconds(*v);
       } else {
         Error(k.source(), key, UnknownKeyMessage(name, kServerKeys, false));
       }
@@ -722,6 +753,12 @@ class Parser {
         }
       } else if (name == "config") {
         ParseStageConfig(value, key, &stage.config);
+      } else if (name == "circuit_threshold") {
+        if (auto v = Integer(value, key, 0, std::numeric_limits<int>::max()))
+          stage.circuit_threshold = static_cast<int>(*v);
+      } else if (name == "circuit_cooldown_ms") {
+        if (auto v = Integer(value, key, 1, std::numeric_limits<std::int64_t>::max() / 1000000))
+          stage.circuit_cooldown = std::chrono::milliseconds(*v);
       } else {
         Error(k.source(), key, UnknownKeyMessage(name, kStageKeys, false));
       }
@@ -878,6 +915,21 @@ std::vector<ConfigError> ValidateStageConfig(const StageSettings& stage, const s
   });
   if (errors.empty() && out) *out = stowage::StageConfig(std::move(values));
   return errors;
+}
+
+bool SameSettings(const StageSettings& a, const StageSettings& b) {
+  if (a.name != b.name || a.plugin != b.plugin || a.policy != b.policy || a.enabled != b.enabled ||
+      a.timeout != b.timeout || a.database != b.database || a.circuit_threshold != b.circuit_threshold ||
+      a.circuit_cooldown != b.circuit_cooldown || a.config.size() != b.config.size())
+    return false;
+  for (auto i = a.config.begin(), j = b.config.begin(); i != a.config.end(); ++i, ++j)
+    if (i->first != j->first || !(i->second.value == j->second.value)) return false;
+  return true;
+}
+
+bool SameSettings(const DatabaseSettings& a, const DatabaseSettings& b) {
+  return a.name == b.name && a.url == b.url && a.pool_size == b.pool_size &&
+         a.connect_timeout == b.connect_timeout;
 }
 
 std::string SuggestKey(const std::string& unknown, const std::vector<std::string>& known) {

@@ -52,6 +52,15 @@ struct ServerSettings {
   // Folders searched for a plugin given by bare name, before the default
   // folder next to the executable (<bin>/../lib/stowage/plugins).
   std::vector<std::filesystem::path> plugin_path;
+  // The environment variable holding the bearer token of /v1/admin/...;
+  // when it is unset or empty, the admin routes are off (404).
+  std::string admin_token_env = "STOWAGE_ADMIN_TOKEN";
+  // host:port serving the admin routes instead of `listen`; empty: `listen`.
+  std::string admin_listen;
+  // How long required stages may take to become healthy at start.
+  std::chrono::milliseconds startup_timeout{30000};
+
+  bool operator==(const ServerSettings&) const = default;
 };
 
 struct LogSettings {
@@ -67,9 +76,9 @@ struct RawValue {
 
 // A [[database]] entry: a PostgreSQL database that stages share by name.
 struct DatabaseSettings {
-  std::string name;                               // [A-Za-z0-9_-]+, unique
-  std::string url;                                // libpq URL, e.g. postgresql://user@host:5432/db
-  int pool_size = 16;                             // connections kept open at most
+  std::string name;    // [A-Za-z0-9_-]+, unique
+  std::string url;     // libpq URL, e.g. postgresql://user@host:5432/db
+  int pool_size = 16;  // connections kept open at most
   std::chrono::milliseconds connect_timeout{2000};
   SourceLocation where;  // the [[database]] header
 };
@@ -82,8 +91,18 @@ struct StageSettings {
   std::chrono::milliseconds timeout{1000};
   std::string database;  // the [[database]] the stage joins; empty for none
   std::map<std::string, RawValue> config;
+  // Circuit breaker of a best_effort stage: consecutive failures that open it
+  // (0: never) and how long it stays open.
+  int circuit_threshold = 5;
+  std::chrono::milliseconds circuit_cooldown{30000};
   SourceLocation where;  // the [[stage]] header
 };
+
+// Whether two stages are configured alike: every setting and config value,
+// where they were written aside.
+bool SameSettings(const StageSettings& a, const StageSettings& b);
+// Whether two [[database]] entries are configured alike, where aside.
+bool SameSettings(const DatabaseSettings& a, const DatabaseSettings& b);
 
 struct PipelineConfig {
   std::filesystem::path file;  // as given; relative plugin paths resolve against its folder
@@ -106,7 +125,8 @@ struct LoadResult {
 // every key of [server], [log], [[database]] and [[stage]] (stage `config`
 // tables are checked later, against the plugin's schema). A stage's
 // `database` must name a declared [[database]].
-LoadResult LoadPipelineConfig(const std::filesystem::path& file, const Environment& env = ProcessEnvironment());
+LoadResult LoadPipelineConfig(const std::filesystem::path& file,
+                              const Environment& env = ProcessEnvironment());
 // The same from text; `file` only names it in errors.
 LoadResult ParsePipelineConfig(std::string_view text, const std::string& file,
                                const Environment& env = ProcessEnvironment());

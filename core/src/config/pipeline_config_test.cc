@@ -344,12 +344,49 @@ plugin = "p"
   EXPECT_EQ(result.errors[2].message, "unknown key; did you mean 'level'?");
 }
 
+TEST(PipelineConfigTest, AdminStartupAndCircuitKeysAreReadWithTheirDefaults) {
+  LoadResult defaults = Parse(kMinimalStage);
+  ASSERT_TRUE(defaults.config) << FormatErrors(defaults.errors);
+  EXPECT_EQ(defaults.config->server.admin_token_env, "STOWAGE_ADMIN_TOKEN");
+  EXPECT_EQ(defaults.config->server.admin_listen, "");
+  EXPECT_EQ(defaults.config->server.startup_timeout, std::chrono::milliseconds(30000));
+  EXPECT_EQ(defaults.config->stages[0].circuit_threshold, 5);
+  EXPECT_EQ(defaults.config->stages[0].circuit_cooldown, std::chrono::milliseconds(30000));
+
+  LoadResult set = Parse(
+      "[server]\nadmin_token_env = \"OPS_TOKEN\"\nadmin_listen = \"127.0.0.1:9000\"\nstartup_timeout_ms = "
+      "500\n"
+      "[[stage]]\nname = \"a\"\nplugin = \"redis\"\ncircuit_threshold = 0\ncircuit_cooldown_ms = 250\n");
+  ASSERT_TRUE(set.config) << FormatErrors(set.errors);
+  EXPECT_EQ(set.config->server.admin_token_env, "OPS_TOKEN");
+  EXPECT_EQ(set.config->server.admin_listen, "127.0.0.1:9000");
+  EXPECT_EQ(set.config->server.startup_timeout, std::chrono::milliseconds(500));
+  EXPECT_EQ(set.config->stages[0].circuit_threshold, 0);
+  EXPECT_EQ(set.config->stages[0].circuit_cooldown, std::chrono::milliseconds(250));
+
+  ConfigError bad = OnlyError(Parse("[server]\nadmin_listen = \"nowhere\"\n" + std::string(kMinimalStage)));
+  EXPECT_EQ(bad.key, "server.admin_listen");
+  EXPECT_NE(bad.message.find("host:port"), std::string::npos) << bad.message;
+  bad = OnlyError(Parse("[[stage]]\nname = \"a\"\nplugin = \"redis\"\ncircuit_threshold = -1\n"));
+  EXPECT_EQ(bad.key, "stage[a].circuit_threshold");
+}
+
+TEST(PipelineConfigTest, SameSettingsIgnoresWhereValuesWereWritten) {
+  LoadResult a = Parse(kMinimalStage);
+  LoadResult b = Parse("# moved down a line\n" + std::string(kMinimalStage));
+  ASSERT_TRUE(a.config && b.config);
+  EXPECT_TRUE(SameSettings(a.config->stages[0], b.config->stages[0]));
+  b.config->stages[0].circuit_threshold = 1;
+  EXPECT_FALSE(SameSettings(a.config->stages[0], b.config->stages[0]));
+}
+
 TEST(PipelineConfigTest, UnknownKeyWithNothingCloseListsTheValidKeys) {
   ConfigError error = OnlyError(Parse("[server]\ncolour = \"blue\"\n" + std::string(kMinimalStage)));
   EXPECT_EQ(error.key, "server.colour");
   EXPECT_EQ(
       error.message,
-      "unknown key; valid keys: listen, io_threads, workers, body_limit, max_content_bytes, plugin_path");
+      "unknown key; valid keys: listen, io_threads, workers, body_limit, max_content_bytes, plugin_path, "
+      "admin_token_env, admin_listen, startup_timeout_ms");
 }
 
 TEST(PipelineConfigTest, WrongTypesNameTheExpectedAndTheGivenType) {

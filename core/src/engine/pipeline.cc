@@ -3,11 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
+#include <optional>
 #include <set>
 
 #include "engine/call_runner.h"
 #include "engine/transaction.h"
 #include "logging/logging.h"
+#include "observability/metrics.h"
 
 namespace stowage::engine {
 namespace {
@@ -39,24 +42,106 @@ CallTarget TargetOf(const StageInstance& s) {
 }
 
 Status TimeoutStatus(const std::string& operation, std::chrono::milliseconds timeout) {
-  return Status::DeadlineExceeded(operation + " did not finish within timeout_ms = " +
-                                  std::to_string(timeout.count()) +
+  return Status::DeadlineExceeded(operation +
+                                  " did not finish within timeout_ms = " + std::to_string(timeout.count()) +
                                   "; check the target's load, or raise the stage's timeout_ms");
 }
 
-std::string PolicyText(const StageInstance& s) { return config::PolicyName(s.settings.policy); }
+std::string PolicyText(const StageInstance& s) {
+  return config::PolicyName(s.settings.policy);
+}
 
 void AddOnce(std::vector<std::string>& list, const std::string& value) {
   if (!value.empty() && std::find(list.begin(), list.end(), value) == list.end()) list.push_back(value);
 }
 
-void Count(StageCounters& counters, const Status& status) {
-  if (status.ok())
+bool RefusesMessage(const Status& status);
+
+StageMetrics MetricsOf(observability::Registry& registry, const std::string& stage) {
+  constexpr const char* kCalls = "stowage_stage_calls_total";
+  constexpr const char* kCallsHelp = "Stage calls by outcome: ok, failed, timed_out, skipped (circuit open).";
+  StageMetrics m;
+  m.ok = &registry.counter(kCalls, kCallsHelp, {{"stage", stage}, {"outcome", "ok"}});
+  m.failed = &registry.counter(kCalls, kCallsHelp, {{"stage", stage}, {"outcome", "failed"}});
+  m.timed_out = &registry.counter(kCalls, kCallsHelp, {{"stage", stage}, {"outcome", "timed_out"}});
+  m.skipped = &registry.counter(kCalls, kCallsHelp, {{"stage", stage}, {"outcome", "skipped"}});
+  m.duration = &registry.histogram("stowage_stage_duration_seconds", "Duration of stage calls, in seconds.",
+                                   {{"stage", stage}});
+  return m;
+}
+
+void ShowCircuit(const StageInstance& s) {
+  if (!s.breaker || !s.metrics.circuit) return;
+  switch (s.breaker->state()) {
+    case CircuitBreaker::State::kClosed:
+      s.metrics.circuit->Set(0);
+      break;
+    case CircuitBreaker::State::kOpen:
+      s.metrics.circuit->Set(1);
+      break;
+    case CircuitBreaker::State::kHalfOpen:
+      s.metrics.circuit->Set(2);
+      break;
+  }
+}
+
+// Counts the outcome of one call of `s` that began at `began`, and tells its
+// breaker (when `breaker` is set: the call was let through by it).
+void Count(const StageInstance& s, const Status& status, Clock::time_point began, bool breaker = false) {
+  StageCounters& counters = *s.counters;
+  observability::Counter* counter = nullptr;
+  if (status.ok()) {
     counters.ok.fetch_add(1, std::memory_order_relaxed);
-  else if (status.code() == StatusCode::kDeadlineExceeded)
+    counter = s.metrics.ok;
+  } else if (status.code() == StatusCode::kDeadlineExceeded) {
     counters.timed_out.fetch_add(1, std::memory_order_relaxed);
-  else
+    counter = s.metrics.timed_out;
+  } else {
     counters.failed.fetch_add(1, std::memory_order_relaxed);
+    counter = s.metrics.failed;
+  }
+  if (counter) counter->Add();
+  if (s.metrics.duration)
+    s.metrics.duration->Observe(std::chrono::duration<double>(Clock::now() - began).count());
+  if (breaker && s.breaker) {
+    const auto before = s.breaker->state();
+    if (status.ok() || RefusesMessage(status))
+      s.breaker->RecordSuccess();
+    else
+      s.breaker->RecordFailure();
+    const auto after = s.breaker->state();
+    if (after == CircuitBreaker::State::kOpen && before != after) {
+      s.logger->warn(
+          "circuit opened (" +
+          std::string(before == CircuitBreaker::State::kHalfOpen
+                          ? "the probe failed"
+                          : std::to_string(s.settings.circuit_threshold) + " consecutive failures") +
+          "): the stage is skipped for circuit_cooldown_ms = " +
+          std::to_string(s.settings.circuit_cooldown.count()) + ", then probed by one request");
+    } else if (after == CircuitBreaker::State::kClosed && before == CircuitBreaker::State::kHalfOpen) {
+      s.logger->info("circuit closed: the probe succeeded, the stage is called again");
+    }
+    ShowCircuit(s);
+  }
+}
+
+// Asks the breaker of a best_effort stage whether it may be called now; a
+// stage skipped is counted as such.
+bool Admitted(const StageInstance& s) {
+  if (!s.breaker) return true;
+  bool allowed = s.breaker->Allow();
+  ShowCircuit(s);
+  if (!allowed && s.metrics.skipped) s.metrics.skipped->Add();
+  return allowed;
+}
+
+// A probe let through by a half-open breaker whose call never happened (the
+// request ended first) counts as failed, so the breaker probes again later.
+void Unprobed(const StageInstance& s) {
+  if (s.breaker && s.breaker->state() == CircuitBreaker::State::kHalfOpen) {
+    s.breaker->RecordFailure();
+    ShowCircuit(s);
+  }
 }
 
 std::uint64_t FailuresOf(const StageCounters& counters) {
@@ -88,9 +173,15 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
     stowage::WriteContext ctx{request->guest_id, request->message, deadline, *target.log, attributes};
     Status status;
     switch (op) {
-      case WriteOp::kAdmit: status = target.stage->admit(ctx); break;
-      case WriteOp::kWrite: status = target.stage->write(ctx); break;
-      case WriteOp::kCompensate: status = target.stage->compensate(ctx); break;
+      case WriteOp::kAdmit:
+        status = target.stage->admit(ctx);
+        break;
+      case WriteOp::kWrite:
+        status = target.stage->write(ctx);
+        break;
+      case WriteOp::kCompensate:
+        status = target.stage->compensate(ctx);
+        break;
     }
     return {std::move(status), std::move(attributes)};
   };
@@ -98,8 +189,8 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
   if (op == WriteOp::kWrite) {
     late = [target, request](WriteCall& done) {
       if (!done.status.ok()) return;
-      stowage::WriteContext ctx{request->guest_id, request->message, Deadline::After(target.timeout), *target.log,
-                                done.attributes};
+      stowage::WriteContext ctx{request->guest_id, request->message, Deadline::After(target.timeout),
+                                *target.log, done.attributes};
       Status undone = target.stage->compensate(ctx);
       if (undone.ok()) {
         target.counters->compensated.fetch_add(1, std::memory_order_relaxed);
@@ -125,16 +216,25 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
 
 Pipeline::~Pipeline() = default;
 
-BuildResult Pipeline::Build(const config::PipelineConfig& cfg) {
+BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* previous,
+                            observability::Registry* metrics) {
   BuildResult result;
   auto pipeline = std::shared_ptr<Pipeline>(new Pipeline());
   pipeline->config_ = cfg;
-  pipeline->runner_ = std::make_shared<CallRunner>();
+  pipeline->metrics_ = metrics ? metrics : previous ? previous->metrics_ : nullptr;
+  pipeline->runner_ = previous ? previous->runner_ : std::make_shared<CallRunner>();
 
   for (const auto& settings : cfg.databases) {
-    auto log = logging::MakeStageLogger("Database " + settings.name);
-    pipeline->database_loggers_.push_back(log);
-    pipeline->databases_.push_back(std::make_unique<database::PostgresDatabase>(settings, log));
+    std::shared_ptr<database::PostgresDatabase> kept;
+    if (previous) {
+      for (std::size_t i = 0; i < previous->config_.databases.size(); ++i)
+        if (config::SameSettings(previous->config_.databases[i], settings)) kept = previous->databases_[i];
+    }
+    if (!kept) {
+      kept = std::make_shared<database::PostgresDatabase>(
+          settings, logging::MakeStageLogger("Database " + settings.name));
+    }
+    pipeline->databases_.push_back(std::move(kept));
   }
 
   loader::PluginLoader loader(cfg.server.plugin_path);
@@ -142,16 +242,32 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg) {
   const std::string file = cfg.file.string();
 
   for (const auto& settings : cfg.stages) {
-    auto instance = std::make_unique<StageInstance>();
+    std::shared_ptr<database::PostgresDatabase> db;
+    if (!settings.database.empty()) {
+      for (const auto& candidate : pipeline->databases_)
+        if (candidate->name() == settings.database) db = candidate;
+    }
+    // An unchanged stage on an unchanged database is the previous one itself.
+    std::shared_ptr<StageInstance> old;
+    if (previous) {
+      for (const auto& candidate : previous->stages_)
+        if (candidate->name() == settings.name) old = candidate;
+    }
+    if (old && config::SameSettings(old->settings, settings) && old->database == db) {
+      pipeline->stages_.push_back(std::move(old));
+      continue;
+    }
+
+    auto instance = std::make_shared<StageInstance>();
     instance->settings = settings;
-    const std::string where = file + ":" + std::to_string(settings.where.line) + ": stage[" + settings.name + "]";
+    const std::string where =
+        file + ":" + std::to_string(settings.where.line) + ": stage[" + settings.name + "]";
     if (!settings.enabled) {
       pipeline->stages_.push_back(std::move(instance));
       continue;
     }
     if (!settings.database.empty()) {
-      for (const auto& db : pipeline->databases_)
-        if (db->name() == settings.database) instance->database = db.get();
+      instance->database = db;
       if (instance->database == nullptr) {
         result.errors.push_back(where + ".database: no [[database]] is named '" + settings.database +
                                 "'; declare it or fix the name");
@@ -175,15 +291,29 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg) {
 
     instance->logger = logging::MakeStageLogger(loaded.plugin->info().label);
     instance->env = std::make_unique<stowage::StageEnvironment>(
-        stowage::StageEnvironment{*instance->logger, instance->database});
+        stowage::StageEnvironment{*instance->logger, instance->database.get()});
     Status error;
     instance->stage = loaded.plugin->Create(stage_config, *instance->env, &error);
     if (!instance->stage) {
-      result.errors.push_back(where + ": the stage could not be created by " + loaded.plugin->path().string() +
-                              ": " + error.ToString());
+      result.errors.push_back(where + ": the stage could not be created by " +
+                              loaded.plugin->path().string() + ": " + error.ToString());
       continue;
     }
     instance->target = instance->stage->target();
+    if (!instance->required() && settings.circuit_threshold > 0) {
+      instance->breaker = std::make_shared<CircuitBreaker>(
+          CircuitBreaker::Options{settings.circuit_threshold, settings.circuit_cooldown});
+    }
+    if (pipeline->metrics_) {
+      instance->metrics = MetricsOf(*pipeline->metrics_, settings.name);
+      if (instance->breaker) {
+        instance->metrics.circuit = &pipeline->metrics_->gauge(
+            "stowage_circuit_state",
+            "Circuit breaker state of a best_effort stage: 0 closed, 1 open, 2 half_open.",
+            {{"stage", settings.name}});
+        instance->metrics.circuit->Set(0);
+      }
+    }
     pipeline->stages_.push_back(std::move(instance));
   }
 
@@ -191,10 +321,54 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg) {
   return result;
 }
 
+const StageInstance* Pipeline::stage(const std::string& name) const noexcept {
+  for (const auto& s : stages_)
+    if (s->name() == name) return s.get();
+  return nullptr;
+}
+
+std::vector<StageHealth> Pipeline::Health(std::chrono::milliseconds timeout) const {
+  const auto deadline = Deadline::After(timeout);
+  std::vector<StageHealth> out;
+  std::vector<std::optional<std::future<Status>>> pending;
+  for (const auto& s : stages_) {
+    out.push_back({s->name(), s->required(), s->stage != nullptr, Status::Ok()});
+    pending.emplace_back();
+    if (!s->stage) continue;
+    auto answer = std::make_shared<std::promise<Status>>();
+    pending.back() = answer->get_future();
+    std::shared_ptr<stowage::Stage> stage = s->stage;
+    runner_->Submit([stage, answer, deadline]() {
+      Status status;
+      try {
+        status = stage->health(deadline);
+      } catch (const std::exception& e) {
+        status = Status::Internal(std::string("health() threw: ") + e.what());
+      } catch (...) {
+        status = Status::Internal("health() threw a non-standard exception");
+      }
+      answer->set_value(std::move(status));
+    });
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!pending[i]) continue;
+    if (pending[i]->wait_until(deadline.at()) == std::future_status::ready) {
+      out[i].status = pending[i]->get();
+    } else {
+      out[i].status =
+          Status::DeadlineExceeded("health() did not answer within " + std::to_string(timeout.count()) +
+                                   " ms; check that the stage's target is reachable");
+    }
+  }
+  return out;
+}
+
 namespace {
 
 // The savepoint of the stage at `index` (names must be SQL identifiers).
-std::string SavepointOf(std::size_t index) { return "stowage_stage_" + std::to_string(index); }
+std::string SavepointOf(std::size_t index) {
+  return "stowage_stage_" + std::to_string(index);
+}
 
 // Runs admit or write of a stage that has a database, on this thread, with
 // its statements in the request's transaction. A best_effort stage's
@@ -206,7 +380,8 @@ WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactio
   const Deadline deadline = Deadline::After(s.settings.timeout);
   LazySession session(*s.database, &transactions, s.required() ? "" : SavepointOf(index), deadline);
   WriteCall call{Status::Ok(), attributes};
-  stowage::WriteContext ctx{request->guest_id, request->message, deadline, *s.logger, call.attributes, &session};
+  stowage::WriteContext ctx{request->guest_id, request->message, deadline,
+                            *s.logger,         call.attributes,  &session};
   call.status = op == WriteOp::kAdmit ? s.stage->admit(ctx) : s.stage->write(ctx);
   if (call.status.ok() && deadline.expired())
     call.status = TimeoutStatus(op == WriteOp::kAdmit ? "admit" : "write", s.settings.timeout);
@@ -227,8 +402,9 @@ WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactio
 
 void Pipeline::Report(stowage::RequestKind kind, const std::string& guest_id, bool ok, bool cache_hit,
                       Clock::time_point started) const noexcept {
-  stowage::RequestReport report{kind, guest_id, ok, cache_hit,
-                                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started)};
+  stowage::RequestReport report{
+      kind, guest_id, ok, cache_hit,
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started)};
   for (const auto& s : stages_)
     if (s->stage) s->stage->observe(report);
 }
@@ -245,7 +421,8 @@ WriteOutcome Pipeline::Write(const std::string& guest_id, const Message& message
 
   auto call = [&](std::size_t i, WriteOp op, bool* lost) -> WriteCall {
     const StageInstance& s = *stages_[i];
-    if (s.database != nullptr) return CallWithDatabase(s, i, transactions, request, outcome.attributes, op, lost);
+    if (s.database != nullptr)
+      return CallWithDatabase(s, i, transactions, request, outcome.attributes, op, lost);
     return CallWrite(*runner_, TargetOf(s), request, outcome.attributes, op);
   };
   // Undoes what the stages without a database wrote, newest first (the
@@ -256,14 +433,15 @@ WriteOutcome Pipeline::Write(const std::string& guest_id, const Message& message
     for (auto it = applied.rbegin(); it != applied.rend(); ++it) {
       const StageInstance& done = *stages_[*it];
       if (done.database != nullptr) continue;
-      WriteCall undone = CallWrite(*runner_, TargetOf(done), request, outcome.attributes, WriteOp::kCompensate);
+      WriteCall undone =
+          CallWrite(*runner_, TargetOf(done), request, outcome.attributes, WriteOp::kCompensate);
       if (undone.status.ok()) {
         done.counters->compensated.fetch_add(1, std::memory_order_relaxed);
         done.logger->info("undid the write for guest " + guest_id + " because " + because);
       } else {
         done.counters->compensation_failed.fetch_add(1, std::memory_order_relaxed);
-        done.logger->error("could not undo the write for guest " + guest_id + ": " + undone.status.ToString() +
-                           "; the message may remain in this target");
+        done.logger->error("could not undo the write for guest " + guest_id + ": " +
+                           undone.status.ToString() + "; the message may remain in this target");
       }
     }
     outcome.stored_in.clear();
@@ -276,19 +454,35 @@ WriteOutcome Pipeline::Write(const std::string& guest_id, const Message& message
   };
 
   // Admission: every stage may refuse the message before anything is written.
+  // A best_effort stage whose circuit is open is skipped for this message.
   std::vector<bool> skipped(stages_.size(), false);
+  // Stages let through by their breaker whose write outcome is still owed to it.
+  std::vector<bool> owed(stages_.size(), false);
+  auto release = [&] {
+    for (std::size_t i : enabled)
+      if (owed[i]) Unprobed(*stages_[i]);
+  };
   for (std::size_t i : enabled) {
     const StageInstance& s = *stages_[i];
+    if (!Admitted(s)) {
+      skipped[i] = true;
+      outcome.degraded.push_back(s.name());
+      continue;
+    }
+    owed[i] = s.breaker != nullptr;
     bool lost = false;
+    const auto began = Clock::now();
     WriteCall admitted = call(i, WriteOp::kAdmit, &lost);
     if (admitted.status.ok()) {
       outcome.attributes = std::move(admitted.attributes);
       continue;
     }
-    Count(*s.counters, admitted.status);
+    Count(s, admitted.status, began, owed[i]);
+    owed[i] = false;
     if (RefusesMessage(admitted.status) || s.required() || lost) {
       s.logger->info("refused the message for guest " + guest_id + ": " + admitted.status.ToString());
       undo("stage '" + s.name() + "' refused it");
+      release();
       return fail(s, std::move(admitted.status));
     }
     s.logger->warn("could not check the message for guest " + guest_id +
@@ -302,8 +496,10 @@ WriteOutcome Pipeline::Write(const std::string& guest_id, const Message& message
     if (skipped[i]) continue;
     const StageInstance& s = *stages_[i];
     bool lost = false;
+    const auto began = Clock::now();
     WriteCall written = call(i, WriteOp::kWrite, &lost);
-    Count(*s.counters, written.status);
+    Count(s, written.status, began, owed[i]);
+    owed[i] = false;
     if (written.status.ok()) {
       outcome.attributes = std::move(written.attributes);
       applied.push_back(i);
@@ -311,14 +507,16 @@ WriteOutcome Pipeline::Write(const std::string& guest_id, const Message& message
       continue;
     }
     if (!s.required() && !lost) {
-      s.logger->warn("could not store the message for guest " + guest_id + " (best_effort, request goes on; " +
-                     "failures so far: " + std::to_string(FailuresOf(*s.counters)) + "): " + written.status.ToString());
+      s.logger->warn(
+          "could not store the message for guest " + guest_id + " (best_effort, request goes on; " +
+          "failures so far: " + std::to_string(FailuresOf(*s.counters)) + "): " + written.status.ToString());
       outcome.degraded.push_back(s.name());
       continue;
     }
     s.logger->error("could not store the message for guest " + guest_id + " (" + PolicyText(s) +
                     ", request fails): " + written.status.ToString());
     undo("stage '" + s.name() + "' failed");
+    release();
     return fail(s, std::move(written.status));
   }
 
@@ -328,7 +526,8 @@ WriteOutcome Pipeline::Write(const std::string& guest_id, const Message& message
   if (!committed.ok()) {
     const StageInstance* blamed = nullptr;
     for (std::size_t i : applied)
-      if (stages_[i]->database && stages_[i]->database->name() == failed_database && !blamed) blamed = stages_[i].get();
+      if (stages_[i]->database && stages_[i]->database->name() == failed_database && !blamed)
+        blamed = stages_[i].get();
     for (std::size_t i : enabled)
       if (!blamed && stages_[i]->database && stages_[i]->database->name() == failed_database)
         blamed = stages_[i].get();
@@ -381,10 +580,16 @@ ReadOutcome Pipeline::Read(const std::string& guest_id) {
   for (const auto& owned : stages_) {
     const StageInstance* s = owned.get();
     if (!s->stage) continue;
+    if (!Admitted(*s)) {
+      outcome.degraded.push_back(s->name());
+      continue;
+    }
+    const auto began = Clock::now();
     auto result = CallGuest<stowage::ReadResult>(
-        *runner_, *s, guest_id, [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.read(ctx); });
+        *runner_, *s, guest_id,
+        [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.read(ctx); });
     Status status = result ? result->status : TimeoutStatus("read", s->settings.timeout);
-    Count(*s->counters, status);
+    Count(*s, status, began, true);
     const bool was_first = first_asked;
     first_asked = false;
     if (!status.ok()) {
@@ -439,22 +644,25 @@ EraseOutcome Pipeline::Erase(const std::string& guest_id) {
     const StageInstance* s = stages_[i].get();
     if (!s->stage) continue;
     std::optional<stowage::EraseResult> result;
+    const auto began = Clock::now();
     if (s->database != nullptr) {
       const Deadline deadline = Deadline::After(s->settings.timeout);
       LazySession session(*s->database, &transactions, SavepointOf(i), deadline);
       stowage::GuestContext ctx{guest_id, deadline, *s->logger, &session};
       result = s->stage->erase(ctx);
-      if (result->status.ok() && deadline.expired()) result->status = TimeoutStatus("erase", s->settings.timeout);
+      if (result->status.ok() && deadline.expired())
+        result->status = TimeoutStatus("erase", s->settings.timeout);
       if (!result->status.ok()) {
         Status undone = session.RollbackToSavepoint();
         if (!undone.ok()) transactions.RollbackAll(Deadline::After(std::chrono::seconds(5)));
       }
     } else {
       result = CallGuest<stowage::EraseResult>(
-          *runner_, *s, guest_id, [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.erase(ctx); });
+          *runner_, *s, guest_id,
+          [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.erase(ctx); });
     }
     Status status = result ? result->status : TimeoutStatus("erase", s->settings.timeout);
-    Count(*s->counters, status);
+    Count(*s, status, began);
     if (status.ok()) {
       held_by.emplace_back(s, result->held);
       continue;
@@ -491,6 +699,7 @@ SearchOutcome Pipeline::Search(const std::string& guest_id, const std::string& q
   for (const auto& owned : stages_) {
     const StageInstance* s = owned.get();
     if (!s->stage) continue;
+    const auto began = Clock::now();
     auto result = CallGuest<stowage::SearchResult>(
         *runner_, *s, guest_id, [query, k](stowage::Stage& stage, stowage::GuestContext& ctx) {
           return stage.search(ctx, query, k);
@@ -498,7 +707,7 @@ SearchOutcome Pipeline::Search(const std::string& guest_id, const std::string& q
     if (result && !result->supported) continue;
     outcome.supported = true;
     Status status = result ? result->status : TimeoutStatus("search", s->settings.timeout);
-    Count(*s->counters, status);
+    Count(*s, status, began);
     if (!status.ok()) {
       s->logger->warn("could not search guest " + guest_id + ": " + status.ToString());
       outcome.status = std::move(status);

@@ -2,12 +2,21 @@
 // done to a guest's chat: write a message, read the messages, erase them.
 //
 // Failure policy (per stage, from pipeline.toml):
+// - a best_effort stage has a circuit breaker (circuit_threshold,
+//   circuit_cooldown_ms): while it is open, writes and reads skip the stage
+//   (counted as skipped and listed in `degraded`); erase and search always ask.
 // - required: a failure (error result, exception caught at the boundary, or
 //   deadline overrun) stops the write; every stage already applied is
 //   compensated in reverse order; the request fails naming the stage.
 // - best_effort: a failure is logged, counted and listed in `degraded`; the
 //   write goes on.
 // A Pipeline is immutable once built and safe to use from many threads.
+//
+// Generations: a reload builds a new Pipeline from the previous one, which
+// lends it every stage and database whose settings did not change (they are
+// shared, not copied), so a kept stage keeps its connections and state. A
+// request holds the Pipeline it started on until it ends; a stage, database
+// or plugin library goes away with the last Pipeline that uses it.
 #pragma once
 
 #include <atomic>
@@ -18,15 +27,35 @@
 
 #include "config/pipeline_config.h"
 #include "database/postgres_database.h"
+#include "engine/circuit_breaker.h"
 #include "loader/plugin_loader.h"
 #include "stowage/context.h"
 #include "stowage/message.h"
 #include "stowage/stage.h"
 #include "stowage/status.h"
 
+namespace stowage::observability {
+class Registry;
+class Counter;
+class Gauge;
+class Histogram;
+}  // namespace stowage::observability
+
 namespace stowage::engine {
 
 class CallRunner;
+
+// The metric series of one stage (stowage_stage_calls_total by outcome,
+// stowage_stage_duration_seconds, stowage_circuit_state); all null when the
+// pipeline was built without a registry (circuit: also without a breaker).
+struct StageMetrics {
+  observability::Counter* ok = nullptr;
+  observability::Counter* failed = nullptr;
+  observability::Counter* timed_out = nullptr;
+  observability::Counter* skipped = nullptr;
+  observability::Histogram* duration = nullptr;
+  observability::Gauge* circuit = nullptr;
+};
 
 // Outcome counters of one stage, kept for logs and metrics.
 struct StageCounters {
@@ -42,24 +71,28 @@ struct StageCounters {
 struct StageInstance {
   config::StageSettings settings;
   std::shared_ptr<const loader::Plugin> plugin;
-  std::shared_ptr<stowage::Logger> logger;  // outlives `stage`: calls still running hold both
+  std::shared_ptr<stowage::Logger> logger;         // outlives `stage`: calls still running hold both
   std::unique_ptr<stowage::StageEnvironment> env;  // what the stage was given; outlives it
-  std::shared_ptr<stowage::Stage> stage;    // null when disabled
-  std::string target;                       // stage->target(), cached
+  std::shared_ptr<stowage::Stage> stage;           // null when disabled
+  std::string target;                              // stage->target(), cached
   // The [[database]] the stage joins; null when none. A stage with a
   // database is called on the request's thread and its statements run in
   // the request's transaction.
-  database::PostgresDatabase* database = nullptr;
+  std::shared_ptr<database::PostgresDatabase> database;
   std::shared_ptr<StageCounters> counters = std::make_shared<StageCounters>();
+  // Asked before each write or read of a best_effort stage; null for a
+  // required stage, a disabled one, or circuit_threshold = 0.
+  std::shared_ptr<CircuitBreaker> breaker;
+  StageMetrics metrics;
 
   const std::string& name() const noexcept { return settings.name; }
   bool required() const noexcept { return settings.policy == config::Policy::kRequired; }
 };
 
 struct WriteOutcome {
-  stowage::Status status;     // ok, or what failed the request
-  std::string failed_stage;   // the stage that failed or refused the write
-  stowage::Attributes attributes;     // e.g. message_id, conversation_id, sequence
+  stowage::Status status;              // ok, or what failed the request
+  std::string failed_stage;            // the stage that failed or refused the write
+  stowage::Attributes attributes;      // e.g. message_id, conversation_id, sequence
   std::vector<std::string> stored_in;  // targets that hold the message, in stage order
   std::vector<std::string> degraded;   // best-effort stages that failed
 };
@@ -86,6 +119,14 @@ struct EraseOutcome {
   std::vector<std::string> degraded;
 };
 
+// The health of one stage, as its health() answered.
+struct StageHealth {
+  std::string name;
+  bool required = false;
+  bool enabled = false;
+  stowage::Status status;  // ok when healthy; not asked (ok) when disabled
+};
+
 struct BuildResult {
   std::shared_ptr<class Pipeline> pipeline;  // null when errors is non-empty
   std::vector<std::string> errors;           // each names the file, line and key, or the plugin file
@@ -95,8 +136,13 @@ struct BuildResult {
 class Pipeline {
  public:
   // Loads every stage's plugin, validates its config table against the
-  // plugin's schema and creates the enabled stages. Never throws.
-  static BuildResult Build(const config::PipelineConfig& config);
+  // plugin's schema and creates the enabled stages. With `previous`, every
+  // stage and database whose settings are unchanged is taken from it as it
+  // is (the same objects); `previous` itself is left untouched. Never throws.
+  // Stage calls are recorded in `metrics` (the one of `previous` when null);
+  // it must outlive the pipeline.
+  static BuildResult Build(const config::PipelineConfig& config, const Pipeline* previous = nullptr,
+                           observability::Registry* metrics = nullptr);
 
   ~Pipeline();
 
@@ -107,8 +153,18 @@ class Pipeline {
   // stage that searches.
   SearchOutcome Search(const std::string& guest_id, const std::string& query, std::size_t k);
 
-  const std::vector<std::unique_ptr<StageInstance>>& stages() const noexcept { return stages_; }
+  // Asks every enabled stage's health() at once, each with `timeout`; a
+  // stage that does not answer in time is unhealthy. In stage order,
+  // disabled stages included (not asked).
+  std::vector<StageHealth> Health(std::chrono::milliseconds timeout) const;
+
+  const std::vector<std::shared_ptr<StageInstance>>& stages() const noexcept { return stages_; }
   const config::PipelineConfig& config() const noexcept { return config_; }
+  // The stage named `name`, or null.
+  const StageInstance* stage(const std::string& name) const noexcept;
+  // The generation number given by the PipelineHolder that published it (1
+  // for the first); 0 when not published.
+  std::uint64_t generation() const noexcept { return generation_; }
 
  private:
   Pipeline() = default;
@@ -117,12 +173,16 @@ class Pipeline {
   void Report(stowage::RequestKind kind, const std::string& guest_id, bool ok, bool cache_hit,
               Clock::time_point started) const noexcept;
 
+  friend class PipelineHolder;
+
   config::PipelineConfig config_;
-  // Declared before the stages, so that they are destroyed after them.
-  std::vector<std::shared_ptr<stowage::Logger>> database_loggers_;
-  std::vector<std::unique_ptr<database::PostgresDatabase>> databases_;
-  std::vector<std::unique_ptr<StageInstance>> stages_;
+  // Declared before the stages, so that they are destroyed after them (a
+  // stage instance also holds its own database).
+  std::vector<std::shared_ptr<database::PostgresDatabase>> databases_;
+  std::vector<std::shared_ptr<StageInstance>> stages_;
   std::shared_ptr<CallRunner> runner_;
+  observability::Registry* metrics_ = nullptr;
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace stowage::engine

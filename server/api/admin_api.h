@@ -1,0 +1,61 @@
+// AdminApi: the operator's routes, behind a bearer token.
+//
+//   POST /v1/admin/reload     reload pipeline.toml; 200 with what changed, or
+//                             400 with why it was refused (nothing changed)
+//   GET  /v1/admin/pipeline   the stages in force, in order: policy, enabled,
+//                             plugin file and version, health, circuit state
+//
+// Access: with no token configured (the variable named by [server]
+// admin_token_env unset or empty) every admin route answers 404; otherwise a
+// request needs `Authorization: Bearer <token>` or gets 401. Thread-safe; no
+// exception leaves it.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include "engine/pipeline_holder.h"
+#include "http/http_types.h"
+#include "observability/metrics.h"
+
+namespace stowage::api {
+
+inline constexpr std::string_view kAdminPrefix = "/v1/admin/";
+
+// How long /v1/admin/pipeline and /readyz wait for a stage's health().
+inline constexpr std::chrono::milliseconds kHealthTimeout{1000};
+
+class AdminApi {
+ public:
+  // `holder` and `metrics` must outlive this. `config_file` is reloaded.
+  AdminApi(engine::PipelineHolder& holder, std::filesystem::path config_file, std::string token,
+           observability::Registry& metrics);
+
+  // Answers a request whose path starts with /v1/admin/.
+  http::Response Handle(const http::Request& request) noexcept;
+
+  // Reloads the configuration file, logs the report and counts it
+  // (stowage_reloads_total, stowage_pipeline_generation). Used by the route
+  // and by SIGHUP.
+  engine::ReloadReport Reload() noexcept;
+
+  bool enabled() const noexcept { return !token_.empty(); }
+
+ private:
+  http::Response Route(const http::Request& request);
+  http::Response Pipeline();
+
+  engine::PipelineHolder& holder_;
+  const std::filesystem::path config_file_;
+  const std::string token_;
+  observability::Registry& metrics_;
+};
+
+// The report as the JSON the reload route answers.
+std::string ReloadReportJson(const engine::ReloadReport& report);
+
+// Compares two strings in a time that depends on their lengths only.
+bool ConstantTimeEquals(std::string_view a, std::string_view b) noexcept;
+
+}  // namespace stowage::api

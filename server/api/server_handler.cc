@@ -1,0 +1,145 @@
+#include "api/server_handler.h"
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <exception>
+
+#include "api/api_error.h"
+
+namespace stowage::api {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::string_view kChatPrefix = "/v1/guest/chat/";
+constexpr std::string_view kSearchSuffix = "/search";
+
+}  // namespace
+
+std::string RouteOf(const std::string& path) {
+  if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/admin/reload" ||
+      path == "/v1/admin/pipeline")
+    return path;
+  if (path.size() > kChatPrefix.size() && path.starts_with(kChatPrefix)) {
+    const std::size_t slash = path.find('/', kChatPrefix.size());
+    if (slash == std::string::npos) return "/v1/guest/chat/{guest_id}";
+    if (path.substr(slash) == kSearchSuffix && slash > kChatPrefix.size())
+      return "/v1/guest/chat/{guest_id}/search";
+  }
+  return "other";
+}
+
+ServerHandler::ServerHandler(Listener listener, GuestChatApi& api, AdminApi& admin,
+                             engine::PipelineHolder& holder, observability::Registry& metrics)
+    : listener_(listener), api_(api), admin_(admin), holder_(holder), metrics_(metrics) {}
+
+void ServerHandler::Count(const std::string& route, const std::string& method, int status,
+                          double seconds) noexcept {
+  try {
+    metrics_
+        .counter("stowage_http_requests_total",
+                 "HTTP requests answered, by route pattern, method and status.",
+                 {{"route", route}, {"method", method}, {"status", std::to_string(status)}})
+        .Add();
+    metrics_
+        .histogram("stowage_http_request_duration_seconds", "Time to answer an HTTP request, in seconds.",
+                   {{"route", route}})
+        .Observe(seconds);
+  } catch (...) {
+  }
+}
+
+http::Response ServerHandler::Handle(const http::Request& request) noexcept {
+  const auto started = std::chrono::steady_clock::now();
+  http::Response response;
+  std::string route = "other";
+  try {
+    const std::string path = request.target.substr(0, request.target.find('?'));
+    route = RouteOf(path);
+    response = Route(request, path);
+  } catch (const std::exception& e) {
+    response = http::Response{};
+    response.status = 500;
+    response.body = R"({"error":{"code":"internal","message":"internal error while answering the request; )"
+                    R"(see the stowaged log and retry"}})";
+  } catch (...) {
+    response = http::Response{};
+    response.status = 500;
+  }
+  // Methods are few and known; anything else is labelled "other" to bound the series.
+  const std::string& m = request.method;
+  const bool known = m == "GET" || m == "POST" || m == "DELETE" || m == "PUT" || m == "HEAD" || m == "PATCH";
+  Count(route, known ? m : "other", response.status,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return response;
+}
+
+http::Response ServerHandler::Refuse(http::Refusal why, const http::Request& request,
+                                     std::size_t body_limit) noexcept {
+  http::Response response = api_.Refuse(why, request, body_limit);
+  try {
+    Count(RouteOf(request.target.substr(0, request.target.find('?'))), "other", response.status, 0);
+  } catch (...) {
+  }
+  return response;
+}
+
+http::Response ServerHandler::Route(const http::Request& request, const std::string& path) {
+  if (path.starts_with(kAdminPrefix) && listener_ != Listener::kPublic) return admin_.Handle(request);
+  if (path == "/metrics") {
+    if (request.method != "GET") {
+      http::Response response = ErrorResponse(
+          ApiError::MethodNotAllowed("method " + request.method + " is not allowed on /metrics; use GET"));
+      response.headers.emplace_back("Allow", "GET");
+      return response;
+    }
+    http::Response response;
+    response.body = metrics_.RenderPrometheus();
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return response;
+  }
+  if (path == "/readyz") {
+    if (request.method != "GET") {
+      http::Response response = ErrorResponse(
+          ApiError::MethodNotAllowed("method " + request.method + " is not allowed on /readyz; use GET"));
+      response.headers.emplace_back("Allow", "GET");
+      return response;
+    }
+    return Ready();
+  }
+  if (listener_ == Listener::kAdminOnly && path != "/healthz") {
+    return ErrorResponse(ApiError::NotFound("no route for " + request.method + " " + path +
+                                            "; this is the admin listener: it serves /v1/admin/reload, "
+                                            "/v1/admin/pipeline, /healthz, /readyz and /metrics"));
+  }
+  return api_.Handle(request);
+}
+
+http::Response ServerHandler::Ready() {
+  std::shared_ptr<engine::Pipeline> pipeline = holder_.current();
+  json::array unhealthy;
+  for (const auto& health : pipeline->Health(kHealthTimeout)) {
+    if (!health.enabled || !health.required || health.status.ok()) continue;
+    json::object stage;
+    stage["stage"] = health.name;
+    stage["error"] = health.status.ToString();
+    unhealthy.push_back(std::move(stage));
+  }
+  http::Response response;
+  if (unhealthy.empty()) {
+    response.body = R"({"status":"ready"})";
+    return response;
+  }
+  std::string names;
+  for (const auto& stage : unhealthy)
+    names += (names.empty() ? "" : ",") + std::string(stage.at("stage").as_string());
+  json::object out;
+  out["status"] = "unready";
+  out["unhealthy"] = std::move(unhealthy);
+  response.status = 503;
+  response.body = json::serialize(out);
+  response.log_note = "unhealthy=" + names;
+  return response;
+}
+
+}  // namespace stowage::api
