@@ -20,8 +20,8 @@ constexpr std::string_view kChatPrefix = "/v1/guest/chat/";
 constexpr std::string_view kHealthPath = "/healthz";
 constexpr std::string_view kSearchSuffix = "/search";
 constexpr const char* kRoutes =
-    "the routes are POST, GET and DELETE /v1/guest/chat/{guest_id}, GET /v1/guest/chat/{guest_id}/search?q=TEXT "
-    "and GET /healthz";
+    "the routes are POST, GET and DELETE /v1/guest/chat/{guest_id}, GET /v1/guest/chat/{guest_id}/search?q=TEXT, "
+    "GET /healthz, GET /readyz, GET /metrics, and the admin routes under /v1/admin/ (docs/api.md)";
 
 http::Response Json(int status, std::string body) {
   http::Response response;
