@@ -96,6 +96,9 @@ ReloadReport PipelineHolder::Reload(const std::filesystem::path& file, const con
       report.disabled.push_back(now.name);
     } else if (!was->enabled && now.enabled) {
       report.enabled.push_back(now.name);
+    } else if (!now.enabled) {
+      // A disabled stage has no instance to keep: its settings tell.
+      (config::SameSettings(*was, now) ? report.kept : report.reconfigured).push_back(now.name);
     } else if (old_instance == new_instance) {
       report.kept.push_back(now.name);
     } else {

@@ -127,6 +127,19 @@ TEST_F(PipelineHolderTest, DisabledStageIsGoneThenEnabledAgain) {
   EXPECT_EQ(report.removed, (std::vector<std::string>{"b", "c"}));
 }
 
+TEST_F(PipelineHolderTest, AStageThatStaysDisabledIsReportedKept) {
+  auto holder = Start(Stage("a") + Stage("b", "", false, "best_effort"));
+  ASSERT_TRUE(holder);
+  auto report = holder->Reload(file_);  // the same file again
+  ASSERT_TRUE(report.ok) << report.Summary();
+  EXPECT_EQ(report.kept, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(report.reconfigured.empty()) << report.Summary();
+  Write(Stage("a") + Stage("b", "set_attribute = \"x=2\"", false, "best_effort"));
+  report = holder->Reload(file_);
+  ASSERT_TRUE(report.ok) << report.Summary();
+  EXPECT_EQ(report.reconfigured, std::vector<std::string>{"b"});
+}
+
 TEST_F(PipelineHolderTest, RefusedConfigKeepsTheRunningPipeline) {
   auto holder = Start(Stage("a"));
   ASSERT_TRUE(holder);
