@@ -1,0 +1,150 @@
+// The conformance suite run on a small in-memory stage that keeps the stage
+// contract, and the checks the suite relies on to tell a stage that breaks it.
+#include "stowage/testkit/conformance.h"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace stowage::testkit {
+namespace {
+
+// Keeps each guest's messages in memory, each with the id its write set.
+class MemoryStage final : public Stage {
+ public:
+  static constexpr std::string_view kEntry = "memory.entry";
+
+  static ConfigSchema config_schema() {
+    return ConfigSchema()
+        .optional("max_messages", std::int64_t{1000}, "most messages kept per guest")
+        .required("label", ConfigType::kString, "a name for the store");
+  }
+
+  explicit MemoryStage(std::size_t max_messages) : max_messages_(max_messages) {}
+
+  std::string target() const override { return "memory"; }
+
+  Status write(WriteContext& ctx) override {
+    if (ctx.deadline.expired()) return Status::DeadlineExceeded("no time left to store the message");
+    if (ctx.message.role.empty() || ctx.message.content.empty())
+      return Status::InvalidArgument("a message needs a role and content");
+    std::lock_guard lock(mu_);
+    auto& messages = guests_[ctx.guest_id];
+    if (messages.size() >= max_messages_) return Status::Rejected("the guest has too many messages");
+    const std::string id = std::to_string(next_id_++);
+    messages.emplace_back(id, ctx.message);
+    ctx.attributes.set(kEntry, id);
+    return Status::Ok();
+  }
+
+  Status compensate(WriteContext& ctx) override {
+    std::optional<std::string> id = ctx.attributes.get(kEntry);
+    if (!id) return Status::Ok();  // the write stored nothing
+    std::lock_guard lock(mu_);
+    auto it = guests_.find(ctx.guest_id);
+    if (it == guests_.end()) return Status::Ok();
+    std::erase_if(it->second, [&](const auto& entry) { return entry.first == *id; });
+    return Status::Ok();
+  }
+
+  ReadResult read(GuestContext& ctx) override {
+    if (ctx.deadline.expired()) return {Status::DeadlineExceeded("no time left to read"), false, {}};
+    std::lock_guard lock(mu_);
+    auto it = guests_.find(ctx.guest_id);
+    if (it == guests_.end() || it->second.empty()) return {};
+    ReadResult result{Status::Ok(), true, {}};
+    for (const auto& entry : it->second) result.messages.push_back(entry.second);
+    return result;
+  }
+
+  EraseResult erase(GuestContext& ctx) override {
+    if (ctx.deadline.expired()) return {Status::DeadlineExceeded("no time left to erase"), false};
+    std::lock_guard lock(mu_);
+    return {Status::Ok(), guests_.erase(ctx.guest_id) > 0};
+  }
+
+ private:
+  const std::size_t max_messages_;
+  std::mutex mu_;
+  std::uint64_t next_id_ = 1;
+  std::map<std::string, std::vector<std::pair<std::string, Message>>> guests_;
+};
+
+StageUnderTest MemoryUnderTest() {
+  StageUnderTest stage;
+  stage.name = "memory stage";
+  stage.schema = MemoryStage::config_schema();
+  stage.make = [](StageEnvironment&) -> std::unique_ptr<Stage> {
+    StageConfig config = ConfigWithDefaults(MemoryStage::config_schema(), {{"label", std::string("notes")}});
+    return std::make_unique<MemoryStage>(static_cast<std::size_t>(config.integer("max_messages")));
+  };
+  return stage;
+}
+
+INSTANTIATE_TEST_SUITE_P(Memory, StageConformanceTest, ::testing::Values(MemoryUnderTest()), StageName());
+
+TEST(StageNameTest, KeepsLettersAndDigitsAndReplacesTheRest) {
+  StageUnderTest stage;
+  stage.name = "my-stage 2";
+  EXPECT_EQ(StageName()({stage, 0}), "my_stage_2");
+  stage.name.clear();
+  EXPECT_EQ(StageName()({stage, 3}), "stage_3");
+}
+
+TEST(ConfigWithDefaultsTest, FillsInDefaultsUnderTheGivenValues) {
+  StageConfig config = ConfigWithDefaults(MemoryStage::config_schema(), {{"label", std::string("notes")}});
+  EXPECT_EQ(config.string("label"), "notes");
+  EXPECT_EQ(config.integer("max_messages"), 1000);
+  config = ConfigWithDefaults(MemoryStage::config_schema(),
+                              {{"label", std::string("x")}, {"max_messages", std::int64_t{5}}});
+  EXPECT_EQ(config.integer("max_messages"), 5);
+}
+
+TEST(NoExceptionTest, TellsACaughtExceptionFromAnErrorResult) {
+  EXPECT_TRUE(NoException(Status::Ok()));
+  EXPECT_TRUE(NoException(Status::Unavailable("redis is down")));
+  EXPECT_TRUE(NoException(Status::Internal("a bug")));
+  EXPECT_FALSE(NoException(Status::Internal("write threw: bad_alloc")));
+}
+
+// A stage that throws where it should return a Status.
+class ThrowingStage final : public Stage {
+ public:
+  std::string target() const override { return "throwing"; }
+  Status write(WriteContext&) override { throw std::runtime_error("no role"); }
+  Status compensate(WriteContext&) override { return Status::Ok(); }
+  EraseResult erase(GuestContext&) override { throw 42; }
+};
+
+TEST(NoExceptionTest, FailsForAStageThatThrowsThroughTheGuard) {
+  NullLogger log;
+  stowage::internal::GuardedStage<Stage> stage(std::make_unique<ThrowingStage>());
+  const std::string guest = "g";
+  const Message message{"", "content", "2025-01-02T03:04:05.000000Z"};
+  Attributes attributes;
+  WriteContext write{guest, message, Deadline::After(std::chrono::seconds(1)), log, attributes};
+  EXPECT_FALSE(NoException(stage.write(write)));
+  GuestContext erase{guest, Deadline::After(std::chrono::seconds(1)), log};
+  EXPECT_FALSE(NoException(stage.erase(erase).status));
+}
+
+TEST(CapturingLoggerTest, KeepsEveryLineWithItsLevel) {
+  CapturingLogger log;
+  log.info("stored message 1");
+  log.warn("slow flush");
+  EXPECT_EQ(log.Count(LogLevel::kInfo, "stored"), 1u);
+  EXPECT_EQ(log.Count(LogLevel::kWarn, "stored"), 0u);
+  EXPECT_TRUE(log.Contains("flush"));
+  EXPECT_EQ(log.All(), "info: stored message 1\nwarn: slow flush\n");
+  log.Clear();
+  EXPECT_TRUE(log.lines().empty());
+}
+
+}  // namespace
+}  // namespace stowage::testkit
