@@ -4,55 +4,25 @@
 // sets the message_id and conversation_id the embeddings stage keys its vectors
 // by, with the offline builtin provider. The stage serves searches, not reads.
 #include <memory>
-#include <mutex>
 
+#include "behind_postgres.h"
 #include "conformance_database.h"
 #include "embeddings_stage.h"
-#include "postgres_stage.h"
 #include "stowage/testkit/conformance.h"
 
 namespace stowage::embeddings {
 namespace {
 
-using stowage::postgres::PostgresStage;
 using stowage::testing::ConformanceDatabase;
-using stowage::testkit::ConfigWithDefaults;
 using stowage::testkit::StageConformanceTest;
 using stowage::testkit::StageUnderTest;
 
 ConformanceDatabase* const kDatabase = ConformanceDatabase::Register("embeddings_conformance");
 
-// The postgres stage in front of the embeddings stage, made with it.
-testkit::NullLogger postgres_log;
-std::mutex postgres_mu;
-std::shared_ptr<PostgresStage> postgres_stage;
-
 StageUnderTest EmbeddingsUnderTest() {
-  StageUnderTest stage;
-  stage.name = "embeddings";
-  stage.schema = EmbeddingsStage::config_schema();
-  stage.make = [](StageEnvironment& env) -> std::unique_ptr<Stage> {
-    env.database = kDatabase->database();
-    if (env.database == nullptr) return nullptr;
-    StageEnvironment postgres_env{postgres_log, env.database};
-    auto postgres =
-        std::make_shared<PostgresStage>(ConfigWithDefaults(PostgresStage::config_schema()), postgres_env);
-    {
-      std::lock_guard lock(postgres_mu);
-      postgres_stage = postgres;
-    }
-    return std::make_unique<EmbeddingsStage>(ConfigWithDefaults(EmbeddingsStage::config_schema()), env);
-  };
-  stage.before_write = [](WriteContext& ctx) {
-    std::shared_ptr<PostgresStage> postgres;
-    {
-      std::lock_guard lock(postgres_mu);
-      postgres = postgres_stage;
-    }
-    return postgres->write(ctx);
-  };
+  StageUnderTest stage =
+      postgres::testing::BehindPostgres<EmbeddingsStage>("embeddings", [] { return kDatabase->database(); });
   kDatabase->Bind(stage);
-  stage.serves_reads = false;
   return stage;
 }
 
