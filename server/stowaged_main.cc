@@ -162,7 +162,11 @@ int main(int argc, char** argv) {
   // fail that one write, not kill the server.
   std::signal(SIGPIPE, SIG_IGN);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ [%l] %v", spdlog::pattern_time_type::utc);
-  spdlog::flush_on(spdlog::level::trace);
+  // Warnings and errors reach the log at once; other lines (the access log
+  // among them) within a second, so that a busy server does not pay a write
+  // per line.
+  spdlog::flush_on(spdlog::level::warn);
+  spdlog::flush_every(std::chrono::seconds(1));
 
   auto loaded = stowage::config::LoadPipelineConfig(args.config);
   if (!loaded.errors.empty() || !loaded.config) {
@@ -286,6 +290,7 @@ int main(int argc, char** argv) {
                    admin_endpoint.port());
     }
 
+    spdlog::default_logger()->flush();  // the startup lines, at once
     signals_context.run();
     spdlog::info("received {}; shutting down (waiting at most {} s for requests in flight)",
                  received == SIGTERM ? "SIGTERM" : "SIGINT", kShutdownGrace.count());

@@ -14,6 +14,7 @@
 #include "database/postgres_database.h"
 #include "fake_provider.h"
 #include "postgres_stage.h"
+#include "similarity.h"
 #include "support/services.h"
 #include "vector_json.h"
 
@@ -181,22 +182,84 @@ TEST_F(EmbeddingsStageTest, WriteStoresOneRowWithModelDimensionAndJsonVector) {
   ASSERT_EQ(rows.rows.size(), 1u);
   EXPECT_EQ(rows.value(0, 0), conversation_id);
   EXPECT_EQ(rows.value(0, 1), "stowage-hash-v1");
-  EXPECT_EQ(rows.value(0, 2), "1408");
+  EXPECT_EQ(rows.value(0, 2), "256") << "the builtin provider's default size";
   EXPECT_EQ(rows.value(0, 3), "Hello, how are you today?");
   EXPECT_EQ(rows.value(0, 4), "0");
   EXPECT_EQ(rows.value(0, 5), "array");
-  EXPECT_EQ(rows.value(0, 6), "1408");
+  EXPECT_EQ(rows.value(0, 6), "256");
   EXPECT_EQ(rows.value(0, 8), "t");
   std::string error;
   auto stored = VectorFromJson(*rows.value(0, 7), &error);
   ASSERT_TRUE(stored) << error;
-  const std::vector<float> expected = HashEmbedding("Hello, how are you today?", 1408);
-  for (std::size_t i = 0; i < expected.size(); ++i) ASSERT_NEAR((*stored)[i], expected[i], 1e-6) << i;
+  // jsonb keeps the decimal digits as written: the floats come back exactly.
+  EXPECT_EQ(*stored, HashEmbedding("Hello, how are you today?", 256));
 
   EXPECT_EQ(log_->count("stored embedding of message " + message_id + " for guest " + guest +
-                        " (1408 dims, model stowage-hash-v1)"),
+                        " (256 dims, model stowage-hash-v1)"),
             1)
       << log_->all();
+}
+
+TEST_F(EmbeddingsStageTest, ExplicitDimensionsAreStoredAsSet) {
+  EmbeddingsStage wide(Defaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{1408}}}),
+                       *env_);
+  EXPECT_EQ(wide.provider().dimensions(), 1408u);
+  const std::string guest = NewGuest("wide");
+  Written written = Write(wide, guest, "Hello, how are you today?");
+  ASSERT_TRUE(written.status.ok()) << written.status.ToString();
+  SqlResult rows = Query(
+      "SELECT embedding_dim, jsonb_array_length(embedding), embedding::text FROM cache_embeddings"
+      " WHERE message_id = $1",
+      {written.attributes.get(Attributes::kMessageId)});
+  ASSERT_EQ(rows.rows.size(), 1u);
+  EXPECT_EQ(rows.value(0, 0), "1408");
+  EXPECT_EQ(rows.value(0, 1), "1408");
+  std::string error;
+  auto stored = VectorFromJson(*rows.value(0, 2), &error);
+  ASSERT_TRUE(stored) << error;
+  EXPECT_EQ(*stored, HashEmbedding("Hello, how are you today?", 1408));
+}
+
+// A message of 200 bytes at the default size and at 1408: the default row is
+// several times smaller, before and after PostgreSQL's compression.
+TEST_F(EmbeddingsStageTest, DefaultSizedEmbeddingIsStoredSmaller) {
+  const std::string content =
+      "Hello! I booked a table for four people on Friday evening at eight, but two more friends are "
+      "joining us. Could you move the reservation to a larger table, ideally near the window? Thanks a lot, "
+      "Maria.";
+  ASSERT_EQ(content.size(), 200u);
+  EmbeddingsStage wide(Defaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{1408}}}),
+                       *env_);
+  const std::string guest = NewGuest("size");
+  Written small = Write(guest, content);
+  ASSERT_TRUE(small.status.ok()) << small.status.ToString();
+  Written large = Write(wide, guest, content);
+  ASSERT_TRUE(large.status.ok()) << large.status.ToString();
+
+  struct Sizes {
+    int stored = 0;        // pg_column_size: as kept in the row, compressed or not
+    int uncompressed = 0;  // the jsonb value before compression
+  };
+  auto sizes = [&](const Written& written) {
+    SqlResult rows = Query(
+        "SELECT pg_column_size(embedding), pg_column_size(embedding::text::jsonb) FROM cache_embeddings"
+        " WHERE message_id = $1",
+        {written.attributes.get(Attributes::kMessageId)});
+    Sizes out;
+    if (rows.rows.size() != 1u) {
+      ADD_FAILURE() << "no row for the message";
+      return out;
+    }
+    out.stored = std::stoi(rows.value(0, 0).value_or("0"));
+    out.uncompressed = std::stoi(rows.value(0, 1).value_or("0"));
+    return out;
+  };
+  const Sizes a = sizes(small), b = sizes(large);
+  RecordProperty("embedding_bytes_256", a.stored);
+  RecordProperty("embedding_bytes_1408", b.stored);
+  EXPECT_GT(a.stored, 0);
+  EXPECT_LT(a.uncompressed * 4, b.uncompressed) << a.uncompressed << " vs " << b.uncompressed;
+  EXPECT_LT(a.stored * 2, b.stored) << a.stored << " vs " << b.stored;
 }
 
 TEST_F(EmbeddingsStageTest, EveryMessageGetsItsOwnRow) {
@@ -347,6 +410,39 @@ TEST_F(EmbeddingsStageTest, SearchSkipsRowsOfAnotherModelOrSizeAndWarnsOnce) {
   EXPECT_EQ(log_->count("W search skipped 1 embedding(s) of guest " + guest), 1) << log_->all();
 }
 
+// Rows written at another size (e.g. 1408, set explicitly or by an older
+// default) are skipped by a stage of the default size, and searched again by
+// a stage of their size.
+TEST_F(EmbeddingsStageTest, SearchKeepsRowsOfEachSizeApart) {
+  EmbeddingsStage wide(Defaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{1408}}}),
+                       *env_);
+  const std::string guest = NewGuest("sizes");
+  ASSERT_TRUE(Write(wide, guest, "reset my password please").status.ok());
+  ASSERT_TRUE(Write(guest, "my password does not work").status.ok());
+  ASSERT_TRUE(Write(guest, "pizza with mushrooms").status.ok());
+
+  SearchResult result = Search(*stage_, guest, "reset my password", 5);
+  ASSERT_TRUE(result.status.ok()) << result.status.ToString();
+  ASSERT_EQ(result.hits.size(), 2u);
+  EXPECT_EQ(result.hits[0].message.content, "my password does not work");
+  EXPECT_EQ(result.hits[1].message.content, "pizza with mushrooms");
+  EXPECT_EQ(log_->count("W search skipped 1 embedding(s) of guest " + guest), 1) << log_->all();
+  EXPECT_EQ(log_->count("(e.g. message "), 1) << log_->all();
+  EXPECT_NE(log_->all().find("model stowage-hash-v1, 1408 dims) than the current provider's (model "
+                             "stowage-hash-v1, 256 dims)"),
+            std::string::npos)
+      << log_->all();
+
+  result = Search(wide, guest, "reset my password", 5);
+  ASSERT_TRUE(result.status.ok()) << result.status.ToString();
+  ASSERT_EQ(result.hits.size(), 1u);
+  EXPECT_EQ(result.hits[0].message.content, "reset my password please");
+  EXPECT_NEAR(result.hits[0].score,
+              CosineSimilarity(HashEmbedding("reset my password", 1408),
+                               HashEmbedding("reset my password please", 1408)),
+              1e-9);
+}
+
 TEST_F(EmbeddingsStageTest, ConstructorNeedsADatabase) {
   StageEnvironment no_database{*log_, nullptr};
   try {
@@ -360,8 +456,17 @@ TEST_F(EmbeddingsStageTest, ConstructorNeedsADatabase) {
 TEST_F(EmbeddingsStageTest, MigrationIsRecordedOnceAndRepeatable) {
   EmbeddingsStage again(Defaults(EmbeddingsStage::config_schema()), *env_);
   EXPECT_GE(log_->count("schema of database 'main' is current"), 1) << log_->all();
-  EXPECT_EQ(Query("SELECT version FROM stowage_schema_migrations WHERE component = 'embeddings'", {}).rows,
-            (std::vector<std::vector<SqlValue>>{{"1"}}));
+  EXPECT_EQ(Query("SELECT version FROM stowage_schema_migrations WHERE component = 'embeddings' ORDER BY version",
+                  {})
+                .rows,
+            (std::vector<std::vector<SqlValue>>{{"1"}, {"2"}}));
+  // Migration 2: the embedding column is compressed with lz4 (Debian's
+  // PostgreSQL has it).
+  EXPECT_EQ(Query("SELECT attcompression FROM pg_attribute WHERE attrelid = 'cache_embeddings'::regclass"
+                  " AND attname = 'embedding'",
+                  {})
+                .value(0, 0),
+            "l");
   EXPECT_EQ(Query("SELECT count(*) FROM pg_indexes WHERE tablename = 'cache_embeddings'"
                   " AND indexdef LIKE '%(conversation_id)%'",
                   {})

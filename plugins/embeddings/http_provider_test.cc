@@ -242,7 +242,7 @@ TEST_F(HttpProviderTest, UnknownHostCannotBeResolved) {
 TEST(ProviderFactoryTest, BuildsTheChosenProvider) {
   auto builtin = MakeProvider(Config({}));
   EXPECT_EQ(builtin->model(), "stowage-hash-v1");
-  EXPECT_EQ(builtin->dimensions(), 1408u);
+  EXPECT_EQ(builtin->dimensions(), 256u);
 
   auto vertex = MakeProvider(Config({{"provider", std::string("vertex")}, {"project", std::string("p")}}));
   EXPECT_EQ(vertex->model(), "multimodalembedding@001");
@@ -277,7 +277,93 @@ TEST(ProviderFactoryTest, RefusesIncompleteConfigNamingTheKey) {
       message(
           {{"provider", std::string("openai")}, {"model", std::string("m")}, {"base_url", std::string("x")}}),
       "`base_url`"));
-  EXPECT_TRUE(Contains(message({{"dimensions", std::int64_t{0}}}), "`dimensions`"));
+  EXPECT_TRUE(Contains(message({{"dimensions", std::int64_t{-1}}}), "`dimensions` is -1"));
+  EXPECT_TRUE(Contains(message({{"dimensions", std::int64_t{65537}}}), "between 1 and 65536"));
+  EXPECT_TRUE(Contains(message({{"provider", std::string("vertex")},
+                                {"project", std::string("p")},
+                                {"dimensions", std::int64_t{-5}}}),
+                       "`dimensions`"));
+}
+
+// Without `dimensions` each provider has its own size; one that is set wins.
+TEST(ProviderFactoryTest, DimensionsDefaultPerProvider) {
+  std::vector<float> out;
+  auto builtin = MakeProvider(Config({{"provider", std::string("builtin")}}));
+  EXPECT_EQ(builtin->dimensions(), 256u);
+  ASSERT_TRUE(builtin->embed("some text", Deadline::After(milliseconds(1000)), &out).ok());
+  EXPECT_EQ(out.size(), 256u) << "the vectors themselves are 256 long";
+
+  auto vertex = MakeProvider(Config({{"provider", std::string("vertex")}, {"project", std::string("p")}}));
+  EXPECT_EQ(vertex->dimensions(), 1408u) << "multimodalembedding@001's size";
+  auto openai = MakeProvider(Config({{"provider", std::string("openai")}, {"model", std::string("m")}}));
+  EXPECT_EQ(openai->dimensions(), 1408u);
+
+  EXPECT_EQ(MakeProvider(Config({{"dimensions", std::int64_t{0}}}))->dimensions(), 256u) << "0 is the default";
+  EXPECT_EQ(MakeProvider(Config({{"dimensions", std::int64_t{1408}}}))->dimensions(), 1408u);
+  EXPECT_EQ(MakeProvider(Config({{"dimensions", std::int64_t{1}}}))->dimensions(), 1u);
+  EXPECT_EQ(MakeProvider(Config({{"dimensions", std::int64_t{65536}}}))->dimensions(), 65536u);
+  EXPECT_EQ(MakeProvider(Config({{"provider", std::string("vertex")},
+                                 {"project", std::string("p")},
+                                 {"dimensions", std::int64_t{512}}}))
+                ->dimensions(),
+            512u);
+  EXPECT_EQ(MakeProvider(Config({{"provider", std::string("openai")},
+                                 {"model", std::string("m")},
+                                 {"dimensions", std::int64_t{768}}}))
+                ->dimensions(),
+            768u);
+
+  EXPECT_EQ(DefaultDimensions("builtin"), 256u);
+  EXPECT_EQ(DefaultDimensions("vertex"), 1408u);
+  EXPECT_EQ(DefaultDimensions("openai"), 1408u);
+  EXPECT_EQ(DefaultDimensions("bert"), 0u);
+}
+
+// The sizes the defaults give are the sizes the providers answer with.
+TEST_F(HttpProviderTest, DefaultSizedProvidersAcceptTheirModelsAnswers) {
+  FakeProvider::Options options = FakeOptions();
+  options.dimensions = 1408;
+  FakeProvider fake(options);
+  auto vertex = MakeProvider(Config({{"provider", std::string("vertex")},
+                                     {"project", std::string("test-project")},
+                                     {"endpoint", fake.base_url()},
+                                     {"token_env", std::string(kTokenEnv)}}));
+  std::vector<float> out;
+  Status status = vertex->embed("hello", Soon(), &out);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(out.size(), 1408u);
+  EXPECT_TRUE(fake.problems().empty()) << fake.problems().front();
+
+  auto openai = MakeProvider(Config({{"provider", std::string("openai")},
+                                     {"model", std::string("test-embed")},
+                                     {"base_url", fake.base_url() + "/v1"},
+                                     {"api_key_env", std::string(kTokenEnv)}}));
+  status = openai->embed("hello", Soon(), &out);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(out.size(), 1408u);
+
+  // A model of another size than the default is refused with the fix.
+  auto small = MakeProvider(Config({{"provider", std::string("vertex")},
+                                    {"project", std::string("test-project")},
+                                    {"endpoint", fake.base_url()},
+                                    {"token_env", std::string(kTokenEnv)},
+                                    {"dimensions", std::int64_t{256}}}));
+  status = small->embed("hello", Soon(), &out);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(Contains(status.message(), "1408 dimensions"));
+  EXPECT_TRUE(Contains(status.message(), "expects 256"));
+}
+
+TEST(ProviderFactoryTest, SchemaDescribesTheDefaults) {
+  const ConfigSchema schema = EmbeddingsStage::config_schema();
+  const ConfigKey* dimensions = schema.find("dimensions");
+  ASSERT_NE(dimensions, nullptr);
+  EXPECT_EQ(dimensions->type, ConfigType::kInteger);
+  ASSERT_TRUE(dimensions->default_value);
+  EXPECT_EQ(std::get<std::int64_t>(*dimensions->default_value), 0);
+  EXPECT_TRUE(Contains(dimensions->description, "256 for builtin"));
+  EXPECT_TRUE(Contains(dimensions->description, "1408 for vertex"));
+  EXPECT_TRUE(Contains(dimensions->description, "openai"));
 }
 
 }  // namespace

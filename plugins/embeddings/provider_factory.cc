@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "builtin_provider.h"
 #include "openai_provider.h"
@@ -22,14 +23,23 @@ std::int64_t Positive(const StageConfig& config, const std::string& key, std::in
 
 }  // namespace
 
+std::size_t DefaultDimensions(std::string_view provider) {
+  if (provider == "builtin") return kBuiltinDefaultDimensions;
+  if (provider == "vertex") return kVertexDefaultDimensions;
+  if (provider == "openai") return kOpenAiDefaultDimensions;
+  return 0;
+}
+
 ConfigSchema& AddProviderKeys(ConfigSchema& schema) {
   return schema
       .optional(
           "provider", std::string("builtin"),
           "\"builtin\" (offline feature hashing, model stowage-hash-v1), \"vertex\" (Vertex AI predict) or "
           "\"openai\" (OpenAI-compatible /embeddings: OpenAI, Ollama, vLLM, TEI, LocalAI)")
-      .optional("dimensions", std::int64_t{1408},
-                "the length of every vector; an HTTP provider's answer of another size is refused")
+      .optional("dimensions", std::int64_t{0},
+                "the length of every vector (1 to 65536); 0, the default, means the provider's own: 256 for "
+                "builtin, 1408 for vertex (multimodalembedding@001) and openai; an HTTP provider's answer of "
+                "another size is refused")
       .optional(
           "connect_timeout_ms", std::int64_t{2000},
           "HTTP providers: how long resolving, connecting and the TLS handshake may take, in milliseconds")
@@ -54,7 +64,16 @@ ConfigSchema& AddProviderKeys(ConfigSchema& schema) {
 
 std::unique_ptr<EmbeddingProvider> MakeProvider(const StageConfig& config) {
   const std::string& provider = config.string("provider");
-  const auto dimensions = static_cast<std::size_t>(Positive(config, "dimensions", 65536));
+  const std::int64_t configured = config.integer("dimensions");
+  if (configured < 0 || configured > kMaxDimensions) {
+    throw std::invalid_argument("stage config `dimensions` is " + std::to_string(configured) +
+                                "; set it between 1 and " + std::to_string(kMaxDimensions) +
+                                ", or leave it out (0) for the provider's default");
+  }
+  // 0 (the default) is the provider's own size; an unknown provider is
+  // refused below.
+  const std::size_t dimensions =
+      configured == 0 ? DefaultDimensions(provider) : static_cast<std::size_t>(configured);
   HttpTimeouts timeouts;
   timeouts.connect = std::chrono::milliseconds(Positive(config, "connect_timeout_ms", 3600000));
   timeouts.request = std::chrono::milliseconds(Positive(config, "request_timeout_ms", 3600000));

@@ -5,23 +5,41 @@
 #include <cmath>
 
 namespace stowage::embeddings {
+namespace {
+
+// The longest shortest form of a float is 15 characters (a sign, 9 digits,
+// the point and an exponent such as "e-38"); plus the comma after it.
+constexpr std::size_t kMaxFloatChars = 16;
+
+}  // namespace
 
 std::string VectorToJson(const std::vector<float>& vector) {
-  std::string out;
-  out.reserve(vector.size() * 12 + 2);
-  out.push_back('[');
-  char buffer[32];
+  // Written in place into one buffer sized for the worst case, then cut to
+  // what was used: no temporary, no stream, no locale.
+  std::string out(vector.size() * kMaxFloatChars + 2, '\0');
+  char* const begin = out.data();
+  char* const end = begin + out.size();
+  char* cursor = begin;
+  *cursor++ = '[';
   for (std::size_t i = 0; i < vector.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    const float value = std::isfinite(vector[i]) ? vector[i] : 0.0f;
-    auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::general, 6);
+    if (i > 0) *cursor++ = ',';
+    const float value = vector[i];
+    // Zero (and -0) is the most common value of a sparse vector: one byte.
+    // Non-finite values have no JSON form and are written as 0 too.
+    if (value == 0.0f || !std::isfinite(value)) {
+      *cursor++ = '0';
+      continue;
+    }
+    // The shortest text that reads back as exactly this float.
+    auto [next, error] = std::to_chars(cursor, end, value);
     if (error != std::errc()) {
-      out.push_back('0');
+      *cursor++ = '0';  // cannot happen: the buffer holds the longest form
     } else {
-      out.append(buffer, end);
+      cursor = next;
     }
   }
-  out.push_back(']');
+  *cursor++ = ']';
+  out.resize(static_cast<std::size_t>(cursor - begin));
   return out;
 }
 

@@ -10,8 +10,10 @@
 
 namespace stowage::embeddings {
 
-// "[0.0123457,-0.5,...]": each value with 6 significant digits, no spaces,
-// independent of the locale. Non-finite values are written as 0.
+// "[0.012345679,-0.5,0,1e-07,...]": each value in the shortest form that
+// reads back as exactly the same float (at most 9 significant digits, in
+// plain or exponent notation, whichever is shorter), zeros as `0`, no
+// spaces, independent of the locale. Non-finite values are written as 0.
 std::string VectorToJson(const std::vector<float>& vector);
 
 // The numbers of a JSON array, or nullopt (with `*error` saying why) when

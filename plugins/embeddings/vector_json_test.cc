@@ -3,6 +3,14 @@
 
 #include <gtest/gtest.h>
 
+#include <clocale>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include "builtin_provider.h"
 #include "http_client.h"
 #include "similarity.h"
 #include "text_chunk.h"
@@ -10,18 +18,79 @@
 namespace stowage::embeddings {
 namespace {
 
-TEST(VectorJsonTest, WritesCompactSixDigitNumbers) {
-  EXPECT_EQ(VectorToJson({0.5f, -0.123456789f, 1e-7f, 0.0f}), "[0.5,-0.123457,1e-07,0]");
+TEST(VectorJsonTest, WritesTheShortestFormOfEachFloat) {
+  EXPECT_EQ(VectorToJson({0.5f, -0.123456789f, 1e-7f, 0.0f, 1.0f, -2.5e-5f}),
+            "[0.5,-0.12345679,1e-07,0,1,-2.5e-05]");
+  EXPECT_EQ(VectorToJson({0.1f}), "[0.1]") << "not 0.100000001";
   EXPECT_EQ(VectorToJson({}), "[]");
+  EXPECT_EQ(VectorToJson({7.0f}), "[7]");
 }
 
-TEST(VectorJsonTest, RoundTripsWithinSixDigits) {
-  std::vector<float> in = {0.1f, -0.25f, 0.333333f, 12345.6f};
+TEST(VectorJsonTest, WritesZerosAndNonFiniteValuesAsZero) {
+  EXPECT_EQ(VectorToJson({0.0f, -0.0f, 0.25f, 0.0f}), "[0,0,0.25,0]");
+  EXPECT_EQ(VectorToJson({std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity()}),
+            "[0,0,0]");
+}
+
+TEST(VectorJsonTest, IsIndependentOfTheLocale) {
+  const char* previous = std::setlocale(LC_ALL, nullptr);
+  const std::string saved = previous ? previous : "C";
+  // A locale with a decimal comma, when the system has one.
+  const bool changed = std::setlocale(LC_ALL, "de_DE.UTF-8") != nullptr ||
+                       std::setlocale(LC_ALL, "fr_FR.UTF-8") != nullptr;
+  const std::string json = VectorToJson({0.5f, -1.25f});
+  std::setlocale(LC_ALL, saved.c_str());
+  EXPECT_EQ(json, "[0.5,-1.25]") << (changed ? "under a decimal-comma locale" : "in the C locale");
+}
+
+// Every value reads back as exactly the float that was written: values of a
+// real embedding, tiny and huge magnitudes, subnormals, and random bits.
+TEST(VectorJsonTest, RoundTripsExactly) {
+  std::vector<float> in = {0.1f,
+                           -0.25f,
+                           0.333333343f,
+                           12345.6f,
+                           1e-7f,
+                           -3.0e-7f,
+                           1.17549435e-38f,
+                           std::numeric_limits<float>::denorm_min(),
+                           -std::numeric_limits<float>::denorm_min(),
+                           std::numeric_limits<float>::max(),
+                           -std::numeric_limits<float>::max(),
+                           std::numeric_limits<float>::epsilon()};
+  const std::vector<float> embedding = HashEmbedding("The weather in Lisbon is sunny today", 1408);
+  in.insert(in.end(), embedding.begin(), embedding.end());
+  std::mt19937 random(12345);
+  for (int i = 0; i < 20000; ++i) {
+    const std::uint32_t bits = random();
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    if (std::isfinite(value)) in.push_back(value);
+  }
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  for (int i = 0; i < 20000; ++i) in.push_back(unit(random));
+
   std::string error;
-  auto out = VectorFromJson(VectorToJson(in), &error);
+  const std::string json = VectorToJson(in);
+  auto out = VectorFromJson(json, &error);
   ASSERT_TRUE(out) << error;
   ASSERT_EQ(out->size(), in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) EXPECT_NEAR((*out)[i], in[i], std::abs(in[i]) * 1e-5);
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    ASSERT_EQ((*out)[i], in[i]) << "element " << i;
+  }
+}
+
+TEST(VectorJsonTest, SparseVectorsStayShort) {
+  std::vector<float> sparse(256, 0.0f);
+  sparse[3] = 0.5f;
+  sparse[200] = -0.5f;
+  const std::string json = VectorToJson(sparse);
+  EXPECT_EQ(json.size(), 2 + 255 + 254 + 3 + 4) << json;  // brackets, commas, 254 zeros, 0.5, -0.5
+  std::string error;
+  auto out = VectorFromJson(json, &error);
+  ASSERT_TRUE(out) << error;
+  EXPECT_EQ(*out, sparse);
 }
 
 TEST(VectorJsonTest, ReadsWhatPostgresJsonbWrites) {

@@ -17,6 +17,10 @@ class RedisStage final : public Stage {
   // The attribute write() sets to the exact entry it appended, so that
   // compensate() removes that entry and no other.
   static constexpr std::string_view kEntryAttribute = "redis.entry";
+  // Every wait of a call (for a pooled connection, a connect, a command's
+  // socket reads and writes) is bounded by the context's deadline, so the
+  // host may call the stage on the request's own thread.
+  static constexpr bool kKeepsDeadlines = true;
 
   static ConfigSchema config_schema();
 

@@ -99,6 +99,8 @@ engine::ReloadReport AdminApi::Reload() noexcept {
       spdlog::info("{}", report.Summary());
     else
       spdlog::error("{}", report.Summary());
+    // A reload is rare and operators watch for its line: write it out now.
+    spdlog::default_logger()->flush();
   } catch (...) {
   }
   return report;

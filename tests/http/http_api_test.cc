@@ -291,7 +291,8 @@ TEST_F(StowagedTest, AccessLogHasOneLinePerRequest) {
   HttpClient client(server_->port());
   ASSERT_EQ(client.Send("GET", "/healthz?access-log-probe", "", "").status, 200);
   std::string expected = "http GET /healthz?access-log-probe status=200 bytes=15 ms=";
-  for (int i = 0; i < 50 && server_->log().find(expected) == std::string::npos; ++i) {
+  // Info lines are flushed within a second.
+  for (int i = 0; i < 150 && server_->log().find(expected) == std::string::npos; ++i) {
     std::this_thread::sleep_for(milliseconds(20));
   }
   EXPECT_NE(server_->log().find(expected), std::string::npos) << server_->log();

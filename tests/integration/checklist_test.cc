@@ -112,7 +112,7 @@ TEST(ChecklistTest, TheOperatorsChecklistHoldsPointByPoint) {
   ASSERT_EQ(embedding.size(), 1u);
   EXPECT_EQ(embedding[0][0], std::to_string(conversation_id));
   EXPECT_EQ(embedding[0][2], embedding[0][3]) << "embedding_dim is not the length of the embedding";
-  EXPECT_EQ(embedding[0][3], "1408");
+  EXPECT_EQ(embedding[0][3], "256");  // the builtin provider's default size
   EXPECT_FALSE(embedding[0][4].empty());
   EXPECT_EQ(embedding[0][5], "What are your opening hours?");
   EXPECT_EQ(embedding[0][6], "0");

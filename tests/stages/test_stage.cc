@@ -34,6 +34,10 @@ using stowage::Status;
 
 class TestStage final : public stowage::Stage {
  public:
+#ifdef STOWAGE_TEST_STAGE_KEEPS_DEADLINES
+  // A false promise when told to hang: tests use it to see the host trust it.
+  static constexpr bool kKeepsDeadlines = true;
+#endif
   static ConfigSchema config_schema() {
     return ConfigSchema()
         .optional("target", std::string("memory"), "target named in stored_in and deleted_from")
@@ -155,4 +159,8 @@ class TestStage final : public stowage::Stage {
 
 }  // namespace
 
+#ifdef STOWAGE_TEST_STAGE_KEEPS_DEADLINES
+STOWAGE_STAGE(TestStage, "test_stage_inline", "TestStage", "1.0.0")
+#else
 STOWAGE_STAGE(TestStage, "test_stage", "TestStage", "1.0.0")
+#endif

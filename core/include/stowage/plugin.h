@@ -9,12 +9,23 @@
 //   and checks before it calls anything else in the library;
 // - `stowage_plugin_schema`, the stage's ConfigSchema;
 // - `stowage_plugin_create` / `stowage_plugin_destroy`, which make and free
-//   the stage inside the library, wrapped so that no exception leaves it.
+//   the stage inside the library, wrapped so that no exception leaves it;
+// - `stowage_plugin_traits` (SDK 1.1), what the class promises the host.
 //
 // The class needs:
 //   static stowage::ConfigSchema config_schema();
 //   StageClass(const stowage::StageConfig& config, stowage::StageEnvironment& env);
 // A constructor that throws makes creation fail with the exception's text.
+//
+// It may also declare
+//   static constexpr bool kKeepsDeadlines = true;
+// a promise that every call returns by the deadline of its context (give or
+// take a few milliseconds), e.g. because each socket wait is bounded by
+// ctx.deadline.remaining(). The host then calls the stage on the request's
+// own thread. Without it, a stage that has no [[database]] is called on a
+// thread of the host's call runner, so that the host can stop waiting at the
+// deadline whatever the stage does: a safe default that costs two thread
+// switches per call.
 #pragma once
 
 #include <cstdint>
@@ -61,6 +72,17 @@
 #define STOWAGE_EXPORT __attribute__((visibility("default")))
 
 extern "C" {
+
+// Bits of StowagePluginTraits::flags.
+#define STOWAGE_TRAIT_KEEPS_DEADLINES 0x1u
+
+// What a stage class promises the host. A plugin built before SDK 1.1 has
+// none: the host then assumes no promise. New fields are only ever added at
+// the end; `size` tells the host which ones the plugin has.
+struct StowagePluginTraits {
+  std::uint32_t size;   // sizeof(StowagePluginTraits) when the plugin was built
+  std::uint32_t flags;  // STOWAGE_TRAIT_* bits
+};
 
 // "STOW": the first field of every version block.
 #define STOWAGE_PLUGIN_MAGIC 0x53544f57u
@@ -186,6 +208,16 @@ Stage* CreateGuarded(const StageConfig& config, StageEnvironment& env, Status& e
   }
 }
 
+// The STOWAGE_TRAIT_* bits that StageClass declares.
+template <typename StageClass>
+constexpr std::uint32_t TraitFlagsOf() noexcept {
+  std::uint32_t flags = 0;
+  if constexpr (requires { StageClass::kKeepsDeadlines; }) {
+    if (StageClass::kKeepsDeadlines) flags |= STOWAGE_TRAIT_KEEPS_DEADLINES;
+  }
+  return flags;
+}
+
 }  // namespace stowage::internal
 
 // Signatures of the exported functions, for the host.
@@ -201,6 +233,9 @@ using StowagePluginDestroyFn = void(stowage::Stage*) noexcept;
       STOWAGE_PLUGIN_MAGIC,  STOWAGE_SDK_VERSION_MAJOR, STOWAGE_SDK_VERSION_MINOR,                  \
       STOWAGE_BOOST_VERSION, STOWAGE_COMPILER,          STOWAGE_STDLIB_ABI,                         \
       plugin_name,           plugin_label,              plugin_version};                            \
+  STOWAGE_EXPORT extern const StowagePluginTraits stowage_plugin_traits;                            \
+  const StowagePluginTraits stowage_plugin_traits = {                                               \
+      sizeof(StowagePluginTraits), stowage::internal::TraitFlagsOf<StageClass>()};                  \
   STOWAGE_EXPORT const stowage::ConfigSchema* stowage_plugin_schema() noexcept {                    \
     try {                                                                                           \
       static const stowage::ConfigSchema schema = StageClass::config_schema();                      \

@@ -77,7 +77,11 @@ bool UsesSimpleProtocol(std::string_view statement) {
   }
   for (std::string_view simple : kSimple)
     if (word == simple) return true;
-  // Several statements: text after a ';' that is not blank or a comment.
+  return HoldsSeveralStatements(statement);
+}
+
+bool HoldsSeveralStatements(std::string_view statement) {
+  // Text after a ';' that is not blank or a comment.
   for (std::size_t semicolon = statement.find(';'); semicolon != std::string_view::npos;
        semicolon = statement.find(';', semicolon + 1)) {
     std::size_t next = SkipBlank(statement, semicolon + 1);
@@ -87,8 +91,11 @@ bool UsesSimpleProtocol(std::string_view statement) {
 }
 
 PgConnection::PgConnection(const Endpoint& endpoint, const Target& target, CancelWatchdog& watchdog,
-                           stowage::Logger& log)
-    : target_(target), watchdog_(watchdog), session_(soci::postgresql, endpoint.conninfo) {
+                           stowage::Logger& log, std::atomic<std::uint64_t>* round_trips)
+    : target_(target),
+      watchdog_(watchdog),
+      session_(soci::postgresql, endpoint.conninfo),
+      total_round_trips_(round_trips) {
   PQsetNoticeProcessor(native(), ForwardNotice, &log);
   cancel_ = PQgetCancel(native());
 }
@@ -105,7 +112,8 @@ PGconn* PgConnection::native() const noexcept {
 
 bool PgConnection::broken() const noexcept {
   PGconn* conn = native();
-  return broken_ || conn == nullptr || PQstatus(conn) != CONNECTION_OK;
+  return broken_ || conn == nullptr || PQstatus(conn) != CONNECTION_OK ||
+         PQpipelineStatus(conn) != PQ_PIPELINE_OFF;
 }
 
 PGTransactionStatusType PgConnection::TransactionStatus() const noexcept {
@@ -129,6 +137,230 @@ bool PgConnection::Usable() noexcept {
     if (PQstatus(conn) != CONNECTION_OK) return false;
   }
   return false;  // still talking unasked: do not trust it
+}
+
+DeferredId PgConnection::Defer(std::string command) {
+  deferred_.push_back({next_deferred_, std::move(command), DeferredState::kWaiting});
+  return next_deferred_++;
+}
+
+DeferredState PgConnection::deferred_state(DeferredId id) const noexcept {
+  for (const Deferred& deferred : deferred_)
+    if (deferred.id == id) return deferred.state;
+  return DeferredState::kUnknown;
+}
+
+bool PgConnection::Withdraw(DeferredId id) noexcept {
+  for (auto it = deferred_.begin(); it != deferred_.end(); ++it) {
+    if (it->id != id) continue;
+    if (it->state != DeferredState::kWaiting) return false;
+    deferred_.erase(it);
+    return true;
+  }
+  return false;
+}
+
+void PgConnection::ClearDeferred() noexcept {
+  deferred_.clear();
+}
+
+bool PgConnection::HasWaiting() const noexcept {
+  for (const Deferred& deferred : deferred_)
+    if (deferred.state == DeferredState::kWaiting) return true;
+  return false;
+}
+
+void PgConnection::CountRoundTrip() noexcept {
+  ++round_trips_;
+  if (total_round_trips_ != nullptr) total_round_trips_->fetch_add(1, std::memory_order_relaxed);
+}
+
+PgConnection::Ran PgConnection::RunAlone(const std::string& text, bool simple,
+                                         const std::vector<const char*>& values) {
+  PGconn* conn = native();
+  Ran ran;
+  if (simple) {
+    CountRoundTrip();
+    ran.result.reset(PQexec(conn, text.c_str()));
+    return ran;
+  }
+  auto it = prepared_.find(text);
+  if (it == prepared_.end()) {
+    std::string name = "s" + std::to_string(next_statement_);
+    CountRoundTrip();
+    ResultPtr prepare(PQprepare(conn, name.c_str(), text.c_str(), 0, nullptr));
+    if (!prepare || PQresultStatus(prepare.get()) != PGRES_COMMAND_OK) {
+      ran.result.reset(prepare.release());
+      return ran;
+    }
+    ++next_statement_;
+    it = prepared_.emplace(text, std::move(name)).first;
+  }
+  ran.prepared_name = it->second;
+  CountRoundTrip();
+  ran.result.reset(PQexecPrepared(conn, ran.prepared_name.c_str(), static_cast<int>(values.size()),
+                                  values.data(), nullptr, nullptr, 0));
+  return ran;
+}
+
+stowage::Status PgConnection::RunPipeline(const std::string* text, bool simple,
+                                          const std::vector<const char*>& values,
+                                          stowage::Clock::time_point start, Ran* ran) {
+  PGconn* conn = native();
+  auto elapsed = [start] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(stowage::Clock::now() - start);
+  };
+  std::vector<std::size_t> batch;  // indexes in deferred_ of the commands to send
+  for (std::size_t i = 0; i < deferred_.size(); ++i)
+    if (deferred_[i].state == DeferredState::kWaiting) batch.push_back(i);
+
+  // Each part sent answers with its results then a null; the sync ends all.
+  std::size_t parts = 0;
+  std::string new_name;  // the statement's name when this pipeline prepares it
+  bool sent = PQenterPipelineMode(conn) == 1;
+  for (std::size_t i : batch) {
+    sent = sent && PQsendQueryParams(conn, deferred_[i].command.c_str(), 0, nullptr, nullptr, nullptr,
+                                     nullptr, 0) == 1;
+    if (sent) ++parts;
+  }
+  if (sent && text != nullptr) {
+    if (simple) {
+      sent = PQsendQueryParams(conn, text->c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+    } else {
+      auto it = prepared_.find(*text);
+      if (it == prepared_.end()) {
+        new_name = "s" + std::to_string(next_statement_);
+        sent = PQsendPrepare(conn, new_name.c_str(), text->c_str(), 0, nullptr) == 1;
+        if (sent) ++parts;
+      }
+      ran->prepared_name = new_name.empty() ? it->second : new_name;
+      sent = sent && PQsendQueryPrepared(conn, ran->prepared_name.c_str(), static_cast<int>(values.size()),
+                                         values.data(), nullptr, nullptr, 0) == 1;
+    }
+    if (sent) ++parts;
+  }
+  sent = sent && PQpipelineSync(conn) == 1;
+  if (!sent) {
+    // libpq could not queue or send: the connection cannot go on.
+    broken_ = true;
+    ran->prepared_name.clear();
+    for (std::size_t i : batch) deferred_[i].state = DeferredState::kFailed;
+    return StatementError(target_, nullptr, conn, true, elapsed());
+  }
+
+  CountRoundTrip();
+  std::vector<ResultPtr> results(parts);
+  bool lost = false;
+  for (std::size_t p = 0; p < parts && !lost; ++p) {
+    while (PGresult* got = PQgetResult(conn)) {
+      ResultPtr owned(got);
+      const ExecStatusType status = PQresultStatus(got);
+      if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
+        // Only the statement can start a COPY; the connection is left in
+        // its middle. Finish reports it.
+        broken_ = true;
+        for (std::size_t i : batch) deferred_[i].state = DeferredState::kRan;
+        ran->prepared_name.clear();
+        ran->result.reset(owned.release());
+        return stowage::Status::Ok();
+      }
+      if (!results[p] || status == PGRES_FATAL_ERROR) results[p] = std::move(owned);
+    }
+    if (!results[p] || PQstatus(conn) != CONNECTION_OK) lost = true;
+  }
+  if (!lost) {
+    ResultPtr sync(PQgetResult(conn));
+    lost = !sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC || PQexitPipelineMode(conn) != 1;
+  }
+  if (lost) broken_ = true;  // the server is gone, or the connection is left in pipeline mode
+
+  auto succeeded = [&](std::size_t p) {
+    if (!results[p]) return false;
+    const ExecStatusType status = PQresultStatus(results[p].get());
+    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY;
+  };
+  for (std::size_t b = 0; b < batch.size(); ++b) {
+    if (succeeded(b)) {
+      deferred_[batch[b]].state = DeferredState::kRan;
+      continue;
+    }
+    const std::string command = deferred_[batch[b]].command;
+    // A BEGIN that failed opened no transaction and nothing after it ran:
+    // the connection is as it was, so they all wait for the next statement.
+    const bool begin_again = !broken_ && command == "BEGIN" && TransactionStatus() == PQTRANS_IDLE;
+    if (!begin_again)
+      for (std::size_t rest = b; rest < batch.size(); ++rest)
+        deferred_[batch[rest]].state = DeferredState::kFailed;
+    ran->prepared_name.clear();
+    return StatementError(target_, results[b].get(), conn, broken_, elapsed(),
+                          "'" + command + "', sent ahead of the statement (which did not run),");
+  }
+  std::size_t p = batch.size();
+  if (!new_name.empty() && !lost) {
+    if (!succeeded(p)) {
+      // The statement did not run: its PREPARE's error is the one to report.
+      ran->prepared_name.clear();
+      ran->result.reset(results[p].release());
+      return stowage::Status::Ok();
+    }
+    ++next_statement_;
+    prepared_.emplace(*text, new_name);
+    ++p;
+  }
+  if (lost) {
+    // The statement's answer or the sync that ends it did not come: it
+    // cannot be counted as done (a sync ends an implicit transaction).
+    ran->prepared_name.clear();
+    const PGresult* failed = nullptr;
+    for (std::size_t q = p; q < parts && failed == nullptr; ++q)
+      if (!succeeded(q)) failed = results[q].get();
+    return StatementError(target_, failed, conn, true, elapsed());
+  }
+  if (text != nullptr) ran->result.reset(results[p].release());
+  return stowage::Status::Ok();
+}
+
+stowage::Status PgConnection::Finish(const std::string& text, Ran& ran, std::chrono::milliseconds elapsed,
+                                     stowage::SqlResult* result) {
+  PGconn* conn = native();
+  PGresult* res = ran.result.get();
+  const ExecStatusType status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY) {
+    if (result != nullptr) {
+      const int columns = PQnfields(res);
+      const int rows = PQntuples(res);
+      result->columns.reserve(columns);
+      for (int c = 0; c < columns; ++c) result->columns.emplace_back(PQfname(res, c));
+      result->rows.resize(rows);
+      for (int r = 0; r < rows; ++r) {
+        auto& row = result->rows[r];
+        row.reserve(columns);
+        for (int c = 0; c < columns; ++c) {
+          if (PQgetisnull(res, r, c)) {
+            row.emplace_back(std::nullopt);
+          } else {
+            row.emplace_back(std::string(PQgetvalue(res, r, c), PQgetlength(res, r, c)));
+          }
+        }
+      }
+      const char* affected = PQcmdTuples(res);
+      result->affected = affected && *affected ? std::stoull(affected) : 0;
+    }
+    return stowage::Status::Ok();
+  }
+  if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
+    broken_ = true;  // the connection is left in the middle of a COPY
+    return stowage::Status::Internal("COPY cannot run through execute() on PostgreSQL database '" +
+                                     target_.name + "'; use INSERT statements");
+  }
+  const bool lost = PQstatus(conn) != CONNECTION_OK;
+  const char* sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  if (lost || (sqlstate && ConnectionLost(sqlstate))) broken_ = true;
+  if (!ran.prepared_name.empty() && sqlstate &&
+      (std::string_view(sqlstate) == "26000" || std::string_view(sqlstate) == "0A000")) {
+    prepared_.erase(text);  // deallocated, or its plan no longer fits the schema: prepare it again
+  }
+  return StatementError(target_, res, conn, broken_, elapsed);
 }
 
 stowage::Status PgConnection::execute(std::string_view statement,
@@ -162,72 +394,32 @@ stowage::Status PgConnection::execute(std::string_view statement,
                                               " parameters, more than the 65535 PostgreSQL takes; split it");
     }
 
-    PGconn* conn = native();
     const std::string text(statement);
+    const bool simple = params.empty() && UsesSimpleProtocol(statement);
     const auto start = stowage::Clock::now();
     ArmedDeadline armed(watchdog_, deadline_, cancel_);
-    ResultPtr res;
-    std::string prepared_name;
-    if (params.empty() && UsesSimpleProtocol(statement)) {
-      res.reset(PQexec(conn, text.c_str()));
+    Ran ran;
+    if (!HasWaiting()) {
+      ran = RunAlone(text, simple, values);
+    } else if (simple && HoldsSeveralStatements(statement)) {
+      // The simple protocol's text cannot join a pipeline: the deferred
+      // commands go first, in a round trip of their own.
+      stowage::Status ready = RunPipeline(nullptr, false, values, start, &ran);
+      if (!ready.ok()) return ready;
+      if (deadline_.expired()) {
+        return stowage::Status::DeadlineExceeded(
+            "the deadline passed before a statement was sent to PostgreSQL database '" + target_.name +
+            "' at " + target_.address +
+            " (the commands deferred before it ran); raise the stage's timeout_ms");
+      }
+      ran = RunAlone(text, true, values);
     } else {
-      auto it = prepared_.find(text);
-      if (it == prepared_.end()) {
-        std::string name = "s" + std::to_string(next_statement_);
-        ResultPtr prepare(PQprepare(conn, name.c_str(), text.c_str(), 0, nullptr));
-        if (prepare && PQresultStatus(prepare.get()) == PGRES_COMMAND_OK) {
-          ++next_statement_;
-          it = prepared_.emplace(text, std::move(name)).first;
-        } else {
-          res = std::move(prepare);
-        }
-      }
-      if (it != prepared_.end()) {
-        prepared_name = it->second;
-        res.reset(PQexecPrepared(conn, prepared_name.c_str(), static_cast<int>(values.size()), values.data(),
-                                 nullptr, nullptr, 0));
-      }
+      stowage::Status piped = RunPipeline(&text, simple, values, start, &ran);
+      if (!piped.ok()) return piped;
     }
     armed.Disarm();
     const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(stowage::Clock::now() - start);
-
-    const ExecStatusType status = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY) {
-      if (result != nullptr) {
-        const int columns = PQnfields(res.get());
-        const int rows = PQntuples(res.get());
-        result->columns.reserve(columns);
-        for (int c = 0; c < columns; ++c) result->columns.emplace_back(PQfname(res.get(), c));
-        result->rows.resize(rows);
-        for (int r = 0; r < rows; ++r) {
-          auto& row = result->rows[r];
-          row.reserve(columns);
-          for (int c = 0; c < columns; ++c) {
-            if (PQgetisnull(res.get(), r, c)) {
-              row.emplace_back(std::nullopt);
-            } else {
-              row.emplace_back(std::string(PQgetvalue(res.get(), r, c), PQgetlength(res.get(), r, c)));
-            }
-          }
-        }
-        const char* affected = PQcmdTuples(res.get());
-        result->affected = affected && *affected ? std::stoull(affected) : 0;
-      }
-      return stowage::Status::Ok();
-    }
-    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
-      broken_ = true;  // the connection is left in the middle of a COPY
-      return stowage::Status::Internal("COPY cannot run through execute() on PostgreSQL database '" +
-                                       target_.name + "'; use INSERT statements");
-    }
-    const bool lost = PQstatus(conn) != CONNECTION_OK;
-    const char* sqlstate = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
-    if (lost || (sqlstate && ConnectionLost(sqlstate))) broken_ = true;
-    if (!prepared_name.empty() && sqlstate &&
-        (std::string_view(sqlstate) == "26000" || std::string_view(sqlstate) == "0A000")) {
-      prepared_.erase(text);  // deallocated, or its plan no longer fits the schema: prepare it again
-    }
-    return StatementError(target_, res.get(), conn, broken_, elapsed);
+    return Finish(text, ran, elapsed, result);
   } catch (const std::exception& e) {
     return stowage::Status::Internal("a statement on PostgreSQL database '" + target_.name +
                                      "' failed in the host: " + CleanText(target_, e.what()));

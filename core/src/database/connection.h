@@ -5,10 +5,14 @@
 #include <libpq-fe.h>
 #include <soci/soci.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "database/cancel_watchdog.h"
 #include "database/endpoint.h"
@@ -23,10 +27,11 @@ namespace stowage::database {
 class PgConnection final : public Connection {
  public:
   // Connects with the endpoint's connection string. Throws soci::soci_error
-  // whose text holds libpq's reason. `target`, `watchdog` and `log` must
+  // whose text holds libpq's reason. `target`, `watchdog`, `log` and
+  // `round_trips` (when given: every round trip adds one to it too) must
   // outlive the connection; server notices go to `log`.
-  PgConnection(const Endpoint& endpoint, const Target& target, CancelWatchdog& watchdog,
-               stowage::Logger& log);
+  PgConnection(const Endpoint& endpoint, const Target& target, CancelWatchdog& watchdog, stowage::Logger& log,
+               std::atomic<std::uint64_t>* round_trips = nullptr);
   ~PgConnection() override;
   PgConnection(const PgConnection&) = delete;
   PgConnection& operator=(const PgConnection&) = delete;
@@ -34,11 +39,24 @@ class PgConnection final : public Connection {
   // Without parameters, transaction control, DDL and text holding several
   // statements go through the simple protocol; everything else is prepared
   // once (as s1, s2, ...) and executed with text parameters and results.
+  //
+  // With commands deferred, they and the statement go in one pipeline
+  // (extended protocol, one sync): the commands, then the statement's
+  // PREPARE when it is new on this connection, then the statement (a
+  // parameterless one of the simple kind as an unnamed statement). Text
+  // holding several statements cannot join a pipeline: the commands go in
+  // a round trip of their own before it. The deadline covers the whole.
   stowage::Status execute(std::string_view statement, const std::vector<stowage::SqlValue>& params,
                           stowage::SqlResult* result = nullptr) noexcept override;
   const std::string& database() const noexcept override { return target_.name; }
   void set_deadline(stowage::Deadline deadline) noexcept override { deadline_ = deadline; }
   bool broken() const noexcept override;
+
+  DeferredId Defer(std::string command) override;
+  DeferredState deferred_state(DeferredId id) const noexcept override;
+  bool Withdraw(DeferredId id) noexcept override;
+  void ClearDeferred() noexcept override;
+  std::uint64_t round_trips() const noexcept override { return round_trips_; }
 
   // Whether the idle connection can still be used, without a round trip:
   // false once the server has closed it (restart, shutdown, idle kill) or
@@ -54,7 +72,30 @@ class PgConnection final : public Connection {
   soci::session& session() noexcept { return session_; }
 
  private:
+  struct Deferred {
+    DeferredId id;
+    std::string command;
+    DeferredState state;
+  };
+  // A statement's result, and the prepared statement's name when it ran as one.
+  struct Ran {
+    std::unique_ptr<PGresult, void (*)(PGresult*)> result{nullptr, PQclear};
+    std::string prepared_name;
+  };
+
   PGconn* native() const noexcept;
+  void CountRoundTrip() noexcept;
+  bool HasWaiting() const noexcept;
+  // The statement alone: PQexec, or PQprepare when new and PQexecPrepared.
+  Ran RunAlone(const std::string& text, bool simple, const std::vector<const char*>& values);
+  // The waiting deferred commands, then `text` when not null, in one
+  // pipeline. Fills `*ran` with the statement's result; returns the error of
+  // a deferred command that failed, or of the pipeline itself.
+  stowage::Status RunPipeline(const std::string* text, bool simple, const std::vector<const char*>& values,
+                              stowage::Clock::time_point start, Ran* ran);
+  // The Status of the statement's result; fills `result` on success.
+  stowage::Status Finish(const std::string& text, Ran& ran, std::chrono::milliseconds elapsed,
+                         stowage::SqlResult* result);
 
   const Target& target_;
   CancelWatchdog& watchdog_;
@@ -64,11 +105,19 @@ class PgConnection final : public Connection {
   bool broken_ = false;
   std::unordered_map<std::string, std::string> prepared_;  // statement text -> name
   std::uint64_t next_statement_ = 1;
+  std::vector<Deferred> deferred_;  // in the order deferred, until ClearDeferred
+  DeferredId next_deferred_ = 1;
+  std::uint64_t round_trips_ = 0;
+  std::atomic<std::uint64_t>* total_round_trips_;  // may be null
 };
 
 // Whether `statement`, run without parameters, goes through PQexec rather
 // than being prepared: transaction control, DDL, session commands, or text
 // holding more than one statement.
 bool UsesSimpleProtocol(std::string_view statement);
+
+// Whether `statement` holds more than one statement (text after a `;` that
+// is not blank or a comment). Such text goes only through the simple protocol.
+bool HoldsSeveralStatements(std::string_view statement);
 
 }  // namespace stowage::database

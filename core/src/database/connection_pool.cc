@@ -62,7 +62,7 @@ PostgresDatabase::Acquired ConnectionPool::Acquire(stowage::Deadline deadline) {
   ++open_;
   lock.unlock();
   try {
-    auto connection = std::make_unique<PgConnection>(*endpoint_, target_, watchdog_, *log_);
+    auto connection = std::make_unique<PgConnection>(*endpoint_, target_, watchdog_, *log_, &round_trips_);
     return {stowage::Status::Ok(), Lease(shared_from_this(), std::move(connection))};
   } catch (const std::exception& e) {
     {
@@ -83,6 +83,7 @@ PostgresDatabase::Acquired ConnectionPool::Acquire(stowage::Deadline deadline) {
 
 void ConnectionPool::Return(std::unique_ptr<Connection> lent) noexcept {
   std::unique_ptr<PgConnection> connection(static_cast<PgConnection*>(lent.release()));
+  connection->ClearDeferred();  // what was deferred and never sent began nothing
   bool keep = !connection->broken();
   if (keep && connection->TransactionStatus() != PQTRANS_IDLE) {
     log_->warn("a connection to PostgreSQL database '" + target_.name +

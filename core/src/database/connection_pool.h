@@ -2,8 +2,10 @@
 // demand and replaced when broken.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,14 +36,17 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   // when the server cannot be reached or every connection stays busy.
   PostgresDatabase::Acquired Acquire(stowage::Deadline deadline);
 
-  // Takes back a lent connection: closes it when broken, rolls back a
-  // transaction left open (closing it if that fails), and keeps it idle
-  // with no deadline otherwise.
+  // Takes back a lent connection: forgets its deferred commands, closes it
+  // when broken (or left in pipeline mode), rolls back a transaction left
+  // open (closing it if that fails), and keeps it idle with no deadline
+  // otherwise.
   void Return(std::unique_ptr<Connection> connection) noexcept;
 
   const Target& target() const noexcept { return target_; }
   // Connections open now, idle or lent.
   std::size_t open() const;
+  // Round trips made by every connection of the pool so far.
+  std::uint64_t round_trips() const noexcept { return round_trips_.load(std::memory_order_relaxed); }
 
  private:
   std::optional<Endpoint> endpoint_;  // unset when the url is invalid
@@ -51,6 +56,7 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   const std::chrono::milliseconds connect_timeout_;
   std::shared_ptr<stowage::Logger> log_;
   CancelWatchdog watchdog_;  // outlives the connections below
+  std::atomic<std::uint64_t> round_trips_{0};
 
   mutable std::mutex mu_;
   std::condition_variable returned_;

@@ -57,6 +57,10 @@ stowage::Status PostgresDatabase::with_session(
   }
 }
 
+std::uint64_t PostgresDatabase::round_trips() const noexcept {
+  return pool_->round_trips();
+}
+
 stowage::Status PostgresDatabase::Health(stowage::Deadline deadline) {
   return with_session(deadline, [](stowage::SqlSession& session) { return session.execute("SELECT 1", {}); });
 }

@@ -5,10 +5,14 @@
 // pool_size, and replaced when broken (never reused after an I/O error). A
 // statement runs through libpq's extended protocol on the session's own
 // connection, with text parameters and text results, prepared once per
-// connection (by its text) and kept as long as the connection.
+// connection (by its text) and kept as long as the connection. Commands
+// deferred on a connection (the engine's BEGIN and SAVEPOINTs) are sent with
+// the next statement in one libpq pipeline: one round trip for all of them.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,9 +25,39 @@ namespace stowage::database {
 
 class ConnectionPool;
 
+// A command deferred on a Connection (see Connection::Defer).
+using DeferredId = std::uint64_t;
+
+enum class DeferredState {
+  kWaiting,  // not sent yet: no statement has run since it was deferred
+  kRan,      // ran on the server, before the statement it was sent with
+  kFailed,   // sent, but failed, or was skipped because a command before it failed
+  kUnknown,  // not deferred on this connection, or forgotten by ClearDeferred
+};
+
 // A connection lent for one request or one piece of work. Not thread-safe.
 class Connection : public stowage::SqlSession {
  public:
+  // Defers `command`, one parameterless statement that needs no answer
+  // (BEGIN, SAVEPOINT name): it is sent with the next statement run through
+  // execute(), ahead of it and after the commands deferred before it, in the
+  // same round trip. When one of them fails, the statement and the commands
+  // after it do not run, and execute() returns that command's error, which
+  // quotes it (so it must hold no value that may not be shown). A BEGIN that
+  // fails leaves no transaction behind: it and the commands after it stay
+  // deferred, for the next statement.
+  virtual DeferredId Defer(std::string command) = 0;
+  virtual DeferredState deferred_state(DeferredId id) const noexcept = 0;
+  // Forgets `id` if it is still waiting, so that it is never sent; returns
+  // whether it was waiting.
+  virtual bool Withdraw(DeferredId id) noexcept = 0;
+  // Forgets every waiting command and what became of those sent.
+  virtual void ClearDeferred() noexcept = 0;
+  // Network round trips to the server so far (each statement alone, each
+  // PREPARE alone, and each group of deferred commands with the statement
+  // sent after them, count one).
+  virtual std::uint64_t round_trips() const noexcept = 0;
+
   // Statements run through execute() after this are cancelled when
   // `deadline` passes (kDeadlineExceeded), by a cancel request sent to the
   // server. The host sets it before each stage call.
@@ -76,6 +110,10 @@ class PostgresDatabase final : public stowage::Database {
 
   // SELECT 1 on a pooled connection.
   stowage::Status Health(stowage::Deadline deadline);
+
+  // Network round trips made by all of this database's connections so far
+  // (see Connection::round_trips).
+  std::uint64_t round_trips() const noexcept;
 
  private:
   config::DatabaseSettings settings_;

@@ -237,6 +237,251 @@ TEST_F(PostgresDatabaseTest, SeveralStatementsInOneTextRun) {
   EXPECT_EQ(rows.value(0, 0), SqlValue("1"));
 }
 
+// The connection behind a lease, for what only PgConnection tells.
+PgConnection& Pg(Lease& lease) {
+  return dynamic_cast<PgConnection&>(*lease);
+}
+
+TEST_F(PostgresDatabaseTest, DeferredCommandsTravelWithTheNextStatement) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE piped (id int PRIMARY KEY, who text)", {}).ok());
+  const std::uint64_t before = lease->round_trips();
+  const std::uint64_t database_before = database_->round_trips();
+
+  const DeferredId begin = lease->Defer("BEGIN");
+  const DeferredId first = lease->Defer("SAVEPOINT stage_1");
+  EXPECT_EQ(lease->deferred_state(begin), DeferredState::kWaiting);
+  EXPECT_EQ(Pg(lease).TransactionStatus(), PQTRANS_IDLE);  // nothing sent yet
+  SqlResult result;
+  Status inserted = lease->execute("INSERT INTO piped VALUES ($1::int, $2) RETURNING id",
+                                   {std::string("1"), std::string("one")}, &result);
+  ASSERT_TRUE(inserted.ok()) << inserted.ToString();
+  EXPECT_EQ(result.value(0, 0), SqlValue("1"));
+  EXPECT_EQ(result.affected, 1u);
+  EXPECT_EQ(lease->deferred_state(begin), DeferredState::kRan);
+  EXPECT_EQ(lease->deferred_state(first), DeferredState::kRan);
+  EXPECT_EQ(Pg(lease).TransactionStatus(), PQTRANS_INTRANS);
+
+  const DeferredId second = lease->Defer("SAVEPOINT stage_2");
+  // A parameterless statement of the simple kind joins the pipeline too.
+  ASSERT_TRUE(lease->execute("SAVEPOINT mine", {}).ok());
+  EXPECT_EQ(lease->deferred_state(second), DeferredState::kRan);
+  ASSERT_TRUE(
+      lease->execute("INSERT INTO piped VALUES ($1::int, $2)", {std::string("2"), std::string("two")}).ok());
+  ASSERT_TRUE(lease->execute("COMMIT", {}).ok());
+  // (BEGIN, SAVEPOINT, PREPARE, INSERT), (SAVEPOINT, SAVEPOINT), then with
+  // nothing deferred PREPARE, INSERT and COMMIT alone.
+  EXPECT_EQ(lease->round_trips() - before, 5u);
+  EXPECT_EQ(database_->round_trips() - database_before, 5u);
+
+  SqlResult rows;
+  ASSERT_TRUE(lease->execute("SELECT id, who FROM piped ORDER BY id", {}, &rows).ok());
+  ASSERT_EQ(rows.rows.size(), 2u);
+  EXPECT_EQ(rows.value(1, 1), SqlValue("two"));
+  EXPECT_FALSE(lease->broken());
+}
+
+TEST_F(PostgresDatabaseTest, BeginSavepointStatementSavepointStatementCommitTakeThreeRoundTrips) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE three (id int)", {}).ok());
+  const std::string insert = "INSERT INTO three VALUES ($1::int)";
+  ASSERT_TRUE(lease->execute(insert, {std::string("0")}).ok());  // prepared from now on
+  ASSERT_TRUE(lease->execute("TRUNCATE three", {}).ok());
+  const std::uint64_t before = lease->round_trips();
+  lease->Defer("BEGIN");
+  lease->Defer("SAVEPOINT stage_1");
+  ASSERT_TRUE(lease->execute(insert, {std::string("1")}).ok());
+  lease->Defer("SAVEPOINT stage_2");
+  ASSERT_TRUE(lease->execute(insert, {std::string("2")}).ok());
+  ASSERT_TRUE(lease->execute("COMMIT", {}).ok());
+  EXPECT_EQ(lease->round_trips() - before, 3u);
+  SqlResult rows;
+  ASSERT_TRUE(lease->execute("SELECT string_agg(id::text, ',' ORDER BY id) FROM three", {}, &rows).ok());
+  EXPECT_EQ(rows.value(0, 0), SqlValue("1,2"));
+}
+
+TEST_F(PostgresDatabaseTest, AStatementFailingInAPipelineLeavesItsSavepointToRollBackTo) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE unique_rows (id int PRIMARY KEY)", {}).ok());
+  lease->Defer("BEGIN");
+  ASSERT_TRUE(lease->execute("INSERT INTO unique_rows VALUES ($1::int)", {std::string("1")}).ok());
+  const DeferredId savepoint = lease->Defer("SAVEPOINT stage_2");
+  Status duplicate = lease->execute("INSERT INTO unique_rows VALUES ($1::int)", {std::string("1")});
+  EXPECT_EQ(duplicate.code(), StatusCode::kConflict) << duplicate.ToString();
+  EXPECT_EQ(lease->deferred_state(savepoint), DeferredState::kRan);
+  EXPECT_EQ(Pg(lease).TransactionStatus(), PQTRANS_INERROR);
+  ASSERT_TRUE(lease->execute("ROLLBACK TO SAVEPOINT stage_2", {}).ok());
+  // A statement whose PREPARE failed in a pipeline is not taken as prepared.
+  lease->Defer("SAVEPOINT stage_3");
+  Status missing =
+      lease->execute("INSERT INTO no_such_table_in_pipeline VALUES ($1::int)", {std::string("3")});
+  EXPECT_EQ(missing.code(), StatusCode::kInternal) << missing.ToString();
+  EXPECT_NE(missing.message().find("no_such_table_in_pipeline"), std::string::npos) << missing.message();
+  EXPECT_EQ(missing.message().find("sent ahead"), std::string::npos) << missing.message();
+  ASSERT_TRUE(lease->execute("ROLLBACK TO SAVEPOINT stage_3", {}).ok());
+  ASSERT_TRUE(lease->execute("INSERT INTO unique_rows VALUES ($1::int)", {std::string("4")}).ok());
+  ASSERT_TRUE(lease->execute("COMMIT", {}).ok());
+  SqlResult rows;
+  ASSERT_TRUE(
+      lease->execute("SELECT string_agg(id::text, ',' ORDER BY id) FROM unique_rows", {}, &rows).ok());
+  EXPECT_EQ(rows.value(0, 0), SqlValue("1,4"));
+  EXPECT_FALSE(lease->broken());
+}
+
+TEST_F(PostgresDatabaseTest, AFailingDeferredCommandIsReportedAndTheStatementDoesNotRun) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE skipped (id int)", {}).ok());
+  const std::size_t prepared = Pg(lease).prepared();
+  lease->Defer("BEGIN");
+  ASSERT_TRUE(lease->execute("INSERT INTO skipped VALUES ($1::int)", {std::string("1")}).ok());
+  const DeferredId bad = lease->Defer("SAVEPOINT no good");
+  const DeferredId after = lease->Defer("SAVEPOINT after_it");
+  Status failed = lease->execute("INSERT INTO skipped SELECT $1::int", {std::string("2")});
+  EXPECT_EQ(failed.code(), StatusCode::kInternal) << failed.ToString();
+  EXPECT_NE(failed.message().find("'SAVEPOINT no good'"), std::string::npos) << failed.message();
+  EXPECT_NE(failed.message().find("did not run"), std::string::npos) << failed.message();
+  EXPECT_NE(failed.message().find("'main'"), std::string::npos) << failed.message();
+  EXPECT_NE(failed.message().find("42601"), std::string::npos) << failed.message();
+  EXPECT_EQ(lease->deferred_state(bad), DeferredState::kFailed);
+  EXPECT_EQ(lease->deferred_state(after), DeferredState::kFailed);
+  EXPECT_FALSE(lease->Withdraw(after));
+  EXPECT_EQ(Pg(lease).TransactionStatus(), PQTRANS_INERROR);
+  // The statement behind it was neither run nor prepared.
+  EXPECT_EQ(Pg(lease).prepared(), prepared + 1);
+  ASSERT_TRUE(lease->execute("ROLLBACK", {}).ok());
+  SqlResult rows;
+  ASSERT_TRUE(lease->execute("INSERT INTO skipped SELECT $1::int", {std::string("3")}).ok());
+  ASSERT_TRUE(lease->execute("SELECT string_agg(id::text, ',') FROM skipped", {}, &rows).ok());
+  EXPECT_EQ(rows.value(0, 0), SqlValue("3"));
+
+  // A SAVEPOINT outside a transaction fails once, and is not sent again.
+  const DeferredId outside = lease->Defer("SAVEPOINT outside");
+  Status refused = lease->execute("SELECT $1::int", {std::string("4")});
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("'SAVEPOINT outside'"), std::string::npos) << refused.message();
+  EXPECT_EQ(lease->deferred_state(outside), DeferredState::kFailed);
+  EXPECT_TRUE(lease->execute("SELECT $1::int", {std::string("5")}).ok());
+  EXPECT_FALSE(lease->broken());
+}
+
+TEST_F(PostgresDatabaseTest, DeferredCommandsWaitWhileNothingIsSent) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  const std::uint64_t before = lease->round_trips();
+  const DeferredId begin = lease->Defer("BEGIN");
+  // Refused before sending: the commands keep waiting.
+  EXPECT_EQ(lease->execute("SELECT $1::text", {std::string("a\0b", 3)}).code(), StatusCode::kInvalidArgument);
+  lease->set_deadline(Deadline(Clock::now() - milliseconds(1)));
+  EXPECT_EQ(lease->execute("SELECT 1", {}).code(), StatusCode::kDeadlineExceeded);
+  lease->set_deadline(Soon());
+  EXPECT_EQ(lease->round_trips(), before);
+  EXPECT_EQ(lease->deferred_state(begin), DeferredState::kWaiting);
+  // Withdrawn, it is never sent.
+  const DeferredId savepoint = lease->Defer("SAVEPOINT never");
+  EXPECT_TRUE(lease->Withdraw(savepoint));
+  EXPECT_FALSE(lease->Withdraw(savepoint));
+  EXPECT_EQ(lease->deferred_state(savepoint), DeferredState::kUnknown);
+  ASSERT_TRUE(lease->execute("SELECT 1", {}).ok());
+  EXPECT_EQ(lease->round_trips(), before + 1);
+  EXPECT_EQ(lease->deferred_state(begin), DeferredState::kRan);
+  EXPECT_EQ(Pg(lease).TransactionStatus(), PQTRANS_INTRANS);
+  ASSERT_TRUE(lease->execute("ROLLBACK", {}).ok());
+  lease->ClearDeferred();
+  EXPECT_EQ(lease->deferred_state(begin), DeferredState::kUnknown);
+}
+
+TEST_F(PostgresDatabaseTest, DeferredCommandsGoAheadOfSeveralStatementsInARoundTripOfTheirOwn) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  const std::uint64_t before = lease->round_trips();
+  lease->Defer("BEGIN");
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE several (id int); INSERT INTO several VALUES (1);", {}).ok());
+  EXPECT_EQ(lease->round_trips() - before, 2u);
+  EXPECT_EQ(Pg(lease).TransactionStatus(), PQTRANS_INTRANS);
+  ASSERT_TRUE(lease->execute("ROLLBACK", {}).ok());
+  Status gone = lease->execute("SELECT count(*) FROM several", {});
+  EXPECT_EQ(gone.code(), StatusCode::kInternal) << gone.ToString();  // rolled back with the transaction
+}
+
+TEST_F(PostgresDatabaseTest, ThePipelineIsCancelledAtItsDeadline) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  const DeferredId begin = lease->Defer("BEGIN");
+  lease->Defer("SAVEPOINT slow_stage");
+  lease->set_deadline(Deadline::After(milliseconds(200)));
+  const auto start = Clock::now();
+  Status status = lease->execute("SELECT pg_sleep($1::float8)", {std::string("5")});
+  const auto took = Clock::now() - start;
+  EXPECT_EQ(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
+  EXPECT_NE(status.message().find("'main'"), std::string::npos) << status.message();
+  EXPECT_LT(took, milliseconds(2000));
+  EXPECT_GE(took, milliseconds(150));
+  EXPECT_EQ(lease->deferred_state(begin), DeferredState::kRan);
+  EXPECT_EQ(Pg(lease).TransactionStatus(), PQTRANS_INERROR);
+  lease->set_deadline(Soon());
+  ASSERT_TRUE(lease->execute("ROLLBACK TO SAVEPOINT slow_stage", {}).ok());
+  ASSERT_TRUE(lease->execute("ROLLBACK", {}).ok());
+  EXPECT_FALSE(lease->broken());
+  SqlResult result;
+  ASSERT_TRUE(lease->execute("SELECT $1::int", {std::string("3")}, &result).ok());
+  EXPECT_EQ(result.value(0, 0), SqlValue("3"));
+}
+
+TEST_F(PostgresDatabaseTest, AStatementDeallocatedOnTheServerIsPreparedAgainAfterAPipeline) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  const std::string statement = "SELECT $1::int + 1";
+  ASSERT_TRUE(lease->execute(statement, {std::string("1")}).ok());
+  ASSERT_TRUE(lease->execute("DEALLOCATE ALL", {}).ok());
+  lease->Defer("BEGIN");
+  Status gone = lease->execute(statement, {std::string("1")});
+  EXPECT_EQ(gone.code(), StatusCode::kInternal) << gone.ToString();
+  EXPECT_NE(gone.message().find("26000"), std::string::npos) << gone.message();
+  ASSERT_TRUE(lease->execute("ROLLBACK", {}).ok());
+  lease->Defer("BEGIN");
+  SqlResult result;
+  Status again = lease->execute(statement, {std::string("1")}, &result);
+  ASSERT_TRUE(again.ok()) << again.ToString();
+  EXPECT_EQ(result.value(0, 0), SqlValue("2"));
+  ASSERT_TRUE(lease->execute("COMMIT", {}).ok());
+}
+
+TEST_F(PostgresDatabaseTest, CopyInAPipelineFailsAndTheConnectionIsNotReused) {
+  Lease lease = Take();
+  ASSERT_TRUE(lease);
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE copied (id int)", {}).ok());
+  lease->Defer("BEGIN");
+  Status copy = lease->execute("COPY copied FROM STDIN", {});
+  EXPECT_FALSE(copy.ok());
+  EXPECT_TRUE(lease->broken());
+}
+
+TEST_F(PostgresDatabaseTest, AConnectionBackInThePoolCarriesNoDeferredCommand) {
+  std::string pid;
+  {
+    Lease lease = Take();
+    ASSERT_TRUE(lease);
+    SqlResult result;
+    ASSERT_TRUE(lease->execute("SELECT pg_backend_pid()", {}, &result).ok());
+    pid = *result.value(0, 0);
+    lease->Defer("BEGIN");
+    lease->Defer("SAVEPOINT left_behind");
+  }
+  Lease again = Take();
+  ASSERT_TRUE(again);
+  SqlResult result;
+  const std::uint64_t before = again->round_trips();
+  ASSERT_TRUE(again->execute("SELECT pg_backend_pid()", {}, &result).ok());
+  EXPECT_EQ(result.value(0, 0), SqlValue(pid));
+  EXPECT_EQ(again->round_trips() - before, 1u);
+  EXPECT_EQ(Pg(again).TransactionStatus(), PQTRANS_IDLE);
+  EXPECT_EQ(log_->all().find("rolling it back"), std::string::npos) << log_->all();
+}
+
 TEST(UsesSimpleProtocolTest, ClassifiesStatements) {
   EXPECT_TRUE(UsesSimpleProtocol("BEGIN"));
   EXPECT_TRUE(UsesSimpleProtocol("  rollback to savepoint x"));
@@ -410,6 +655,10 @@ TEST(PostgresDatabaseOutageTest, ServerStoppedThenStartedAgain) {
   auto held = database.Acquire(Soon());
   ASSERT_TRUE(held.status.ok()) << held.status.ToString();
   held.lease->set_deadline(Soon());
+  auto piped = database.Acquire(Soon());
+  ASSERT_TRUE(piped.status.ok()) << piped.status.ToString();
+  piped.lease->set_deadline(Soon());
+  ASSERT_TRUE(piped.lease->execute("SELECT 1", {}).ok());  // opened before the outage
   ASSERT_TRUE(server.Stop());
 
   // A connection open across the outage fails as unavailable and is broken.
@@ -418,6 +667,13 @@ TEST(PostgresDatabaseOutageTest, ServerStoppedThenStartedAgain) {
   EXPECT_NE(lost.message().find("'outage'"), std::string::npos) << lost.message();
   EXPECT_TRUE(held.lease->broken());
   held.lease = Lease();
+  // So does one sending deferred commands ahead of its statement.
+  piped.lease->Defer("BEGIN");
+  Status lost_piped = piped.lease->execute("SELECT $1::int", {std::string("1")});
+  EXPECT_EQ(lost_piped.code(), StatusCode::kUnavailable) << lost_piped.ToString();
+  EXPECT_NE(lost_piped.message().find("'outage'"), std::string::npos) << lost_piped.message();
+  EXPECT_TRUE(piped.lease->broken());
+  piped.lease = Lease();
 
   // New connections cannot be opened.
   Status down = database.Health(Soon());
@@ -432,7 +688,7 @@ TEST(PostgresDatabaseOutageTest, ServerStoppedThenStartedAgain) {
   // The idle connection the restart closed is replaced too.
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(database.Health(Soon()).ok());
 
-  for (const std::string& text : {lost.message(), down.message(), log->all()}) {
+  for (const std::string& text : {lost.message(), lost_piped.message(), down.message(), log->all()}) {
     EXPECT_EQ(text.find(password), std::string::npos) << text;
   }
 }

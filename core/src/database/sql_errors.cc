@@ -50,7 +50,8 @@ bool ConnectionLost(std::string_view sqlstate) {
 }
 
 stowage::Status StatementError(const Target& target, const PGresult* result, PGconn* conn,
-                               bool connection_lost, std::chrono::milliseconds elapsed) {
+                               bool connection_lost, std::chrono::milliseconds elapsed,
+                               std::string_view what) {
   const char* state_field = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   const std::string sqlstate = state_field ? state_field : "";
   const char* primary_field = result ? PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
@@ -61,12 +62,14 @@ stowage::Status StatementError(const Target& target, const PGresult* result, PGc
   primary = CleanText(target, primary);
   const std::string code = sqlstate.empty() ? "" : " (SQLSTATE " + sqlstate + ")";
 
+  const std::string subject = what.empty() ? std::string("a statement") : std::string(what);
   if (connection_lost || ConnectionLost(sqlstate)) {
-    return Unreachable(target, "the connection was lost: " + primary);
+    const std::string during = what.empty() ? "" : " during " + subject;
+    return Unreachable(target, "the connection was lost" + during + ": " + primary);
   }
   if (sqlstate == "57014") {
     return stowage::Status::DeadlineExceeded(
-        "a statement on " + Named(target) + " was cancelled at its deadline, " +
+        subject + " on " + Named(target) + " was cancelled at its deadline, " +
         std::to_string(elapsed.count()) +
         " ms after it was sent; raise the stage's timeout_ms or make the statement faster");
   }
@@ -81,7 +84,7 @@ stowage::Status StatementError(const Target& target, const PGresult* result, PGc
   const char* what_to_do = sqlstate.rfind("42", 0) == 0
                                ? "; fix the statement or create the schema it expects"
                                : "; look the SQLSTATE up in PostgreSQL's error codes";
-  return stowage::Status::Internal("a statement failed on " + Named(target) + ": " + WithoutValue(primary) +
+  return stowage::Status::Internal(subject + " failed on " + Named(target) + ": " + WithoutValue(primary) +
                                    code + what_to_do);
 }
 

@@ -36,8 +36,10 @@ bool ConnectionLost(std::string_view sqlstate);
 // The Status for a failed statement's result (`result` may be null, then
 // libpq's connection error is used). `connection_lost` says the connection
 // can no more be used (kUnavailable). `elapsed` is the statement's time, for
-// a cancellation at the deadline.
+// a cancellation at the deadline. `what`, when given, names what failed in
+// place of "a statement" (a command the host sent, which it quotes).
 stowage::Status StatementError(const Target& target, const PGresult* result, PGconn* conn,
-                               bool connection_lost, std::chrono::milliseconds elapsed);
+                               bool connection_lost, std::chrono::milliseconds elapsed,
+                               std::string_view what = {});
 
 }  // namespace stowage::database

@@ -35,10 +35,11 @@ struct CallTarget {
   std::shared_ptr<StageCounters> counters;
   std::string name;
   std::chrono::milliseconds timeout;
+  bool keeps_deadlines;  // call on this thread: the stage returns by the deadline itself
 };
 
 CallTarget TargetOf(const StageInstance& s) {
-  return {s.stage, s.logger, s.counters, s.name(), s.settings.timeout};
+  return {s.stage, s.logger, s.counters, s.name(), s.settings.timeout, s.keeps_deadlines};
 }
 
 Status TimeoutStatus(const std::string& operation, std::chrono::milliseconds timeout) {
@@ -162,13 +163,31 @@ struct WriteCall {
 };
 
 // Runs admit, write or compensate of one stage with the stage's timeout. A
-// write that finishes after the engine stopped waiting is compensated on its
-// own thread, so a timed-out write leaves nothing behind.
+// stage that keeps its deadlines is called on this thread. Any other runs on
+// the call runner; a write of it that finishes after the engine stopped
+// waiting is compensated on its own thread, so a timed-out write leaves
+// nothing behind.
 enum class WriteOp { kAdmit, kWrite, kCompensate };
 
 WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_ptr<const Request> request,
                     const Attributes& attributes, WriteOp op) {
   const Deadline deadline = Deadline::After(target.timeout);
+  if (target.keeps_deadlines) {
+    WriteCall done{Status::Ok(), attributes};
+    stowage::WriteContext ctx{request->guest_id, request->message, deadline, *target.log, done.attributes};
+    switch (op) {
+      case WriteOp::kAdmit:
+        done.status = target.stage->admit(ctx);
+        break;
+      case WriteOp::kWrite:
+        done.status = target.stage->write(ctx);
+        break;
+      case WriteOp::kCompensate:
+        done.status = target.stage->compensate(ctx);
+        break;
+    }
+    return done;
+  }
   auto call = [target, request, attributes = Attributes(attributes), deadline, op]() mutable -> WriteCall {
     stowage::WriteContext ctx{request->guest_id, request->message, deadline, *target.log, attributes};
     Status status;
@@ -300,6 +319,7 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* p
       continue;
     }
     instance->target = instance->stage->target();
+    instance->keeps_deadlines = loaded.plugin->keeps_deadlines();
     if (!instance->required() && settings.circuit_threshold > 0) {
       instance->breaker = std::make_shared<CircuitBreaker>(
           CircuitBreaker::Options{settings.circuit_threshold, settings.circuit_cooldown});
@@ -546,7 +566,8 @@ WriteOutcome Pipeline::Write(const std::string& guest_id, const Message& message
 namespace {
 
 // Runs a read-like call of one stage: on this thread with an autocommit
-// session when it has a database, else on the runner with its timeout.
+// session when it has a database, on this thread when it keeps its
+// deadlines, else on the runner with its timeout.
 template <typename R>
 std::optional<R> CallGuest(CallRunner& runner, const StageInstance& s, const std::string& guest_id,
                            std::function<R(stowage::Stage&, stowage::GuestContext&)> op) {
@@ -557,6 +578,10 @@ std::optional<R> CallGuest(CallRunner& runner, const StageInstance& s, const std
     R result = op(*s.stage, ctx);
     if (deadline.expired()) return std::nullopt;
     return result;
+  }
+  if (s.keeps_deadlines) {
+    stowage::GuestContext ctx{guest_id, deadline, *s.logger, nullptr};
+    return op(*s.stage, ctx);
   }
   CallTarget target = TargetOf(s);
   auto id = std::make_shared<const std::string>(guest_id);

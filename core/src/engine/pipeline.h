@@ -75,6 +75,9 @@ struct StageInstance {
   std::unique_ptr<stowage::StageEnvironment> env;  // what the stage was given; outlives it
   std::shared_ptr<stowage::Stage> stage;           // null when disabled
   std::string target;                              // stage->target(), cached
+  // The stage promises to return by each call's deadline (kKeepsDeadlines):
+  // it is called on the request's thread, not on the call runner.
+  bool keeps_deadlines = false;
   // The [[database]] the stage joins; null when none. A stage with a
   // database is called on the request's thread and its statements run in
   // the request's transaction.

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "engine/pipeline.h"
+#include "engine/transaction.h"
 #include "support/services.h"
 
 namespace stowage::engine {
@@ -181,6 +182,177 @@ TEST_F(PipelineSqlTest, EraseRunsInOneTransactionAndAFailingStageKeepsTheOthersD
   EXPECT_EQ(erased.deleted_from, (std::vector<std::string>{"postgresql"}));
   // b's deletion was rolled back with its failure; a's committed.
   EXPECT_EQ(Rows(), (std::vector<std::string>{"b:hello"}));
+}
+
+TEST_F(PipelineSqlTest, AWriteSendsBeginAndSavepointsWithTheStatementsThatFollowThem) {
+  auto p = Build({{"a", Policy::kRequired, Insert("a")},
+                  {"b", Policy::kBestEffort, Insert("b")},
+                  {"quiet", Policy::kBestEffort, {}},
+                  {"c", Policy::kBestEffort, Insert("c")}});
+  ASSERT_TRUE(p);
+  database::PostgresDatabase& db = *p->stages()[0]->database;
+  ASSERT_TRUE(p->Write(guest_, Msg("first")).status.ok());  // prepares the statements
+  const std::uint64_t before = db.round_trips();
+  auto out = p->Write(guest_, Msg("hello"));
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  // (BEGIN, a), (SAVEPOINT b, b), (SAVEPOINT c, c), COMMIT; the stage without
+  // statements costs nothing.
+  EXPECT_EQ(db.round_trips() - before, 4u);
+  EXPECT_EQ(Rows(),
+            (std::vector<std::string>{"a:first", "b:first", "c:first", "a:hello", "b:hello", "c:hello"}));
+}
+
+// Transactions and LazySession on their own, as the engine drives them.
+class TransactionTest : public PipelineSqlTest {
+ protected:
+  void SetUp() override {
+    PipelineSqlTest::SetUp();
+    if (IsSkipped()) return;
+    config::DatabaseSettings settings;
+    settings.name = "main";
+    settings.url = url_;
+    settings.pool_size = 1;  // the same connection every time: its statements stay prepared
+    db_ = std::make_unique<database::PostgresDatabase>(settings, std::make_shared<NullLog>());
+    // Prepares the statement once, so that round trips count the pipelines only.
+    Transactions warm;
+    LazySession session(*db_, &warm, "", Deadline::After(5s));
+    ASSERT_TRUE(session.execute(kInsert, {guest_, std::string("warm")}, nullptr).ok());
+    warm.RollbackAll(Deadline::After(5s));
+  }
+
+  Status Insert(LazySession& session, const std::string& content) {
+    return session.execute(kInsert, {guest_, content}, nullptr);
+  }
+
+  static constexpr const char* kInsert = "INSERT INTO engine_sql_rows VALUES ($1, 'tx', $2)";
+  std::unique_ptr<database::PostgresDatabase> db_;
+};
+
+TEST_F(TransactionTest, BeginSavepointStatementSavepointStatementCommitTakeThreeRoundTrips) {
+  const std::uint64_t before = db_->round_trips();
+  Transactions transactions;
+  {
+    LazySession first(*db_, &transactions, "stowage_stage_1", Deadline::After(5s));
+    ASSERT_TRUE(Insert(first, "one").ok());
+  }
+  {
+    LazySession second(*db_, &transactions, "stowage_stage_2", Deadline::After(5s));
+    ASSERT_TRUE(Insert(second, "two").ok());
+  }
+  std::string failed_database;
+  ASSERT_TRUE(transactions.CommitAll(Deadline::After(5s), &failed_database).ok());
+  EXPECT_EQ(db_->round_trips() - before, 3u);
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"tx:one", "tx:two"}));
+}
+
+TEST_F(TransactionTest, ABestEffortStatementFailingInAPipelineIsRolledBackToItsSavepoint) {
+  const std::uint64_t before = db_->round_trips();
+  Transactions transactions;
+  {
+    LazySession required(*db_, &transactions, "", Deadline::After(5s));
+    ASSERT_TRUE(Insert(required, "kept").ok());
+  }
+  {
+    LazySession failing(*db_, &transactions, "stowage_stage_2", Deadline::After(5s));
+    ASSERT_TRUE(Insert(failing, "undone").ok());
+    Status failed = failing.execute("INSERT INTO no_such_engine_table VALUES ($1)", {guest_}, nullptr);
+    EXPECT_EQ(failed.code(), StatusCode::kInternal) << failed.ToString();
+    Status undone = failing.RollbackToSavepoint();
+    ASSERT_TRUE(undone.ok()) << undone.ToString();
+  }
+  {
+    LazySession after(*db_, &transactions, "stowage_stage_3", Deadline::After(5s));
+    ASSERT_TRUE(Insert(after, "after").ok());
+  }
+  std::string failed_database;
+  Status committed = transactions.CommitAll(Deadline::After(5s), &failed_database);
+  ASSERT_TRUE(committed.ok()) << committed.ToString();
+  // (BEGIN, kept), (SAVEPOINT, undone), (PREPARE, failing INSERT: the table is
+  // missing), ROLLBACK TO SAVEPOINT, (SAVEPOINT, after), COMMIT.
+  EXPECT_EQ(db_->round_trips() - before, 6u);
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"tx:kept", "tx:after"}));
+}
+
+TEST_F(TransactionTest, WhatWasNeverSentCostsNothing) {
+  const std::uint64_t before = db_->round_trips();
+  Transactions transactions;
+  {
+    // A stage whose only statement is refused before it is sent.
+    LazySession refused(*db_, &transactions, "stowage_stage_1", Deadline::After(5s));
+    EXPECT_EQ(Insert(refused, std::string("a\0b", 3)).code(), StatusCode::kInvalidArgument);
+    ASSERT_TRUE(refused.RollbackToSavepoint().ok());
+  }
+  {
+    LazySession quiet(*db_, &transactions, "stowage_stage_2", Deadline::After(5s));
+    ASSERT_TRUE(quiet.RollbackToSavepoint().ok());
+  }
+  std::string failed_database;
+  ASSERT_TRUE(transactions.CommitAll(Deadline::After(5s), &failed_database).ok());
+  EXPECT_EQ(db_->round_trips(), before);
+
+  // The withdrawn savepoint is not sent with the next statement: BEGIN alone is.
+  {
+    LazySession refused(*db_, &transactions, "stowage_stage_1", Deadline::After(5s));
+    EXPECT_EQ(Insert(refused, std::string("a\0b", 3)).code(), StatusCode::kInvalidArgument);
+    ASSERT_TRUE(refused.RollbackToSavepoint().ok());
+  }
+  {
+    LazySession required(*db_, &transactions, "", Deadline::After(5s));
+    ASSERT_TRUE(Insert(required, "kept").ok());
+    // Had SAVEPOINT stowage_stage_1 been sent, this would find it.
+    Status none = required.execute("ROLLBACK TO SAVEPOINT stowage_stage_1", {}, nullptr);
+    EXPECT_FALSE(none.ok());
+  }
+  transactions.RollbackAll(Deadline::After(5s));
+  EXPECT_EQ(db_->round_trips() - before, 3u);  // (BEGIN, kept), the failed ROLLBACK TO, ROLLBACK
+  EXPECT_TRUE(Rows().empty());
+}
+
+TEST_F(TransactionTest, ASavepointThatFailedLosesTheTransaction) {
+  Transactions transactions;
+  {
+    // A stage that goes on after a failed statement, leaving the transaction aborted.
+    LazySession careless(*db_, &transactions, "", Deadline::After(5s));
+    ASSERT_TRUE(Insert(careless, "lost").ok());
+    EXPECT_FALSE(careless.execute("INSERT INTO no_such_engine_table VALUES ($1)", {guest_}, nullptr).ok());
+  }
+  LazySession next(*db_, &transactions, "stowage_stage_2", Deadline::After(5s));
+  Status refused = Insert(next, "never");
+  EXPECT_EQ(refused.code(), StatusCode::kInternal) << refused.ToString();
+  EXPECT_NE(refused.message().find("'SAVEPOINT stowage_stage_2'"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("'main'"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("25P02"), std::string::npos) << refused.message();
+  Status undone = next.RollbackToSavepoint();
+  EXPECT_EQ(undone.code(), StatusCode::kUnavailable) << undone.ToString();
+  EXPECT_NE(undone.message().find("stowage_stage_2"), std::string::npos) << undone.message();
+  transactions.RollbackAll(Deadline::After(5s));
+  EXPECT_TRUE(Rows().empty());
+  // The connection went back to the pool clean, and serves the next transaction.
+  Transactions again;
+  {
+    LazySession session(*db_, &again, "stowage_stage_1", Deadline::After(5s));
+    ASSERT_TRUE(Insert(session, "later").ok());
+  }
+  std::string failed_database;
+  ASSERT_TRUE(again.CommitAll(Deadline::After(5s), &failed_database).ok());
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"tx:later"}));
+}
+
+TEST_F(TransactionTest, AStatementCancelledAtItsDeadlineInAPipelineIsRolledBackToItsSavepoint) {
+  Transactions transactions;
+  {
+    LazySession required(*db_, &transactions, "", Deadline::After(5s));
+    ASSERT_TRUE(Insert(required, "kept").ok());
+  }
+  {
+    LazySession slow(*db_, &transactions, "stowage_stage_2", Deadline::After(200ms));
+    Status late = slow.execute("SELECT pg_sleep($1::float8)", {std::string("5")}, nullptr);
+    EXPECT_EQ(late.code(), StatusCode::kDeadlineExceeded) << late.ToString();
+    ASSERT_TRUE(slow.RollbackToSavepoint().ok());
+  }
+  std::string failed_database;
+  ASSERT_TRUE(transactions.CommitAll(Deadline::After(5s), &failed_database).ok());
+  EXPECT_EQ(Rows(), (std::vector<std::string>{"tx:kept"}));
 }
 
 TEST_F(PipelineSqlTest, AStageNamingAnUndeclaredDatabaseIsAConfigError) {

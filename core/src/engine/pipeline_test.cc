@@ -20,6 +20,8 @@ using config::StageSettings;
 using namespace std::chrono_literals;
 
 const std::string kTestStage = std::string(STOWAGE_TEST_PLUGIN_DIR) + "/test_stage.so";
+// The same stage, declaring that it keeps its deadlines itself.
+const std::string kInlineStage = std::string(STOWAGE_TEST_PLUGIN_DIR) + "/test_stage_inline.so";
 
 struct StageSpec {
   std::string name;
@@ -27,6 +29,7 @@ struct StageSpec {
   std::map<std::string, ConfigValue> config;
   std::chrono::milliseconds timeout = 1000ms;
   bool enabled = true;
+  std::string plugin = kTestStage;
 };
 
 class PipelineTest : public ::testing::Test {
@@ -47,7 +50,7 @@ class PipelineTest : public ::testing::Test {
     for (const auto& spec : specs) {
       StageSettings s;
       s.name = spec.name;
-      s.plugin = kTestStage;
+      s.plugin = spec.plugin;
       s.policy = spec.policy;
       s.enabled = spec.enabled;
       s.timeout = spec.timeout;
@@ -130,6 +133,24 @@ TEST_F(PipelineTest, HangingRequiredStageTimesOutAndItsLateWriteIsUndone) {
   for (int i = 0; i < 50 && Journal() != expected; ++i) std::this_thread::sleep_for(100ms);
   EXPECT_EQ(Journal(), expected);
   EXPECT_TRUE(p->Read("g1").messages.empty());
+}
+
+TEST_F(PipelineTest, AStageThatKeepsItsDeadlinesIsCalledOnTheRequestsThread) {
+  // The inline stage promises to return by its deadline; told to hang past
+  // it, it shows that the engine calls it directly and waits for it, rather
+  // than stopping at the timeout as it does for the plain stage.
+  StageSpec spec{"b", Policy::kRequired, {{"write", "hang"}, {"hang_ms", std::int64_t{300}}}, 50ms};
+  spec.plugin = kInlineStage;
+  auto p = Build({{"a"}, spec});
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(p->stages()[1]->keeps_deadlines);
+  EXPECT_FALSE(p->stages()[0]->keeps_deadlines);
+  auto started = Clock::now();
+  auto out = p->Write("g1", Msg("hello"));
+  EXPECT_GE(Clock::now() - started, 300ms);
+  EXPECT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(Journal(), (std::vector<std::string>{"a write g1 hello", "b write g1 hello"}));
+  EXPECT_EQ(p->Read("g1").messages.size(), 1u);
 }
 
 TEST_F(PipelineTest, HangingBestEffortStageDegradesWithoutFailingTheRequest) {

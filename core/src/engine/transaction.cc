@@ -15,20 +15,27 @@ Status Transactions::Connection(database::PostgresDatabase& db, stowage::Deadlin
   auto acquired = db.Acquire(deadline);
   if (!acquired.status.ok()) return acquired.status;
   acquired.lease->set_deadline(deadline);
-  Status begun = acquired.lease->execute("BEGIN", {}, nullptr);
-  if (!begun.ok()) return begun;
-  open_.push_back({&db, std::move(acquired.lease)});
+  const database::DeferredId begin = acquired.lease->Defer("BEGIN");
+  open_.push_back({&db, std::move(acquired.lease), begin});
   *out = &*open_.back().lease;
   return Status::Ok();
 }
 
+bool Transactions::Begun(Open& open) noexcept {
+  const bool begun = open.lease->deferred_state(open.begin) != database::DeferredState::kWaiting;
+  open.lease->ClearDeferred();
+  return begun;
+}
+
 Status Transactions::CommitAll(stowage::Deadline deadline, std::string* failed_database) {
   for (std::size_t i = 0; i < open_.size(); ++i) {
+    if (!Begun(open_[i])) continue;
     open_[i].lease->set_deadline(deadline);
     Status committed = open_[i].lease->execute("COMMIT", {}, nullptr);
     if (!committed.ok()) {
       *failed_database = open_[i].db->name();
       for (std::size_t j = i + 1; j < open_.size(); ++j) {
+        if (!Begun(open_[j])) continue;
         open_[j].lease->set_deadline(deadline);
         (void)open_[j].lease->execute("ROLLBACK", {}, nullptr);
       }
@@ -42,6 +49,7 @@ Status Transactions::CommitAll(stowage::Deadline deadline, std::string* failed_d
 
 void Transactions::RollbackAll(stowage::Deadline deadline) noexcept {
   for (auto& open : open_) {
+    if (!Begun(open)) continue;
     open.lease->set_deadline(deadline);
     (void)open.lease->execute("ROLLBACK", {}, nullptr);
   }
@@ -54,28 +62,42 @@ LazySession::LazySession(database::PostgresDatabase& db, Transactions* transacti
 
 Status LazySession::execute(std::string_view statement, const std::vector<stowage::SqlValue>& params,
                             stowage::SqlResult* result) noexcept {
-  if (connection_ == nullptr) {
-    if (transactions_ != nullptr) {
-      Status got = transactions_->Connection(db_, deadline_, &connection_);
-      if (!got.ok()) return got;
-    } else {
-      auto acquired = db_.Acquire(deadline_);
-      if (!acquired.status.ok()) return acquired.status;
-      own_ = std::move(acquired.lease);
-      connection_ = &*own_;
+  try {
+    if (connection_ == nullptr) {
+      if (transactions_ != nullptr) {
+        Status got = transactions_->Connection(db_, deadline_, &connection_);
+        if (!got.ok()) return got;
+      } else {
+        auto acquired = db_.Acquire(deadline_);
+        if (!acquired.status.ok()) return acquired.status;
+        own_ = std::move(acquired.lease);
+        connection_ = &*own_;
+      }
     }
-  }
-  connection_->set_deadline(deadline_);
-  if (!savepoint_.empty() && !savepoint_open_) {
-    Status opened = connection_->execute("SAVEPOINT " + savepoint_, {}, nullptr);
-    if (!opened.ok()) return opened;
-    savepoint_open_ = true;
+    connection_->set_deadline(deadline_);
+    if (!savepoint_.empty() && !savepoint_id_) savepoint_id_ = connection_->Defer("SAVEPOINT " + savepoint_);
+  } catch (const std::exception& e) {
+    return Status::Internal("could not start a statement on PostgreSQL database '" + db_.name() +
+                            "': " + e.what());
   }
   return connection_->execute(statement, params, result);
 }
 
 Status LazySession::RollbackToSavepoint() noexcept {
-  if (!savepoint_open_) return Status::Ok();
+  if (!savepoint_id_) return Status::Ok();
+  switch (connection_->deferred_state(*savepoint_id_)) {
+    case database::DeferredState::kWaiting:
+      // Never sent: no statement of this call ran.
+      connection_->Withdraw(*savepoint_id_);
+      savepoint_id_.reset();
+      return Status::Ok();
+    case database::DeferredState::kRan:
+      break;
+    case database::DeferredState::kFailed:
+    case database::DeferredState::kUnknown:
+      return Status::Unavailable("SAVEPOINT " + savepoint_ + " was not opened on PostgreSQL database '" +
+                                 db_.name() + "', so there is no savepoint to roll back to");
+  }
   // The stage's own deadline may have passed: undoing gets a fresh moment.
   connection_->set_deadline(stowage::Deadline::After(std::chrono::seconds(5)));
   return connection_->execute("ROLLBACK TO SAVEPOINT " + savepoint_, {}, nullptr);

@@ -16,6 +16,7 @@ namespace fs = std::filesystem;
 
 constexpr const char* kInfoSymbol = "stowage_plugin_info";
 constexpr const char* kSchemaSymbol = "stowage_plugin_schema";
+constexpr const char* kTraitsSymbol = "stowage_plugin_traits";  // SDK 1.1; optional
 constexpr const char* kCreateSymbol = "stowage_plugin_create";
 constexpr const char* kDestroySymbol = "stowage_plugin_destroy";
 
@@ -187,6 +188,10 @@ LoadPluginResult PluginLoader::Load(const std::string& spec, const fs::path& bas
   plugin->info_ = &info;
   plugin->create_ = &library->get<StowagePluginCreateFn>(kCreateSymbol);
   plugin->destroy_ = &library->get<StowagePluginDestroyFn>(kDestroySymbol);
+  if (library->has(kTraitsSymbol)) {
+    const auto& traits = library->get<const StowagePluginTraits>(kTraitsSymbol);
+    if (traits.size >= sizeof(std::uint32_t) * 2) plugin->trait_flags_ = traits.flags;
+  }
   plugin->schema_ = library->get<StowagePluginSchemaFn>(kSchemaSymbol)();
   if (plugin->schema_ == nullptr) {
     result.error = "plugin " + path.string() + " failed to describe its configuration (its config_schema() threw)";

@@ -23,6 +23,9 @@ class Plugin {
   const std::filesystem::path& path() const noexcept { return path_; }
   const StowagePluginInfo& info() const noexcept { return *info_; }
   const stowage::ConfigSchema& schema() const noexcept { return *schema_; }
+  // Whether the stage class promises to return from every call by its
+  // context's deadline (kKeepsDeadlines; SDK 1.1). False for older plugins.
+  bool keeps_deadlines() const noexcept { return (trait_flags_ & STOWAGE_TRAIT_KEEPS_DEADLINES) != 0; }
 
   // Creates a stage. The returned pointer keeps the library loaded. `env`
   // and what it refers to must outlive the stage. Returns nullptr and sets
@@ -38,6 +41,7 @@ class Plugin {
   const stowage::ConfigSchema* schema_ = nullptr;
   StowagePluginCreateFn* create_ = nullptr;
   StowagePluginDestroyFn* destroy_ = nullptr;
+  std::uint32_t trait_flags_ = 0;
 };
 
 struct LoadPluginResult {

@@ -41,6 +41,16 @@ TEST(PluginLoaderTest, LoadsAStageAndReadsItsVersionBlockAndSchema) {
   EXPECT_EQ(loaded.plugin->path(), fs::canonical(kPluginDir / "test_stage.so"));
 }
 
+TEST(PluginLoaderTest, ReadsWhetherTheStageKeepsItsDeadlines) {
+  PluginLoader loader({kPluginDir});
+  auto plain = loader.Load("test_stage", "/nowhere");
+  auto keeping = loader.Load("test_stage_inline", "/nowhere");
+  ASSERT_TRUE(plain.plugin && keeping.plugin) << plain.error << keeping.error;
+  EXPECT_FALSE(plain.plugin->keeps_deadlines());
+  EXPECT_TRUE(keeping.plugin->keeps_deadlines());
+  EXPECT_STREQ(keeping.plugin->info().name, "test_stage_inline");
+}
+
 TEST(PluginLoaderTest, TheSameFileIsLoadedOnce) {
   PluginLoader loader({kPluginDir});
   auto first = loader.Load("test_stage", "/nowhere");
@@ -61,7 +71,7 @@ TEST(PluginLoaderTest, RefusesALibraryWithoutVersionBlock) {
   EXPECT_FALSE(loaded.plugin);
   EXPECT_NE(loaded.error.find("no_version_block.so"), std::string::npos) << loaded.error;
   EXPECT_NE(loaded.error.find("has no version block"), std::string::npos) << loaded.error;
-  EXPECT_NE(loaded.error.find("host offers SDK 1.0"), std::string::npos) << loaded.error;
+  EXPECT_NE(loaded.error.find("host offers SDK " + std::to_string(STOWAGE_SDK_VERSION_MAJOR) + "." + std::to_string(STOWAGE_SDK_VERSION_MINOR)), std::string::npos) << loaded.error;
 }
 
 TEST(PluginLoaderTest, RefusesALibraryBuiltForAnotherMajorVersion) {
@@ -69,7 +79,7 @@ TEST(PluginLoaderTest, RefusesALibraryBuiltForAnotherMajorVersion) {
   auto loaded = loader.Load("wrong_major", "/nowhere");
   EXPECT_FALSE(loaded.plugin);
   EXPECT_NE(loaded.error.find("wrong_major.so was built for SDK 99.0"), std::string::npos) << loaded.error;
-  EXPECT_NE(loaded.error.find("this host offers SDK 1.0"), std::string::npos) << loaded.error;
+  EXPECT_NE(loaded.error.find("this host offers SDK " + std::to_string(STOWAGE_SDK_VERSION_MAJOR) + "." + std::to_string(STOWAGE_SDK_VERSION_MINOR)), std::string::npos) << loaded.error;
   EXPECT_NE(loaded.error.find("rebuild the plugin"), std::string::npos) << loaded.error;
 }
 

@@ -1,0 +1,114 @@
+// The embeddings stage's config table as the host checks it: pipeline.toml
+// text, validated against the stage's schema, then turned into a provider.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/pipeline_config.h"
+#include "embeddings_stage.h"
+#include "provider_factory.h"
+
+namespace stowage::embeddings {
+namespace {
+
+using config::FormatErrors;
+
+struct Checked {
+  std::vector<config::ConfigError> errors;
+  StageConfig config;
+};
+
+// Parses a pipeline.toml with one embeddings stage whose [stage.config]
+// holds `config_lines`, and checks that table against the stage's schema.
+Checked Check(const std::string& config_lines, const config::Environment& env = {}) {
+  const std::string text =
+      "[[stage]]\n"
+      "name = \"embeddings\"\n"
+      "plugin = \"embeddings\"\n"
+      "policy = \"best_effort\"\n"
+      "[stage.config]\n" +
+      config_lines;
+  auto no_variables = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+  config::LoadResult loaded = config::ParsePipelineConfig(text, "pipeline.toml", env ? env : no_variables);
+  Checked out;
+  if (!loaded.config) {
+    out.errors = loaded.errors;
+    return out;
+  }
+  EXPECT_EQ(loaded.config->stages.size(), 1u);
+  out.errors = config::ValidateStageConfig(loaded.config->stages.at(0), "pipeline.toml",
+                                           EmbeddingsStage::config_schema(), &out.config);
+  return out;
+}
+
+TEST(EmbeddingsStageConfigTest, DimensionsLeftOutIsTheProvidersOwnSize) {
+  Checked builtin = Check("provider = \"builtin\"\n");
+  ASSERT_TRUE(builtin.errors.empty()) << FormatErrors(builtin.errors);
+  EXPECT_EQ(MakeProvider(builtin.config)->dimensions(), 256u);
+
+  Checked empty = Check("");
+  ASSERT_TRUE(empty.errors.empty()) << FormatErrors(empty.errors);
+  EXPECT_EQ(MakeProvider(empty.config)->dimensions(), 256u) << "builtin is the default provider";
+
+  Checked vertex = Check("provider = \"vertex\"\nproject = \"my-project\"\n");
+  ASSERT_TRUE(vertex.errors.empty()) << FormatErrors(vertex.errors);
+  EXPECT_EQ(MakeProvider(vertex.config)->dimensions(), 1408u);
+
+  Checked openai = Check("provider = \"openai\"\nmodel = \"text-embedding-3-small\"\n");
+  ASSERT_TRUE(openai.errors.empty()) << FormatErrors(openai.errors);
+  EXPECT_EQ(MakeProvider(openai.config)->dimensions(), 1408u);
+}
+
+TEST(EmbeddingsStageConfigTest, DimensionsSetInTheFileWin) {
+  Checked builtin = Check("provider = \"builtin\"\ndimensions = 1408\n");
+  ASSERT_TRUE(builtin.errors.empty()) << FormatErrors(builtin.errors);
+  EXPECT_EQ(MakeProvider(builtin.config)->dimensions(), 1408u);
+
+  Checked vertex = Check("provider = \"vertex\"\nproject = \"p\"\ndimensions = 512\n");
+  ASSERT_TRUE(vertex.errors.empty()) << FormatErrors(vertex.errors);
+  EXPECT_EQ(MakeProvider(vertex.config)->dimensions(), 512u);
+
+  // As written by ${VAR} expansion: a string spelling an integer.
+  auto env = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "EMBEDDING_DIMS") return "768";
+    return std::nullopt;
+  };
+  Checked expanded = Check(
+      "provider = \"openai\"\nmodel = \"nomic-embed-text\"\ndimensions = \"${EMBEDDING_DIMS:-0}\"\n", env);
+  ASSERT_TRUE(expanded.errors.empty()) << FormatErrors(expanded.errors);
+  EXPECT_EQ(MakeProvider(expanded.config)->dimensions(), 768u);
+
+  Checked fallback = Check("dimensions = \"${EMBEDDING_DIMS:-0}\"\n");  // variable unset: 0, the default
+  ASSERT_TRUE(fallback.errors.empty()) << FormatErrors(fallback.errors);
+  EXPECT_EQ(MakeProvider(fallback.config)->dimensions(), 256u);
+}
+
+TEST(EmbeddingsStageConfigTest, UnknownKeysAndWrongTypesAreStillRefused) {
+  Checked typo = Check("provider = \"builtin\"\ndimension = 64\n");
+  ASSERT_EQ(typo.errors.size(), 1u) << FormatErrors(typo.errors);
+  EXPECT_EQ(typo.errors[0].key, "stage[embeddings].config.dimension");
+  EXPECT_NE(typo.errors[0].message.find("did you mean 'dimensions'"), std::string::npos)
+      << typo.errors[0].message;
+  EXPECT_EQ(typo.errors[0].where.line, 7);
+
+  Checked text = Check("dimensions = \"many\"\n");
+  ASSERT_EQ(text.errors.size(), 1u) << FormatErrors(text.errors);
+  EXPECT_EQ(text.errors[0].key, "stage[embeddings].config.dimensions");
+  EXPECT_NE(text.errors[0].message.find("expected an integer"), std::string::npos) << text.errors[0].message;
+
+  Checked fraction = Check("dimensions = 25.6\n");
+  ASSERT_EQ(fraction.errors.size(), 1u) << FormatErrors(fraction.errors);
+
+  // Accepted by the schema (an integer), refused when the provider is built.
+  Checked negative = Check("dimensions = -3\n");
+  ASSERT_TRUE(negative.errors.empty()) << FormatErrors(negative.errors);
+  try {
+    MakeProvider(negative.config);
+    FAIL() << "dimensions -3 was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("`dimensions` is -3"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace stowage::embeddings
