@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cstdint>
 
+#include "stowage/message_json.h"
+
 namespace stowage::api {
 namespace {
 
@@ -61,16 +63,7 @@ std::string EncodeStored(const std::string& guest_id, const engine::WriteOutcome
 }
 
 std::string EncodeMessages(const std::vector<stowage::Message>& messages) {
-  boost::json::array array;
-  array.reserve(messages.size());
-  for (const auto& message : messages) {
-    boost::json::object item;
-    item["role"] = message.role;
-    item["content"] = message.content;
-    item["timestamp"] = message.timestamp;
-    array.emplace_back(std::move(item));
-  }
-  return boost::json::serialize(array);
+  return stowage::MessagesJson(messages);
 }
 
 std::string EncodeSearch(const std::string& guest_id, const std::string& query,

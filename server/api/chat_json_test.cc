@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "api/api_error.h"
+#include "stowage/message_json.h"
 
 namespace stowage::api {
 namespace {
@@ -52,6 +55,27 @@ TEST(EncodeTest, Messages) {
       EncodeMessages(messages),
       R"([{"role":"user","content":"say \"hi\"\n","timestamp":"2024-05-01T12:00:00.000000Z"},)"
       "{\"role\":\"assistant\",\"content\":\"h\xc3\xa9\",\"timestamp\":\"2024-05-01T12:00:01.000000Z\"}]");
+  EXPECT_EQ(EncodeMessages({}), "[]");
+}
+
+// The SDK's writer and Boost.JSON's agree byte for byte, on every ASCII byte,
+// on UTF-8, and on the escapes.
+TEST(EncodeTest, MessagesJsonWritesWhatBoostJsonWrites) {
+  std::string every_ascii;
+  for (int c = 1; c < 128; ++c) every_ascii += static_cast<char>(c);
+  const std::vector<std::string> texts = {"", "plain", "quote \" and backslash \\", "tab\tnewline\nreturn\r",
+                                          "\b\f\x01\x1f\x7f", "caf\xc3\xa9 \xf0\x9f\x99\x82", every_ascii};
+  for (const auto& text : texts) {
+    std::string mine;
+    stowage::AppendJsonString(mine, text);
+    EXPECT_EQ(mine, boost::json::serialize(boost::json::string_view(text))) << text;
+  }
+  std::vector<stowage::Message> messages{{"user", every_ascii, "2026-01-01T00:00:00.000000Z"},
+                                         {"assistant", "ok", "2026-01-01T00:00:01.000000Z"}};
+  boost::json::array expected;
+  for (const auto& m : messages)
+    expected.push_back(boost::json::object{{"role", m.role}, {"content", m.content}, {"timestamp", m.timestamp}});
+  EXPECT_EQ(EncodeMessages(messages), boost::json::serialize(expected));
   EXPECT_EQ(EncodeMessages({}), "[]");
 }
 

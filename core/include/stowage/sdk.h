@@ -5,6 +5,7 @@
 #include "stowage/context.h"
 #include "stowage/logger.h"
 #include "stowage/message.h"
+#include "stowage/message_json.h"
 #include "stowage/plugin.h"
 #include "stowage/sql.h"
 #include "stowage/sql_migrations.h"

@@ -1,0 +1,73 @@
+// Messages as JSON text: [{"role":"...","content":"...","timestamp":"..."},...]
+// oldest first. It is the body of the REST API's answer to a GET and the
+// value the Redis stage keeps, so the host and stages write the same bytes
+// for the same messages. Header-only; no Boost type crosses the SDK.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stowage/message.h"
+
+namespace stowage {
+
+// Appends `text` as a JSON string (RFC 8259): in quotes, with `"` and `\`
+// escaped, control characters written as \b \f \n \r \t or \u00xx, and every
+// other byte, UTF-8 included, copied as it is.
+inline void AppendJsonString(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  std::size_t plain = 0;  // start of the bytes not yet copied
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(text.data() + plain, i - plain);
+    plain = i + 1;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xf];
+    }
+  }
+  out.append(text.data() + plain, text.size() - plain);
+  out += '"';
+}
+
+// Appends one message: {"role":...,"content":...,"timestamp":...}, exactly
+// those keys in that order.
+inline void AppendMessageJson(std::string& out, const Message& message) {
+  out += "{\"role\":";
+  AppendJsonString(out, message.role);
+  out += ",\"content\":";
+  AppendJsonString(out, message.content);
+  out += ",\"timestamp\":";
+  AppendJsonString(out, message.timestamp);
+  out += '}';
+}
+
+// The whole array, "[]" for none.
+inline std::string MessagesJson(const std::vector<Message>& messages) {
+  std::size_t size = 2;
+  for (const Message& message : messages)
+    size += 40 + message.role.size() + message.content.size() + message.timestamp.size();
+  std::string out;
+  out.reserve(size + size / 8);
+  out += '[';
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendMessageJson(out, messages[i]);
+  }
+  out += ']';
+  return out;
+}
+
+}  // namespace stowage
