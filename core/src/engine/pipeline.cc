@@ -162,46 +162,42 @@ struct WriteCall {
   Attributes attributes;
 };
 
+enum class WriteOp { kAdmit, kWrite, kCompensate };
+
+const char* NameOf(WriteOp op) {
+  return op == WriteOp::kAdmit ? "admit" : op == WriteOp::kWrite ? "write" : "compensate";
+}
+
+// Calls admit, write or compensate of `stage` with `ctx`, on this thread.
+Status Invoke(stowage::Stage& stage, WriteOp op, stowage::WriteContext& ctx) {
+  switch (op) {
+    case WriteOp::kAdmit:
+      return stage.admit(ctx);
+    case WriteOp::kWrite:
+      return stage.write(ctx);
+    case WriteOp::kCompensate:
+      return stage.compensate(ctx);
+  }
+  return Status::Internal("unknown stage operation");
+}
+
 // Runs admit, write or compensate of one stage with the stage's timeout. A
 // stage that keeps its deadlines is called on this thread. Any other runs on
 // the call runner; a write of it that finishes after the engine stopped
 // waiting is compensated on its own thread, so a timed-out write leaves
 // nothing behind.
-enum class WriteOp { kAdmit, kWrite, kCompensate };
-
 WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_ptr<const Request> request,
                     const Attributes& attributes, WriteOp op) {
   const Deadline deadline = Deadline::After(target.timeout);
   if (target.keeps_deadlines) {
     WriteCall done{Status::Ok(), attributes};
     stowage::WriteContext ctx{request->guest_id, request->message, deadline, *target.log, done.attributes};
-    switch (op) {
-      case WriteOp::kAdmit:
-        done.status = target.stage->admit(ctx);
-        break;
-      case WriteOp::kWrite:
-        done.status = target.stage->write(ctx);
-        break;
-      case WriteOp::kCompensate:
-        done.status = target.stage->compensate(ctx);
-        break;
-    }
+    done.status = Invoke(*target.stage, op, ctx);
     return done;
   }
   auto call = [target, request, attributes = Attributes(attributes), deadline, op]() mutable -> WriteCall {
     stowage::WriteContext ctx{request->guest_id, request->message, deadline, *target.log, attributes};
-    Status status;
-    switch (op) {
-      case WriteOp::kAdmit:
-        status = target.stage->admit(ctx);
-        break;
-      case WriteOp::kWrite:
-        status = target.stage->write(ctx);
-        break;
-      case WriteOp::kCompensate:
-        status = target.stage->compensate(ctx);
-        break;
-    }
+    Status status = Invoke(*target.stage, op, ctx);
     return {std::move(status), std::move(attributes)};
   };
   std::function<void(WriteCall&)> late;
@@ -225,8 +221,7 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
   }
   auto result = CallWithDeadline<WriteCall>(runner, deadline.at(), std::move(call), std::move(late));
   if (!result) {
-    const char* what = op == WriteOp::kAdmit ? "admit" : op == WriteOp::kWrite ? "write" : "compensate";
-    return {TimeoutStatus(what, target.timeout), attributes};
+    return {TimeoutStatus(NameOf(op), target.timeout), attributes};
   }
   return std::move(*result);
 }
@@ -402,9 +397,8 @@ WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactio
   WriteCall call{Status::Ok(), attributes};
   stowage::WriteContext ctx{request->guest_id, request->message, deadline,
                             *s.logger,         call.attributes,  &session};
-  call.status = op == WriteOp::kAdmit ? s.stage->admit(ctx) : s.stage->write(ctx);
-  if (call.status.ok() && deadline.expired())
-    call.status = TimeoutStatus(op == WriteOp::kAdmit ? "admit" : "write", s.settings.timeout);
+  call.status = Invoke(*s.stage, op, ctx);
+  if (call.status.ok() && deadline.expired()) call.status = TimeoutStatus(NameOf(op), s.settings.timeout);
   if (!call.status.ok() && !s.required()) {
     Status undone = session.RollbackToSavepoint();
     if (!undone.ok()) {
