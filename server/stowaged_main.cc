@@ -161,6 +161,7 @@ int main(int argc, char** argv) {
   // A peer that closed its socket (an HTTP client, Redis, PostgreSQL) must
   // fail that one write, not kill the server.
   std::signal(SIGPIPE, SIG_IGN);
+  stowage::logging::LogToStdout();
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ [%l] %v", spdlog::pattern_time_type::utc);
   // Warnings and errors reach the log at once; other lines (the access log
   // among them) within a second, so that a busy server does not pay a write

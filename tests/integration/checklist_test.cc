@@ -86,8 +86,15 @@ TEST(ChecklistTest, TheOperatorsChecklistHoldsPointByPoint) {
   EXPECT_EQ(json::serialize(answer.at("degraded")), "[]") << server->log();
 
   // 2. Logs show, per stage, that it stored the message.
+  constexpr const char* kStagePrefixes[] = {"[Redis]", "[PostgreSQL]", "[Embeddings]", "[UsageMetrics]",
+                                            "[CacheMapping]"};
+  EXPECT_TRUE(server->WaitForLog([&](const std::string& log) {
+    for (const char* prefix : kStagePrefixes)
+      if (CountLines(log, prefix, guest) == 0) return false;
+    return true;
+  })) << "a stage's line never showed:\n" << server->log();
   const std::string log = server->log();
-  for (const char* prefix : {"[Redis]", "[PostgreSQL]", "[Embeddings]", "[UsageMetrics]", "[CacheMapping]"})
+  for (const char* prefix : kStagePrefixes)
     EXPECT_EQ(CountLines(log, prefix, guest), 1) << prefix << " should log one line for the message:\n" << log;
 
   // 3. Redis holds guest:{id}: a JSON array of the messages, TTL 86400.

@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace stowage::testing {
 
@@ -59,6 +60,20 @@ std::string StowagedProcess::log() const {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+bool StowagedProcess::WaitForLog(const std::function<bool(const std::string& log)>& holds,
+                                 milliseconds timeout) const {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!holds(log())) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return true;
+}
+
+bool StowagedProcess::WaitForLog(std::string_view text, milliseconds timeout) const {
+  return WaitForLog([text](const std::string& log) { return log.find(text) != std::string::npos; }, timeout);
 }
 
 }  // namespace stowage::testing

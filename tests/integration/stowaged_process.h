@@ -2,11 +2,14 @@
 // when the test is done.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "support/process.h"
 
@@ -31,6 +34,12 @@ class StowagedProcess {
   bool Signal(int sig);
   // Everything stowaged logged so far.
   std::string log() const;
+  // Waits until `holds(log())`: info lines reach the log within a second
+  // (warnings and errors at once). False if it does not hold by `timeout`.
+  bool WaitForLog(const std::function<bool(const std::string& log)>& holds,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(3)) const;
+  // Waits until the log holds `text`.
+  bool WaitForLog(std::string_view text, std::chrono::milliseconds timeout = std::chrono::seconds(3)) const;
   bool running() const { return running_; }
 
  private:

@@ -1,6 +1,11 @@
 #include "logging/logging.h"
 
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <mutex>
 
 namespace stowage::logging {
 namespace {
@@ -15,6 +20,25 @@ spdlog::level::level_enum ToSpdlog(LogLevel level) {
   }
   return spdlog::level::info;
 }
+
+// Writes formatted lines into a stdio stream's buffer; flush_() empties it.
+// spdlog's own stdout sinks flush after every line, which costs a write
+// system call per line: six per POST.
+class BufferedStreamSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit BufferedStreamSink(std::FILE* stream) : stream_(stream) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& message) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(message, line);
+    std::fwrite(line.data(), 1, line.size(), stream_);
+  }
+  void flush_() override { std::fflush(stream_); }
+
+ private:
+  std::FILE* stream_;
+};
 
 class StageLogger final : public stowage::Logger {
  public:
@@ -34,6 +58,16 @@ class StageLogger final : public stowage::Logger {
 };
 
 }  // namespace
+
+void LogToStdout() {
+  // A file or a pipe gets one write per 64 KiB (stdio's default is 4 KiB;
+  // glibc ignores the size unless given the buffer).
+  static char buffer[1 << 16];
+  if (::isatty(::fileno(stdout)) == 0) std::setvbuf(stdout, buffer, _IOFBF, sizeof buffer);
+  auto logger = std::make_shared<spdlog::logger>("", std::make_shared<BufferedStreamSink>(stdout));
+  logger->set_level(spdlog::get_level());
+  spdlog::set_default_logger(std::move(logger));
+}
 
 bool SetLevel(const std::string& level) {
   static const std::pair<const char*, spdlog::level::level_enum> kLevels[] = {
