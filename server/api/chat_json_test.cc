@@ -79,6 +79,25 @@ TEST(EncodeTest, MessagesJsonWritesWhatBoostJsonWrites) {
   EXPECT_EQ(EncodeMessages({}), "[]");
 }
 
+// The writer skips 8 bytes at a time while none needs escaping: every byte
+// value, at every position of such a block and across two blocks, and
+// several escapes in a row, are written as Boost.JSON writes them.
+TEST(EncodeTest, JsonStringEscapesEveryByteAtEveryPosition) {
+  for (int c = 0; c < 256; ++c) {
+    for (std::size_t position = 0; position < 17; ++position) {
+      std::string text(24, 'a');
+      text[position] = static_cast<char>(c);
+      std::string mine;
+      stowage::AppendJsonString(mine, text);
+      ASSERT_EQ(mine, boost::json::serialize(boost::json::string_view(text))) << "byte " << c << " at " << position;
+    }
+  }
+  const std::string runs = std::string(13, 'x') + "\"\\\n\x01" + std::string(9, 'y') + "\t" + std::string(8, 'z');
+  std::string mine;
+  stowage::AppendJsonString(mine, runs);
+  EXPECT_EQ(mine, boost::json::serialize(boost::json::string_view(runs)));
+}
+
 TEST(EncodeTest, Deleted) {
   engine::EraseOutcome outcome;
   outcome.deleted_from = {"redis"};

@@ -4,6 +4,8 @@
 // for the same messages. Header-only; no Boost type crosses the SDK.
 #pragma once
 
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,9 +19,25 @@ namespace stowage {
 // other byte, UTF-8 included, copied as it is.
 inline void AppendJsonString(std::string& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
+  // Whether any of the 8 bytes in `word` is below 0x20, '"' or '\\', the bit
+  // tricks of "Bit Twiddling Hacks" (hasless, haszero): exact for "any".
+  constexpr auto kOnes = ~std::uint64_t{0} / 255;
+  constexpr auto kHighBits = kOnes * 0x80;
+  const auto needs_escape = [](std::uint64_t word) {
+    const std::uint64_t quote = word ^ (kOnes * '"');
+    const std::uint64_t backslash = word ^ (kOnes * '\\');
+    return (((word - kOnes * 0x20) & ~word) | ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash)) &
+           kHighBits;
+  };
   out += '"';
   std::size_t plain = 0;  // start of the bytes not yet copied
   for (std::size_t i = 0; i < text.size(); ++i) {
+    // Skips 8 bytes at a time while none of them needs escaping.
+    for (std::uint64_t word; i + 8 <= text.size(); i += 8) {
+      std::memcpy(&word, text.data() + i, 8);
+      if (needs_escape(word) != 0) break;
+    }
+    if (i == text.size()) break;
     const auto c = static_cast<unsigned char>(text[i]);
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(text.data() + plain, i - plain);
