@@ -38,10 +38,44 @@ TEST(ChatJsonTest, ArrayRoundTrips) {
   EXPECT_TRUE(decoded.empty());
 }
 
+// Every ASCII byte in content, at several positions, reads back as written
+// (UTF-8 is in kTricky; a lone byte above 0x7f is not valid UTF-8).
+TEST(ChatJsonTest, EveryAsciiByteRoundTrips) {
+  std::vector<Message> messages;
+  for (int c = 1; c < 128; ++c) {
+    for (std::size_t position : {0, 5, 9, 16}) {
+      std::string content(18, 'a');
+      content[position] = static_cast<char>(c);
+      messages.push_back({"user", content, "2026-01-02T03:04:05.000006Z"});
+    }
+  }
+  std::vector<Message> decoded;
+  ASSERT_TRUE(DecodeArray(EncodeArray(messages), "guest:g", &decoded).ok());
+  EXPECT_EQ(decoded, messages);
+}
+
+// JSON this stage does not write (whitespace, another key order, escapes of
+// non-ASCII characters) still reads as JSON does.
+TEST(ChatJsonTest, ReadsOtherValidJson) {
+  const std::string value =
+      "[ {\"timestamp\": \"t1\", \"content\": \"caf\\u00e9 \\ud83d\\ude00 \\/\", \"role\": \"user\"},\n"
+      "  {\"role\":\"assistant\",\"content\":\"\\u0041\\u0009\",\"timestamp\":\"t2\"} ]";
+  std::vector<Message> decoded;
+  Status status = DecodeArray(value, "guest:g", &decoded);
+  ASSERT_TRUE(status.ok()) << status.message();
+  const std::vector<Message> expected = {{"user", "caf\xc3\xa9 \xf0\x9f\x98\x80 /", "t1"},
+                                         {"assistant", "A\t", "t2"}};
+  EXPECT_EQ(decoded, expected);
+}
+
 TEST(ChatJsonTest, RefusesOtherShapesNamingTheKey) {
   for (const char* bad : {"", "not json", "{}", "[1]", R"([{"role":"user","content":"x"}])",
                           R"([{"role":"user","content":"x","timestamp":5}])",
-                          R"([{"role":"user","content":"x","timestamp":"t","extra":1}])", "[{\"role\":"}) {
+                          R"([{"role":"user","content":"x","timestamp":"t","extra":1}])", "[{\"role\":",
+                          R"([{"role":"user","content":"x\)", R"([{"role":"user","content":"x\u00)",
+                          "[{\"role\":\"user\",\"content\":\"raw\ttab\",\"timestamp\":\"t\"}]",
+                          R"([{"role":"user","content":"x","timestamp":"t"}]])",
+                          R"([{"role":"user","content":"x","timestamp":"t"},])"}) {
     std::vector<Message> decoded;
     Status status = DecodeArray(bad, "guest:broken", &decoded);
     EXPECT_FALSE(status.ok()) << bad;

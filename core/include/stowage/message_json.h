@@ -14,34 +14,45 @@
 
 namespace stowage {
 
+namespace detail {
+
+// The position of the first byte at or after `from` that a JSON string
+// cannot hold as it is (`"`, `\` or a control character below 0x20), or
+// text.size() when there is none. Checks 8 bytes at a time while none of
+// them is one ("hasless" and "haszero" of Bit Twiddling Hacks, exact for
+// whether any byte of the word matches).
+inline std::size_t NextJsonSpecial(std::string_view text, std::size_t from) {
+  constexpr auto kOnes = ~std::uint64_t{0} / 255;
+  constexpr auto kHighBits = kOnes * 0x80;
+  std::size_t i = from;
+  for (std::uint64_t word; i + 8 <= text.size(); i += 8) {
+    std::memcpy(&word, text.data() + i, 8);
+    const std::uint64_t quote = word ^ (kOnes * '"');
+    const std::uint64_t backslash = word ^ (kOnes * '\\');
+    if ((((word - kOnes * 0x20) & ~word) | ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash)) &
+        kHighBits)
+      break;
+  }
+  for (; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == '"' || c == '\\') return i;
+  }
+  return i;
+}
+
+}  // namespace detail
+
 // Appends `text` as a JSON string (RFC 8259): in quotes, with `"` and `\`
 // escaped, control characters written as \b \f \n \r \t or \u00xx, and every
 // other byte, UTF-8 included, copied as it is.
 inline void AppendJsonString(std::string& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
-  // Whether any of the 8 bytes in `word` is below 0x20, '"' or '\\', the bit
-  // tricks of "Bit Twiddling Hacks" (hasless, haszero): exact for "any".
-  constexpr auto kOnes = ~std::uint64_t{0} / 255;
-  constexpr auto kHighBits = kOnes * 0x80;
-  const auto needs_escape = [](std::uint64_t word) {
-    const std::uint64_t quote = word ^ (kOnes * '"');
-    const std::uint64_t backslash = word ^ (kOnes * '\\');
-    return (((word - kOnes * 0x20) & ~word) | ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash)) &
-           kHighBits;
-  };
   out += '"';
   std::size_t plain = 0;  // start of the bytes not yet copied
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    // Skips 8 bytes at a time while none of them needs escaping.
-    for (std::uint64_t word; i + 8 <= text.size(); i += 8) {
-      std::memcpy(&word, text.data() + i, 8);
-      if (needs_escape(word) != 0) break;
-    }
-    if (i == text.size()) break;
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+  for (std::size_t i = detail::NextJsonSpecial(text, 0); i < text.size(); i = detail::NextJsonSpecial(text, plain)) {
     out.append(text.data() + plain, i - plain);
     plain = i + 1;
+    const auto c = static_cast<unsigned char>(text[i]);
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
