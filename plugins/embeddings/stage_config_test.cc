@@ -41,46 +41,38 @@ Checked Check(const std::string& config_lines, const config::Environment& env = 
   return out;
 }
 
+// The dimensions of the provider built from `config_lines`; records a test
+// failure, and gives 0, when the table is refused.
+std::size_t DimensionsOf(const std::string& config_lines, const config::Environment& env = {}) {
+  Checked checked = Check(config_lines, env);
+  if (!checked.errors.empty()) {
+    ADD_FAILURE() << "refused:\n" << config_lines << FormatErrors(checked.errors);
+    return 0;
+  }
+  return MakeProvider(checked.config)->dimensions();
+}
+
 TEST(EmbeddingsStageConfigTest, DimensionsLeftOutIsTheProvidersOwnSize) {
-  Checked builtin = Check("provider = \"builtin\"\n");
-  ASSERT_TRUE(builtin.errors.empty()) << FormatErrors(builtin.errors);
-  EXPECT_EQ(MakeProvider(builtin.config)->dimensions(), 256u);
-
-  Checked empty = Check("");
-  ASSERT_TRUE(empty.errors.empty()) << FormatErrors(empty.errors);
-  EXPECT_EQ(MakeProvider(empty.config)->dimensions(), 256u) << "builtin is the default provider";
-
-  Checked vertex = Check("provider = \"vertex\"\nproject = \"my-project\"\n");
-  ASSERT_TRUE(vertex.errors.empty()) << FormatErrors(vertex.errors);
-  EXPECT_EQ(MakeProvider(vertex.config)->dimensions(), 1408u);
-
-  Checked openai = Check("provider = \"openai\"\nmodel = \"text-embedding-3-small\"\n");
-  ASSERT_TRUE(openai.errors.empty()) << FormatErrors(openai.errors);
-  EXPECT_EQ(MakeProvider(openai.config)->dimensions(), 1408u);
+  EXPECT_EQ(DimensionsOf("provider = \"builtin\"\n"), 256u);
+  EXPECT_EQ(DimensionsOf(""), 256u) << "builtin is the default provider";
+  EXPECT_EQ(DimensionsOf("provider = \"vertex\"\nproject = \"my-project\"\n"), 1408u);
+  EXPECT_EQ(DimensionsOf("provider = \"openai\"\nmodel = \"text-embedding-3-small\"\n"), 1408u);
 }
 
 TEST(EmbeddingsStageConfigTest, DimensionsSetInTheFileWin) {
-  Checked builtin = Check("provider = \"builtin\"\ndimensions = 1408\n");
-  ASSERT_TRUE(builtin.errors.empty()) << FormatErrors(builtin.errors);
-  EXPECT_EQ(MakeProvider(builtin.config)->dimensions(), 1408u);
-
-  Checked vertex = Check("provider = \"vertex\"\nproject = \"p\"\ndimensions = 512\n");
-  ASSERT_TRUE(vertex.errors.empty()) << FormatErrors(vertex.errors);
-  EXPECT_EQ(MakeProvider(vertex.config)->dimensions(), 512u);
+  EXPECT_EQ(DimensionsOf("provider = \"builtin\"\ndimensions = 1408\n"), 1408u);
+  EXPECT_EQ(DimensionsOf("provider = \"vertex\"\nproject = \"p\"\ndimensions = 512\n"), 512u);
 
   // As written by ${VAR} expansion: a string spelling an integer.
   auto env = [](const std::string& name) -> std::optional<std::string> {
     if (name == "EMBEDDING_DIMS") return "768";
     return std::nullopt;
   };
-  Checked expanded = Check(
-      "provider = \"openai\"\nmodel = \"nomic-embed-text\"\ndimensions = \"${EMBEDDING_DIMS:-0}\"\n", env);
-  ASSERT_TRUE(expanded.errors.empty()) << FormatErrors(expanded.errors);
-  EXPECT_EQ(MakeProvider(expanded.config)->dimensions(), 768u);
+  EXPECT_EQ(
+      DimensionsOf("provider = \"openai\"\nmodel = \"nomic-embed-text\"\ndimensions = \"${EMBEDDING_DIMS:-0}\"\n", env),
+      768u);
 
-  Checked fallback = Check("dimensions = \"${EMBEDDING_DIMS:-0}\"\n");  // variable unset: 0, the default
-  ASSERT_TRUE(fallback.errors.empty()) << FormatErrors(fallback.errors);
-  EXPECT_EQ(MakeProvider(fallback.config)->dimensions(), 256u);
+  EXPECT_EQ(DimensionsOf("dimensions = \"${EMBEDDING_DIMS:-0}\"\n"), 256u);  // variable unset: 0, the default
 }
 
 TEST(EmbeddingsStageConfigTest, UnknownKeysAndWrongTypesAreStillRefused) {
