@@ -2,19 +2,72 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
+#include <random>
+
+#include "cache_scripts.h"
 #include "chat_json.h"
 
 namespace stowage::redis {
+namespace {
+
+// How long a read's lease lasts: a refill follows the read of the store at once.
+constexpr const char* kLeaseSeconds = "60";
+
+// Most guests remembered by RememberDrop.
+constexpr std::size_t kMaxRememberedDrops = 100000;
+
+std::int64_t KeepSeconds(const ChatStoreOptions& options) {
+  const auto change = std::chrono::ceil<std::chrono::seconds>(options.change_lifetime) + std::chrono::seconds(1);
+  return std::max(options.ttl, change).count();
+}
+
+bool IsInteger(const ReplyPtr& reply) {
+  return reply->type == REDIS_REPLY_INTEGER;
+}
+
+}  // namespace
 
 ChatStore::ChatStore(ChatStoreOptions options)
     : options_(std::move(options)),
       ttl_text_(std::to_string(options_.ttl.count())),
-      pool_(options_.url, options_.pool) {}
+      change_lifetime_text_(std::to_string(options_.change_lifetime.count())),
+      keep_text_(std::to_string(KeepSeconds(options_))),
+      pool_(options_.url, options_.pool),
+      read_(CacheScript(kReadScript)),
+      prepare_(CacheScript(kPrepareScript)),
+      apply_(CacheScript(kApplyScript)),
+      abandon_(CacheScript(kAbandonScript)),
+      refill_(CacheScript(kRefillScript)),
+      begin_erase_(CacheScript(kBeginEraseScript)),
+      finish_erase_(CacheScript(kFinishEraseScript)),
+      remove_(CacheScript(kRemoveScript)),
+      drop_(CacheScript(kDropScript)) {}
 
-Status ChatStore::Run(const std::vector<std::string_view>& argv, Deadline deadline, ReplyPtr* reply) {
+GuestKeys ChatStore::Keys(std::string_view guest_id) const {
+  GuestKeys keys;
+  keys.array = options_.key_prefix + std::string(guest_id);
+  keys.version = "{" + keys.array + "}:version";
+  return keys;
+}
+
+std::string ChatStore::NewToken() {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::uint64_t bits = random();
+  std::string token(16, '0');
+  for (char& c : token) {
+    c = kDigits[bits & 0xf];
+    bits >>= 4;
+  }
+  return token;
+}
+
+Status ChatStore::Script(LuaScript& script, const GuestKeys& keys, const std::vector<std::string_view>& args,
+                         Deadline deadline, ReplyPtr* reply) {
   RedisPool::Lease lease;
   if (Status s = pool_.Acquire(deadline, &lease); !s.ok()) return s;
-  return lease.Command(argv, reply);
+  return script.Run(lease, {keys.array, keys.version}, args, reply);
 }
 
 Status ChatStore::Refused(std::string_view what, const std::string& key, const ReplyPtr& reply) const {
@@ -22,68 +75,136 @@ Status ChatStore::Refused(std::string_view what, const std::string& key, const R
                                reply->type == REDIS_REPLY_STRING
                            ? std::string(reply->str, reply->len)
                            : "an answer of type " + std::to_string(reply->type);
-  return Status::Internal("Redis at " + options_.url.Address() + " refused to " + std::string(what) +
-                          " key " + key + ": " + answer);
+  return Status::Internal("Redis at " + options_.url.Address() + " refused to " + std::string(what) + " key " +
+                          key + ": " + answer);
 }
 
-Status ChatStore::Append(const std::string& key, std::string_view entry, Deadline deadline,
-                         std::int64_t* value_bytes) {
-  RedisPool::Lease lease;
-  if (Status s = pool_.Acquire(deadline, &lease); !s.ok()) return s;
+Status ChatStore::DropRemembered(const GuestKeys& keys, Deadline deadline) {
+  {
+    std::lock_guard lock(drops_mu_);
+    if (drops_.empty() || drops_.count(keys.array) == 0) return Status::Ok();
+  }
   ReplyPtr reply;
-  if (Status s = append_.Run(lease, {key}, {entry, ttl_text_}, &reply); !s.ok()) return s;
-  if (reply->type != REDIS_REPLY_INTEGER) return Refused("append to", key, reply);
-  *value_bytes = reply->integer;
+  if (Status s = Script(drop_, keys, {}, deadline, &reply); !s.ok()) {
+    return s.WithContext("key " + keys.array + " must be dropped before it is served again (a change of it " +
+                         "could not be settled)");
+  }
+  if (!IsInteger(reply)) return Refused("drop", keys.array, reply);
+  std::lock_guard lock(drops_mu_);
+  drops_.erase(keys.array);
   return Status::Ok();
 }
 
-Status ChatStore::Remove(const std::string& key, std::string_view entry, Deadline deadline, bool* removed) {
-  RedisPool::Lease lease;
-  if (Status s = pool_.Acquire(deadline, &lease); !s.ok()) return s;
+bool ChatStore::RememberDrop(const GuestKeys& keys) {
+  std::lock_guard lock(drops_mu_);
+  if (drops_.size() >= kMaxRememberedDrops && drops_.count(keys.array) == 0) return false;
+  drops_.insert(keys.array);
+  return true;
+}
+
+Status ChatStore::Read(const GuestKeys& keys, std::string_view lease, Deadline deadline, Found* found,
+                       std::vector<Message>* messages) {
+  *found = Found::kMiss;
+  messages->clear();
+  if (Status s = DropRemembered(keys, deadline); !s.ok()) return s;
   ReplyPtr reply;
-  if (Status s = remove_.Run(lease, {key}, {entry}, &reply); !s.ok()) return s;
-  if (reply->type != REDIS_REPLY_INTEGER) return Refused("remove an entry from", key, reply);
+  if (Status s = Script(read_, keys, {lease, kLeaseSeconds}, deadline, &reply); !s.ok()) return s;
+  const redisReply* r = reply.get();
+  if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER)
+    return Refused("read", keys.array, reply);
+  switch (r->element[0]->integer) {
+    case 0:
+      return Status::Ok();
+    case 2:
+      *found = Found::kBusy;
+      return Status::Ok();
+    default:
+      break;
+  }
+  if (r->elements < 2 || r->element[1]->type != REDIS_REPLY_STRING) return Refused("read", keys.array, reply);
+  const redisReply* value = r->element[1];
+  if (Status s = DecodeArray(std::string_view(value->str, value->len), keys.array, messages); !s.ok()) return s;
+  *found = Found::kHit;
+  return Status::Ok();
+}
+
+Status ChatStore::Prepare(const GuestKeys& keys, std::string_view token, Deadline deadline) {
+  ReplyPtr reply;
+  if (Status s = Script(prepare_, keys, {token, change_lifetime_text_, keep_text_}, deadline, &reply); !s.ok())
+    return s;
+  return IsInteger(reply) ? Status::Ok() : Refused("mark a change of", keys.array, reply);
+}
+
+Status ChatStore::Apply(const GuestKeys& keys, std::string_view token, std::string_view sequence,
+                        std::string_view entry, Deadline deadline, bool* stored, std::int64_t* value_bytes) {
+  *stored = false;
+  *value_bytes = 0;
+  ReplyPtr reply;
+  if (Status s = Script(apply_, keys, {token, sequence, entry, ttl_text_, keep_text_}, deadline, &reply); !s.ok())
+    return s;
+  const redisReply* r = reply.get();
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+      r->element[1]->type != REDIS_REPLY_INTEGER)
+    return Refused("append to", keys.array, reply);
+  *stored = r->element[0]->integer == 1;
+  *value_bytes = r->element[1]->integer;
+  return Status::Ok();
+}
+
+Status ChatStore::Abandon(const GuestKeys& keys, std::string_view token, bool outcome_unknown, Deadline deadline) {
+  ReplyPtr reply;
+  if (Status s = Script(abandon_, keys, {token, outcome_unknown ? "1" : "0"}, deadline, &reply); !s.ok()) return s;
+  return IsInteger(reply) ? Status::Ok() : Refused("unmark a change of", keys.array, reply);
+}
+
+Status ChatStore::Refill(const GuestKeys& keys, std::string_view lease, const std::vector<Message>& messages,
+                         Deadline deadline, bool* stored) {
+  *stored = false;
+  const std::string value = EncodeArray(messages);
+  const std::string count = std::to_string(messages.size());
+  ReplyPtr reply;
+  if (Status s = Script(refill_, keys, {lease, value, count, ttl_text_, keep_text_}, deadline, &reply); !s.ok())
+    return s;
+  if (!IsInteger(reply)) return Refused("refill", keys.array, reply);
+  *stored = reply->integer == 1;
+  return Status::Ok();
+}
+
+Status ChatStore::BeginErase(const GuestKeys& keys, std::string_view token, Deadline deadline, bool* held) {
+  *held = false;
+  ReplyPtr reply;
+  if (Status s = Script(begin_erase_, keys, {token, change_lifetime_text_, keep_text_}, deadline, &reply); !s.ok())
+    return s;
+  if (!IsInteger(reply)) return Refused("begin erasing", keys.array, reply);
+  *held = reply->integer == 1;
+  return Status::Ok();
+}
+
+Status ChatStore::FinishErase(const GuestKeys& keys, std::string_view token, Deadline deadline, bool* held) {
+  *held = false;
+  ReplyPtr reply;
+  if (Status s = Script(finish_erase_, keys, {token}, deadline, &reply); !s.ok()) return s;
+  if (!IsInteger(reply)) return Refused("delete", keys.array, reply);
+  *held = reply->integer == 1;
+  std::lock_guard lock(drops_mu_);
+  drops_.erase(keys.array);
+  return Status::Ok();
+}
+
+Status ChatStore::Remove(const GuestKeys& keys, std::string_view entry, Deadline deadline, bool* removed) {
+  *removed = false;
+  ReplyPtr reply;
+  if (Status s = Script(remove_, keys, {entry}, deadline, &reply); !s.ok()) return s;
+  if (!IsInteger(reply)) return Refused("remove an entry from", keys.array, reply);
   *removed = reply->integer == 1;
   return Status::Ok();
 }
 
-Status ChatStore::Load(const std::string& key, Deadline deadline, bool* found,
-                       std::vector<Message>* messages) {
-  *found = false;
-  messages->clear();
-  ReplyPtr reply;
-  if (Status s = Run({"GET", key}, deadline, &reply); !s.ok()) return s;
-  if (reply->type == REDIS_REPLY_NIL) return Status::Ok();
-  if (reply->type != REDIS_REPLY_STRING) return Refused("read", key, reply);
-  if (Status s = DecodeArray(std::string_view(reply->str, reply->len), key, messages); !s.ok()) return s;
-  *found = true;
-  return Status::Ok();
-}
-
-Status ChatStore::StoreIfAbsent(const std::string& key, const std::vector<Message>& messages,
-                                Deadline deadline, bool* stored) {
-  *stored = false;
-  const std::string value = EncodeArray(messages);
-  ReplyPtr reply;
-  if (Status s = Run({"SET", key, value, "NX", "EX", ttl_text_}, deadline, &reply); !s.ok()) return s;
-  if (reply->type == REDIS_REPLY_NIL) return Status::Ok();
-  if (reply->type != REDIS_REPLY_STATUS) return Refused("set", key, reply);
-  *stored = true;
-  return Status::Ok();
-}
-
-Status ChatStore::Delete(const std::string& key, Deadline deadline, bool* existed) {
-  *existed = false;
-  ReplyPtr reply;
-  if (Status s = Run({"DEL", key}, deadline, &reply); !s.ok()) return s;
-  if (reply->type != REDIS_REPLY_INTEGER) return Refused("delete", key, reply);
-  *existed = reply->integer > 0;
-  return Status::Ok();
-}
-
 Status ChatStore::Ping(Deadline deadline) {
+  RedisPool::Lease lease;
+  if (Status s = pool_.Acquire(deadline, &lease); !s.ok()) return s;
   ReplyPtr reply;
-  if (Status s = Run({"PING"}, deadline, &reply); !s.ok()) return s;
+  if (Status s = lease.Command({"PING"}, &reply); !s.ok()) return s;
   if (reply->type == REDIS_REPLY_ERROR)
     return Status::Unavailable("Redis at " + options_.url.Address() + " answered PING with " +
                                std::string(reply->str, reply->len));

@@ -1,12 +1,16 @@
 // ChatStore: guests' chat messages in Redis, one string key per guest whose
-// value is a JSON array of entries (chat_json.h). The Redis stage's logic,
-// with no SDK plumbing: the stage maps its contexts and logs onto it.
+// value is a JSON array of entries (chat_json.h), kept coherent with the
+// store behind it by a version record beside it (cache_scripts.h). The
+// Redis stage's logic, with no SDK plumbing: the stage maps its contexts
+// and logs onto it.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "lua_script.h"
@@ -22,57 +26,106 @@ struct ChatStoreOptions {
   RedisUrl url;
   std::string key_prefix = "guest:";
   std::chrono::seconds ttl{86400};
+  // How long a change in flight keeps the guest's array from being served
+  // when its writer never settles it: longer than any write can last.
+  std::chrono::milliseconds change_lifetime{30000};
   PoolOptions pool;
 };
 
-// Thread-safe. Every call finishes by its deadline, and reports a Redis that
-// cannot be reached as Unavailable naming its address. Each call is a single
+// The two keys of one guest, in one Redis Cluster slot.
+struct GuestKeys {
+  std::string array;    // key_prefix + guest id: the JSON array
+  std::string version;  // "{" + array + "}:version": its version record
+};
+
+// Thread-safe. Every call finishes by its deadline, reports a Redis that
+// cannot be reached as Unavailable naming its address, and is a single
 // atomic step on the server.
 class ChatStore {
  public:
   // Does not connect: connections are opened by the first calls.
   explicit ChatStore(ChatStoreOptions options);
 
-  // The key that holds `guest_id`'s messages: key_prefix + guest_id.
-  std::string Key(std::string_view guest_id) const { return options_.key_prefix + std::string(guest_id); }
+  GuestKeys Keys(std::string_view guest_id) const;
   const ChatStoreOptions& options() const noexcept { return options_; }
 
-  // Appends `entry` (an EncodeEntry() result) to the array at `key`, creating
-  // it if absent, and sets the key's TTL to the full ttl. *value_bytes gets
-  // the value's length after the append.
-  Status Append(const std::string& key, std::string_view entry, Deadline deadline, std::int64_t* value_bytes);
+  // A random token naming one change or one lease.
+  static std::string NewToken();
 
-  // Removes the last copy of `entry` from `key`, whatever was appended after
-  // it; deletes the key if it was the only entry. *removed is false when the
-  // entry was not there (nothing to undo).
-  Status Remove(const std::string& key, std::string_view entry, Deadline deadline, bool* removed);
+  enum class Found {
+    kHit,   // *messages is the guest's history
+    kMiss,  // nothing to serve; the lease is taken, a refill may follow
+    kBusy,  // a change of the guest is in flight: nothing to serve, no refill
+  };
+  // Reads the guest's array, taking `lease` on a miss.
+  Status Read(const GuestKeys& keys, std::string_view lease, Deadline deadline, Found* found,
+              std::vector<Message>* messages);
 
-  // Reads the array at `key`. *found is false when the key does not exist.
-  Status Load(const std::string& key, Deadline deadline, bool* found, std::vector<Message>* messages);
+  // Marks a write of the guest in flight (before its COMMIT), as `token`.
+  Status Prepare(const GuestKeys& keys, std::string_view token, Deadline deadline);
 
-  // Stores `messages` as the whole array at `key` with the TTL, only if the
-  // key does not exist, so a newer write is never replaced by older data.
-  // *stored says whether it did.
-  Status StoreIfAbsent(const std::string& key, const std::vector<Message>& messages, Deadline deadline,
-                       bool* stored);
+  // Settles the write `token` after its COMMIT: appends `entry` (an
+  // EncodeEntry() result) when the array holds exactly the messages before
+  // `sequence`, else drops the array. Without a sequence (Redis is the
+  // store) appends, creating the array. *stored says whether the entry was
+  // stored; *value_bytes is then the array's length.
+  Status Apply(const GuestKeys& keys, std::string_view token, std::string_view sequence, std::string_view entry,
+               Deadline deadline, bool* stored, std::int64_t* value_bytes);
 
-  // Deletes `key`; *existed says whether it was there.
-  Status Delete(const std::string& key, Deadline deadline, bool* existed);
+  // Settles the write `token` whose COMMIT did not happen (or whose
+  // outcome is unknown: then drops the array and leaves the mark to lapse).
+  Status Abandon(const GuestKeys& keys, std::string_view token, bool outcome_unknown, Deadline deadline);
+
+  // Stores `messages`, read from the store after a miss that took `lease`,
+  // as the guest's array, unless a change came since. *stored says whether.
+  Status Refill(const GuestKeys& keys, std::string_view lease, const std::vector<Message>& messages,
+                Deadline deadline, bool* stored);
+
+  // Begins an erase of the guest (`token`): the array is dropped and not
+  // served again until FinishErase. *held: the array existed.
+  Status BeginErase(const GuestKeys& keys, std::string_view token, Deadline deadline, bool* held);
+  // Finishes the erase `token` (empty: none was begun, Redis is the store).
+  Status FinishErase(const GuestKeys& keys, std::string_view token, Deadline deadline, bool* held);
+
+  // Removes the last copy of `entry` from the array, whatever was appended
+  // after it (compensation, when Redis is the store). *removed is false when
+  // the entry was not there.
+  Status Remove(const GuestKeys& keys, std::string_view entry, Deadline deadline, bool* removed);
+
+  // Remembers that the guest's array must be dropped (a change this process
+  // could not settle: Redis was unreachable). Until it is, Read drops it
+  // first, and refuses to serve when it cannot. False when too many are
+  // remembered already (the guest's mark in Redis, if any, still holds).
+  bool RememberDrop(const GuestKeys& keys);
 
   // PING: whether Redis answers now.
   Status Ping(Deadline deadline);
 
  private:
-  // Runs one plain command on a pooled connection.
-  Status Run(const std::vector<std::string_view>& argv, Deadline deadline, ReplyPtr* reply);
+  // Runs `script` on a pooled connection with the guest's two keys.
+  Status Script(LuaScript& script, const GuestKeys& keys, const std::vector<std::string_view>& args,
+                Deadline deadline, ReplyPtr* reply);
   // An error reply as a Status naming the key and what was being done.
   Status Refused(std::string_view what, const std::string& key, const ReplyPtr& reply) const;
+  // Drops the array of `keys` if RememberDrop asked for it.
+  Status DropRemembered(const GuestKeys& keys, Deadline deadline);
 
   const ChatStoreOptions options_;
   const std::string ttl_text_;
+  const std::string change_lifetime_text_;
+  const std::string keep_text_;  // the version record's TTL: at least ttl and a change's lifetime
   RedisPool pool_;
-  LuaScript append_{kAppendScript};
-  LuaScript remove_{kRemoveScript};
+  LuaScript read_;
+  LuaScript prepare_;
+  LuaScript apply_;
+  LuaScript abandon_;
+  LuaScript refill_;
+  LuaScript begin_erase_;
+  LuaScript finish_erase_;
+  LuaScript remove_;
+  LuaScript drop_;
+  std::mutex drops_mu_;
+  std::unordered_set<std::string> drops_;  // array keys; guarded by drops_mu_
 };
 
 }  // namespace stowage::redis

@@ -6,57 +6,6 @@
 
 namespace stowage::redis {
 
-// An entry is found by its exact encoding. That cannot match inside another
-// entry's strings: there every '"' is escaped as '\"', so `{"` only occurs
-// where an entry starts.
-const char* const kAppendScript = R"lua(
-local key, entry, ttl = KEYS[1], ARGV[1], ARGV[2]
-local n = redis.call('STRLEN', key)
-if n > 0 and (redis.call('GETRANGE', key, 0, 0) ~= '[' or redis.call('GETRANGE', key, -1, -1) ~= ']') then
-  return redis.error_reply('the value of key ' .. key .. ' is not a JSON array; fix or delete it (DEL ' .. key .. ')')
-end
-if n <= 2 then
-  redis.call('SET', key, '[' .. entry .. ']')
-else
-  redis.call('SETRANGE', key, n - 1, ',' .. entry .. ']')
-end
-redis.call('EXPIRE', key, ttl)
-return redis.call('STRLEN', key)
-)lua";
-
-const char* const kRemoveScript = R"lua(
-local key, entry = KEYS[1], ARGV[1]
-local value = redis.call('GET', key)
-if not value then return 0 end
-local at, from = nil, 1
-while true do
-  local found = string.find(value, entry, from, true)
-  if not found then break end
-  at, from = found, found + 1
-end
-if not at then return 0 end
-local after = at + #entry
-local rest
-if string.sub(value, at - 1, at - 1) == ',' then
-  rest = string.sub(value, 1, at - 2) .. string.sub(value, after)
-elseif string.sub(value, after, after) == ',' then
-  rest = string.sub(value, 1, at - 1) .. string.sub(value, after + 1)
-else
-  rest = string.sub(value, 1, at - 1) .. string.sub(value, after)
-end
-if rest == '[]' then
-  redis.call('DEL', key)
-  return 1
-end
-local pttl = redis.call('PTTL', key)
-if pttl > 0 then
-  redis.call('SET', key, rest, 'PX', pttl)
-else
-  redis.call('SET', key, rest)
-end
-return 1
-)lua";
-
 Status LuaScript::Eval(RedisPool::Lease& lease, std::string_view command, std::string_view script,
                        const std::vector<std::string_view>& keys, const std::vector<std::string_view>& args,
                        ReplyPtr* reply) {

@@ -32,16 +32,4 @@ class LuaScript {
   std::string sha1_;  // guarded by mu_; empty until SCRIPT LOAD answered
 };
 
-// Appends one entry to a guest's array in O(size of the entry), and renews
-// the key's TTL. KEYS[1]: the key; ARGV[1]: the encoded entry; ARGV[2]: the
-// TTL in seconds. Returns the value's new length in bytes. Refuses (error
-// reply naming the key) a value that is not a string shaped "[...]".
-extern const char* const kAppendScript;
-
-// Removes the last occurrence of one encoded entry from a guest's array,
-// keeping the array valid and the key's TTL; deletes the key when no entry
-// is left. KEYS[1]: the key; ARGV[1]: the encoded entry. Returns 1 when it
-// removed the entry, 0 when the entry was not there.
-extern const char* const kRemoveScript;
-
 }  // namespace stowage::redis

@@ -28,7 +28,8 @@ StageUnderTest RedisUnderTest() {
                         {"ttl_seconds", std::int64_t{600}},
                         {"pool_size", std::int64_t{8}},
                         {"connect_timeout_ms", std::int64_t{1000}},
-                        {"command_timeout_ms", std::int64_t{2000}}});
+                        {"command_timeout_ms", std::int64_t{2000}},
+                        {"change_lifetime_ms", std::int64_t{30000}}});
     return std::make_unique<RedisStage>(config, env);
   };
   return stage;

@@ -1,6 +1,7 @@
 #include "redis_stage.h"
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 
 #include "chat_json.h"
@@ -32,7 +33,10 @@ ConfigSchema RedisStage::config_schema() {
       .optional("connect_timeout_ms", std::int64_t{1000},
                 "longest wait to open a connection, in milliseconds")
       .optional("command_timeout_ms", std::int64_t{1000},
-                "longest wait for one command's answer, in milliseconds");
+                "longest wait for one command's answer, in milliseconds")
+      .optional("change_lifetime_ms", std::int64_t{30000},
+                "how long a change in flight keeps a guest's history from being served from Redis when its "
+                "writer never settles it (killed, or its COMMIT's answer lost); longer than any write lasts");
 }
 
 ChatStoreOptions RedisStage::OptionsFromConfig(const StageConfig& config) {
@@ -43,81 +47,159 @@ ChatStoreOptions RedisStage::OptionsFromConfig(const StageConfig& config) {
   options.pool.size = static_cast<std::size_t>(InRange(config, "pool_size", 1, 1024));
   options.pool.connect_timeout = std::chrono::milliseconds(InRange(config, "connect_timeout_ms", 1, 600000));
   options.pool.command_timeout = std::chrono::milliseconds(InRange(config, "command_timeout_ms", 1, 600000));
+  options.change_lifetime = std::chrono::milliseconds(InRange(config, "change_lifetime_ms", 1000, 3600000));
   return options;
 }
 
 RedisStage::RedisStage(ChatStoreOptions options, Logger& log) : store_(std::move(options)), log_(log) {}
 
+void RedisStage::MustDrop(const GuestKeys& keys, const std::string& guest_id, const Status& why) {
+  if (store_.RememberDrop(keys)) {
+    log_.warn("key " + keys.array + " of guest " + guest_id + " will be dropped before it is served again: " +
+              why.ToString());
+  } else {
+    log_.error("key " + keys.array + " of guest " + guest_id + " could not be dropped (" + why.ToString() +
+               ") and too many keys wait to be dropped to remember it; its mark lapses after change_lifetime_ms");
+  }
+}
+
+Status RedisStage::prepare(WriteContext& ctx) {
+  const GuestKeys keys = store_.Keys(ctx.guest_id);
+  const std::string token = ChatStore::NewToken();
+  // Set before the call: abandon() unmarks it even when the answer was lost.
+  ctx.attributes.set(kChangeAttribute, token);
+  Status status = store_.Prepare(keys, token, ctx.deadline);
+  if (!status.ok()) return status.WithContext("could not mark the coming change of guest " + ctx.guest_id);
+  return Status::Ok();
+}
+
 Status RedisStage::write(WriteContext& ctx) {
-  const std::string key = store_.Key(ctx.guest_id);
+  const GuestKeys keys = store_.Keys(ctx.guest_id);
+  const std::string token = ctx.attributes.get(kChangeAttribute).value_or("");
+  const std::string sequence = ctx.attributes.get(Attributes::kSequence).value_or("");
   std::string entry = EncodeEntry(ctx.message);
+  bool stored = false;
   std::int64_t bytes = 0;
-  Status status = store_.Append(key, entry, ctx.deadline, &bytes);
-  if (!status.ok())
-    return status.WithContext("could not store message for guest " + ctx.guest_id + " in key " + key);
+  Status status = store_.Apply(keys, token, sequence, entry, ctx.deadline, &stored, &bytes);
+  if (!status.ok()) {
+    if (!token.empty()) MustDrop(keys, ctx.guest_id, status);
+    return status.WithContext("could not store message for guest " + ctx.guest_id + " in key " + keys.array);
+  }
   ctx.attributes.set(kEntryAttribute, std::move(entry));
-  log_.info("stored message for guest " + ctx.guest_id + " in key " + key + " (value now " +
-            std::to_string(bytes) + " bytes, ttl " + std::to_string(store_.options().ttl.count()) + "s)");
+  if (stored) {
+    log_.info("stored message for guest " + ctx.guest_id + " in key " + keys.array + " (value now " +
+              std::to_string(bytes) + " bytes, ttl " + std::to_string(store_.options().ttl.count()) + "s)");
+  } else {
+    log_.info("dropped key " + keys.array + " of guest " + ctx.guest_id + ": it did not hold exactly the " +
+              "messages before sequence " + sequence + "; the next read refills it from the store");
+  }
+  return Status::Ok();
+}
+
+Status RedisStage::abandon(WriteContext& ctx, Uncommitted why) {
+  const GuestKeys keys = store_.Keys(ctx.guest_id);
+  const std::string token = ctx.attributes.get(kChangeAttribute).value_or("");
+  const bool unknown = why == Uncommitted::kOutcomeUnknown;
+  Status status = store_.Abandon(keys, token, unknown, ctx.deadline);
+  if (!status.ok()) {
+    if (unknown) MustDrop(keys, ctx.guest_id, status);
+    return status.WithContext("could not settle the abandoned change of guest " + ctx.guest_id + " in key " +
+                              keys.array);
+  }
+  if (unknown) {
+    log_.info("dropped key " + keys.array + " of guest " + ctx.guest_id + ": the store may or may not hold " +
+              "the message; the guest is read from the store until the change's mark lapses");
+  }
   return Status::Ok();
 }
 
 Status RedisStage::compensate(WriteContext& ctx) {
-  const std::string key = store_.Key(ctx.guest_id);
+  const GuestKeys keys = store_.Keys(ctx.guest_id);
   // A write that failed on the way back may still have landed; its entry is
   // the same bytes, so it is found by encoding the message again.
   std::string entry = ctx.attributes.get(kEntryAttribute).value_or(EncodeEntry(ctx.message));
   bool removed = false;
-  Status status = store_.Remove(key, entry, ctx.deadline, &removed);
+  Status status = store_.Remove(keys, entry, ctx.deadline, &removed);
   if (!status.ok()) {
-    return status.WithContext("could not remove the message of guest " + ctx.guest_id + " from key " + key +
-                                   " to undo its write; it stays until the key expires or is deleted");
+    return status.WithContext("could not remove the message of guest " + ctx.guest_id + " from key " +
+                              keys.array + " to undo its write; it stays until the key expires or is deleted");
   }
-  log_.info(removed
-                ? "removed the message of guest " + ctx.guest_id + " from key " + key + " to undo its write"
-                : "nothing to undo for guest " + ctx.guest_id + ": key " + key + " did not hold the message");
+  log_.info(removed ? "removed the message of guest " + ctx.guest_id + " from key " + keys.array +
+                          " to undo its write"
+                    : "nothing to undo for guest " + ctx.guest_id + ": key " + keys.array +
+                          " did not hold the message");
   return Status::Ok();
 }
 
 ReadResult RedisStage::read(GuestContext& ctx) {
-  const std::string key = store_.Key(ctx.guest_id);
+  const GuestKeys keys = store_.Keys(ctx.guest_id);
+  const std::string lease = ChatStore::NewToken();
   ReadResult result;
-  result.status = store_.Load(key, ctx.deadline, &result.found, &result.messages);
+  ChatStore::Found found = ChatStore::Found::kMiss;
+  result.status = store_.Read(keys, lease, ctx.deadline, &found, &result.messages);
   if (!result.status.ok()) {
-    result.status = result.status.WithContext(
-                                "could not read the messages of guest " + ctx.guest_id + " from key " + key);
-    result.found = false;
+    result.status =
+        result.status.WithContext("could not read the messages of guest " + ctx.guest_id + " from key " + keys.array);
     result.messages.clear();
-  } else if (log_.enabled(LogLevel::kDebug)) {
-    log_.debug(result.found ? "read " + std::to_string(result.messages.size()) + " messages of guest " +
-                                  ctx.guest_id + " from key " + key
-                            : "no key " + key + " for guest " + ctx.guest_id + " (cache miss)");
+    return result;
+  }
+  result.found = found == ChatStore::Found::kHit;
+  if (found == ChatStore::Found::kMiss && ctx.attributes != nullptr)
+    ctx.attributes->set(kLeaseAttribute, lease);
+  if (log_.enabled(LogLevel::kDebug)) {
+    log_.debug(found == ChatStore::Found::kHit
+                   ? "read " + std::to_string(result.messages.size()) + " messages of guest " + ctx.guest_id +
+                         " from key " + keys.array
+               : found == ChatStore::Found::kMiss
+                   ? "key " + keys.array + " of guest " + ctx.guest_id + " is not cached (cache miss)"
+                   : "key " + keys.array + " of guest " + ctx.guest_id +
+                         " is not served: a change of the guest is in flight (cache miss)");
   }
   return result;
 }
 
 Status RedisStage::refill(GuestContext& ctx, const std::vector<Message>& messages) {
-  const std::string key = store_.Key(ctx.guest_id);
+  const GuestKeys keys = store_.Keys(ctx.guest_id);
   if (messages.empty()) return Status::Ok();  // nothing to cache; a read keeps missing, as it should
+  std::optional<std::string> lease = ctx.attributes ? ctx.attributes->get(kLeaseAttribute) : std::nullopt;
+  if (!lease) return Status::Ok();  // the read took no lease: a change of the guest was in flight
   bool stored = false;
-  Status status = store_.StoreIfAbsent(key, messages, ctx.deadline, &stored);
-  if (!status.ok()) return status.WithContext("could not refill key " + key + " of guest " + ctx.guest_id);
-  log_.info(stored
-                ? "refilled key " + key + " with " + std::to_string(messages.size()) + " messages of guest " +
-                      ctx.guest_id + " (ttl " + std::to_string(store_.options().ttl.count()) + "s)"
-                : "left key " + key + " as it is: a write created it since the read missed");
+  Status status = store_.Refill(keys, *lease, messages, ctx.deadline, &stored);
+  if (!status.ok()) return status.WithContext("could not refill key " + keys.array + " of guest " + ctx.guest_id);
+  log_.info(stored ? "refilled key " + keys.array + " with " + std::to_string(messages.size()) +
+                         " messages of guest " + ctx.guest_id + " (ttl " +
+                         std::to_string(store_.options().ttl.count()) + "s)"
+                   : "left key " + keys.array + " as it is: the guest changed since the read missed");
+  return Status::Ok();
+}
+
+Status RedisStage::prepare_erase(GuestContext& ctx) {
+  const GuestKeys keys = store_.Keys(ctx.guest_id);
+  const std::string token = ChatStore::NewToken();
+  bool held = false;
+  Status status = store_.BeginErase(keys, token, ctx.deadline, &held);
+  if (!status.ok())
+    return status.WithContext("could not begin erasing key " + keys.array + " of guest " + ctx.guest_id);
+  if (ctx.attributes != nullptr) {
+    ctx.attributes->set(kChangeAttribute, token);
+    ctx.attributes->set(kHeldAttribute, held ? "1" : "0");
+  }
   return Status::Ok();
 }
 
 EraseResult RedisStage::erase(GuestContext& ctx) {
-  const std::string key = store_.Key(ctx.guest_id);
+  const GuestKeys keys = store_.Keys(ctx.guest_id);
+  const std::string token =
+      ctx.attributes ? ctx.attributes->get(kChangeAttribute).value_or("") : std::string();
   EraseResult result;
-  result.status = store_.Delete(key, ctx.deadline, &result.held);
+  result.status = store_.FinishErase(keys, token, ctx.deadline, &result.held);
   if (!result.status.ok()) {
-    result.status = result.status.WithContext("could not delete key " + key + " of guest " + ctx.guest_id);
-  } else {
-    log_.info(result.held ? "deleted key " + key + " of guest " + ctx.guest_id
-                          : "no key " + key + " to delete for guest " + ctx.guest_id);
+    result.status = result.status.WithContext("could not delete key " + keys.array + " of guest " + ctx.guest_id);
+    return result;
   }
+  if (ctx.attributes && ctx.attributes->get(kHeldAttribute) == "1") result.held = true;
+  log_.info(result.held ? "deleted key " + keys.array + " of guest " + ctx.guest_id
+                        : "no key " + keys.array + " to delete for guest " + ctx.guest_id);
   return result;
 }
 

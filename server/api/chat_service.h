@@ -17,7 +17,10 @@ namespace stowage::api {
 class ChatService {
  public:
   virtual ~ChatService() = default;
-  virtual engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message) = 0;
+  // With `claim`, the Idempotency-Key is recorded with the message, or the
+  // outcome carries the answer recorded for it (engine::WriteOutcome::claim).
+  virtual engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message,
+                                     const engine::IdempotencyClaim* claim) = 0;
   virtual engine::ReadOutcome Read(const std::string& guest_id) = 0;
   virtual engine::EraseOutcome Erase(const std::string& guest_id) = 0;
   virtual engine::SearchOutcome Search(const std::string& guest_id, const std::string& query,
@@ -33,8 +36,9 @@ class PipelineChatService final : public ChatService {
   explicit PipelineChatService(engine::PipelineHolder& holder, observability::Counter* degraded = nullptr)
       : holder_(holder), degraded_(degraded) {}
 
-  engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message) override {
-    auto outcome = holder_.current()->Write(guest_id, message);
+  engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message,
+                             const engine::IdempotencyClaim* claim) override {
+    auto outcome = holder_.current()->Write(guest_id, message, claim);
     CountDegraded(outcome.degraded);
     return outcome;
   }

@@ -12,6 +12,7 @@
 #include "api/chat_request.h"
 #include "api/query_string.h"
 #include "api/timestamp.h"
+#include "idempotency/fingerprint.h"
 
 namespace stowage::api {
 namespace {
@@ -177,11 +178,26 @@ http::Response GuestChatApi::Post(const std::string& guest_id, const http::Reque
     }
   }
 
-  engine::WriteOutcome outcome = service_.Write(guest_id, *parsed.message);
-  http::Response response =
-      outcome.status.ok()
-          ? Json(200, EncodeStored(guest_id, outcome))
-          : ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "storing the message"));
+  const std::string fingerprint = idempotency::Fingerprint(request.body);
+  engine::IdempotencyClaim claim{idempotency_key, fingerprint, [&guest_id](const engine::WriteOutcome& expected) {
+                                   return EncodeStored(guest_id, expected);
+                                 }};
+  engine::WriteOutcome outcome = service_.Write(guest_id, *parsed.message, has_key ? &claim : nullptr);
+  http::Response response;
+  if (outcome.claim == engine::WriteOutcome::Claim::kReplay) {
+    response = Json(200, std::move(outcome.replay));
+    response.headers.emplace_back("Idempotent-Replayed", "true");
+    response.log_note = "idempotent_replay";
+  } else if (outcome.claim == engine::WriteOutcome::Claim::kConflict) {
+    return ErrorResponse({409, "idempotency_conflict", outcome.status.message()});
+  } else if (outcome.status.ok()) {
+    response = Json(200, EncodeStored(guest_id, outcome));
+  } else if (outcome.outcome_unknown) {
+    response = ErrorResponse({503, "outcome_unknown",
+                              "storing the message: stage '" + outcome.failed_stage + "': " + outcome.status.message()});
+  } else {
+    response = ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "storing the message"));
+  }
   if (has_key && response.status == 200) {
     idempotency_.Complete(scoped_key, response.status, response.body);
     release.completed = true;

@@ -8,11 +8,15 @@
 //   GET    /healthz                    {"status":"ok"}
 //
 // A POST with an `Idempotency-Key` header (1 to 255 visible ASCII
-// characters) is answered once: a retry with the same key and body for the
+// characters) is stored once: a retry with the same key and body for the
 // same guest replays the first 200 answer (header `Idempotent-Replayed:
 // true`) and stores nothing; the same key with another body gets 409
-// `idempotency_conflict`. Failed POSTs are not remembered, so they can be
-// retried for real.
+// `idempotency_conflict`. The key is recorded with the message, in its
+// transaction (engine::IdempotencyClaim), so this holds across restarts and
+// instances; a POST that failed stored nothing and can be retried for real,
+// and one answered 503 `outcome_unknown` is settled by its retry. An
+// in-process front makes a retry that arrives while the first request runs
+// wait for its answer.
 //
 // Paths match exactly (a trailing slash is another path); the query string is
 // ignored. Every request is validated before the ChatService is called, so a

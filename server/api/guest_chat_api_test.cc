@@ -12,7 +12,9 @@ namespace {
 // Records the calls the API makes and answers with preset outcomes.
 class RecordingService final : public ChatService {
  public:
-  engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message) override {
+  engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message,
+                             const engine::IdempotencyClaim* claim) override {
+    (void)claim;
     std::lock_guard lock(mu);
     calls.push_back("write " + guest_id);
     written.push_back(message);

@@ -86,6 +86,11 @@ struct GuestContext {
   // The stage's database, null when it names none: in one transaction for
   // an erase, in autocommit for a read or a search.
   SqlSession* sql = nullptr;
+  // SDK 1.2: values a stage keeps between its calls of one request: the same
+  // object for its read() and its refill() of one GET (e.g. a lease the read
+  // took for the refill), and for its prepare_erase() and erase() of one
+  // DELETE. Null when the host gives none (a search, a health check).
+  Attributes* attributes = nullptr;
 };
 
 }  // namespace stowage

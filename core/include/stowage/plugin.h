@@ -10,7 +10,8 @@
 // - `stowage_plugin_schema`, the stage's ConfigSchema;
 // - `stowage_plugin_create` / `stowage_plugin_destroy`, which make and free
 //   the stage inside the library, wrapped so that no exception leaves it;
-// - `stowage_plugin_traits` (SDK 1.1), what the class promises the host.
+// - `stowage_plugin_traits` (SDK 1.1), what the class promises the host
+//   and how it wants to be called.
 //
 // The class needs:
 //   static stowage::ConfigSchema config_schema();
@@ -26,6 +27,11 @@
 // thread of the host's call runner, so that the host can stop waiting at the
 // deadline whatever the stage does: a safe default that costs two thread
 // switches per call.
+//
+// And (SDK 1.2)
+//   static constexpr bool kAfterCommit = true;
+// for a stage that keeps a copy of what the databases hold (a cache): it is
+// written after the COMMIT, with prepare() before it (see stage.h).
 #pragma once
 
 #include <cstdint>
@@ -75,6 +81,7 @@ extern "C" {
 
 // Bits of StowagePluginTraits::flags.
 #define STOWAGE_TRAIT_KEEPS_DEADLINES 0x1u
+#define STOWAGE_TRAIT_AFTER_COMMIT 0x2u  // SDK 1.2
 
 // What a stage class promises the host. A plugin built before SDK 1.1 has
 // none: the host then assumes no promise. New fields are only ever added at
@@ -193,6 +200,27 @@ class GuardedStage final : public Stage {
       return StatusFromCurrentException("health");
     }
   }
+  Status prepare(WriteContext& ctx) noexcept override {
+    try {
+      return inner_->prepare(ctx);
+    } catch (...) {
+      return StatusFromCurrentException("prepare");
+    }
+  }
+  Status abandon(WriteContext& ctx, Uncommitted why) noexcept override {
+    try {
+      return inner_->abandon(ctx, why);
+    } catch (...) {
+      return StatusFromCurrentException("abandon");
+    }
+  }
+  Status prepare_erase(GuestContext& ctx) noexcept override {
+    try {
+      return inner_->prepare_erase(ctx);
+    } catch (...) {
+      return StatusFromCurrentException("prepare_erase");
+    }
+  }
 
  private:
   std::unique_ptr<StageClass> inner_;
@@ -214,6 +242,9 @@ constexpr std::uint32_t TraitFlagsOf() noexcept {
   std::uint32_t flags = 0;
   if constexpr (requires { StageClass::kKeepsDeadlines; }) {
     if (StageClass::kKeepsDeadlines) flags |= STOWAGE_TRAIT_KEEPS_DEADLINES;
+  }
+  if constexpr (requires { StageClass::kAfterCommit; }) {
+    if (StageClass::kAfterCommit) flags |= STOWAGE_TRAIT_AFTER_COMMIT;
   }
   return flags;
 }

@@ -68,6 +68,12 @@ struct SearchResult {
 
 enum class RequestKind { kWrite, kRead, kErase, kSearch };
 
+// What became of a COMMIT that did not succeed (SDK 1.2, see
+// Stage::abandon): the databases rolled the change back, or the answer to
+// the COMMIT never came (the connection was lost while it was in flight), so
+// the change may have landed, or may still land.
+enum class Uncommitted { kRolledBack, kOutcomeUnknown };
+
 // What the host tells every stage after each request, for accounting.
 struct RequestReport {
   RequestKind kind;
@@ -130,6 +136,46 @@ class Stage {
 
   // Whether the target is reachable and usable now.
   virtual Status health(Deadline deadline) { (void)deadline; return Status::Ok(); }
+
+  // ---- SDK 1.2: stages that run after the commit ----
+  //
+  // A stage class that declares `static constexpr bool kAfterCommit = true`
+  // keeps a copy of what the pipeline's databases hold (a cache, an index, a
+  // notifier) and must never show what they did not commit. When some
+  // enabled stage of the pipeline has a [[database]], the host writes such a
+  // stage in three steps around the COMMIT, whatever its place in the file:
+  //   1. prepare(ctx): after every other stage wrote and before the COMMIT,
+  //      with their attributes (message_id, sequence). The stage records that
+  //      a change of the guest is coming, so that its copy is not trusted
+  //      until the change is settled, whatever happens next (the process
+  //      killed, the COMMIT lost). A failure is the stage's write failure: a
+  //      required stage fails the request and nothing commits.
+  //   2. write(ctx): after the COMMIT succeeded. The message is stored
+  //      whatever write() answers: a failure is logged, counted and listed in
+  //      `degraded`, and the copy stays untrusted (prepare() saw to that).
+  //   3. abandon(ctx, why) instead of write() when the COMMIT did not
+  //      happen or its outcome is unknown (the change may still land).
+  // An erase likewise: prepare_erase(ctx) first (a required stage's failure
+  // stops the request before any stage erases anything), then erase(ctx)
+  // once the databases' erase committed or rolled back; nothing when its
+  // outcome is unknown. The host passes the same ctx.attributes to
+  // prepare_erase() and erase() of one request.
+  // In a pipeline without a database the stage is called like any other:
+  // write() in file order, compensate() when a later required stage fails,
+  // erase() alone.
+  virtual Status prepare(WriteContext& ctx) {
+    (void)ctx;
+    return Status::Ok();
+  }
+  virtual Status abandon(WriteContext& ctx, Uncommitted why) {
+    (void)ctx;
+    (void)why;
+    return Status::Ok();
+  }
+  virtual Status prepare_erase(GuestContext& ctx) {
+    (void)ctx;
+    return Status::Ok();
+  }
 };
 
 }  // namespace stowage

@@ -139,8 +139,8 @@ bool PgConnection::Usable() noexcept {
   return false;  // still talking unasked: do not trust it
 }
 
-DeferredId PgConnection::Defer(std::string command) {
-  deferred_.push_back({next_deferred_, std::move(command), DeferredState::kWaiting});
+DeferredId PgConnection::Defer(std::string command, std::vector<stowage::SqlValue> params) {
+  deferred_.push_back({next_deferred_, std::move(command), std::move(params), DeferredState::kWaiting});
   return next_deferred_++;
 }
 
@@ -219,8 +219,11 @@ stowage::Status PgConnection::RunPipeline(const std::string* text, bool simple,
   std::string new_name;  // the statement's name when this pipeline prepares it
   bool sent = PQenterPipelineMode(conn) == 1;
   for (std::size_t i : batch) {
-    sent = sent && PQsendQueryParams(conn, deferred_[i].command.c_str(), 0, nullptr, nullptr, nullptr,
-                                     nullptr, 0) == 1;
+    std::vector<const char*> deferred_values;
+    deferred_values.reserve(deferred_[i].params.size());
+    for (const auto& param : deferred_[i].params) deferred_values.push_back(param ? param->c_str() : nullptr);
+    sent = sent && PQsendQueryParams(conn, deferred_[i].command.c_str(), static_cast<int>(deferred_values.size()),
+                                     nullptr, deferred_values.data(), nullptr, nullptr, 0) == 1;
     if (sent) ++parts;
   }
   if (sent && text != nullptr) {

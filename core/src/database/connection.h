@@ -52,7 +52,7 @@ class PgConnection final : public Connection {
   void set_deadline(stowage::Deadline deadline) noexcept override { deadline_ = deadline; }
   bool broken() const noexcept override;
 
-  DeferredId Defer(std::string command) override;
+  DeferredId Defer(std::string command, std::vector<stowage::SqlValue> params = {}) override;
   DeferredState deferred_state(DeferredId id) const noexcept override;
   bool Withdraw(DeferredId id) noexcept override;
   void ClearDeferred() noexcept override;
@@ -75,6 +75,7 @@ class PgConnection final : public Connection {
   struct Deferred {
     DeferredId id;
     std::string command;
+    std::vector<stowage::SqlValue> params;
     DeferredState state;
   };
   // A statement's result, and the prepared statement's name when it ran as one.

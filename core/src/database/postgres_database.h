@@ -38,15 +38,16 @@ enum class DeferredState {
 // A connection lent for one request or one piece of work. Not thread-safe.
 class Connection : public stowage::SqlSession {
  public:
-  // Defers `command`, one parameterless statement that needs no answer
-  // (BEGIN, SAVEPOINT name): it is sent with the next statement run through
-  // execute(), ahead of it and after the commands deferred before it, in the
-  // same round trip. When one of them fails, the statement and the commands
-  // after it do not run, and execute() returns that command's error, which
-  // quotes it (so it must hold no value that may not be shown). A BEGIN that
-  // fails leaves no transaction behind: it and the commands after it stay
-  // deferred, for the next statement.
-  virtual DeferredId Defer(std::string command) = 0;
+  // Defers `command`, one statement whose rows are not needed (BEGIN,
+  // SAVEPOINT name, an INSERT with $1..$n bound to `params`): it is sent with
+  // the next statement run through execute(), ahead of it and after the
+  // commands deferred before it, in the same round trip. When one of them
+  // fails, the statement and the commands after it do not run, and execute()
+  // returns that command's error, which quotes its text (so the text must
+  // hold no value that may not be shown; values go in `params`). A BEGIN
+  // that fails leaves no transaction behind: it and the commands after it
+  // stay deferred, for the next statement.
+  virtual DeferredId Defer(std::string command, std::vector<stowage::SqlValue> params = {}) = 0;
   virtual DeferredState deferred_state(DeferredId id) const noexcept = 0;
   // Forgets `id` if it is still waiting, so that it is never sent; returns
   // whether it was waiting.

@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,10 @@ class Counter;
 class Gauge;
 class Histogram;
 }  // namespace stowage::observability
+
+namespace stowage::idempotency {
+class IdempotencyStore;
+}  // namespace stowage::idempotency
 
 namespace stowage::engine {
 
@@ -78,6 +83,10 @@ struct StageInstance {
   // The stage promises to return by each call's deadline (kKeepsDeadlines):
   // it is called on the request's thread, not on the call runner.
   bool keeps_deadlines = false;
+  // The stage keeps a copy of what the databases hold (kAfterCommit): in a
+  // pipeline with a database it is prepared before the COMMIT and written
+  // after it (stowage/stage.h).
+  bool after_commit = false;
   // The [[database]] the stage joins; null when none. A stage with a
   // database is called on the request's thread and its statements run in
   // the request's transaction.
@@ -92,12 +101,36 @@ struct StageInstance {
   bool required() const noexcept { return settings.policy == config::Policy::kRequired; }
 };
 
+struct WriteOutcome;
+
+// The Idempotency-Key of a write. With a database in the pipeline, the key
+// is recorded in the same transaction as the message (IdempotencyStore), so
+// a retry on any stowaged, before or after a restart, finds it.
+struct IdempotencyClaim {
+  std::string key;          // as the client sent it
+  std::string fingerprint;  // what a retry must match (idempotency::Fingerprint of the request)
+  // The answer to record with the key: called once, just before the COMMIT,
+  // with the outcome the request will have if the COMMIT succeeds.
+  std::function<std::string(const WriteOutcome&)> answer;
+};
+
 struct WriteOutcome {
   stowage::Status status;              // ok, or what failed the request
   std::string failed_stage;            // the stage that failed or refused the write
   stowage::Attributes attributes;      // e.g. message_id, conversation_id, sequence
   std::vector<std::string> stored_in;  // targets that hold the message, in stage order
-  std::vector<std::string> degraded;   // best-effort stages that failed
+  // Best-effort stages that failed, and after-commit stages whose write
+  // failed once the message was committed.
+  std::vector<std::string> degraded;
+  // The COMMIT's answer never came: the message may be stored. (status is
+  // kUnavailable.) A retry with the same Idempotency-Key finds out.
+  bool outcome_unknown = false;
+  // With a claim whose key this guest had already used: kReplay when the
+  // request matches, and `replay` holds the answer recorded then (status is
+  // ok and nothing was stored now); kConflict when it does not (status is
+  // kConflict and nothing was stored).
+  enum class Claim { kNone, kRecorded, kReplay, kConflict } claim = Claim::kNone;
+  std::string replay;
 };
 
 struct ReadOutcome {
@@ -149,7 +182,10 @@ class Pipeline {
 
   ~Pipeline();
 
-  WriteOutcome Write(const std::string& guest_id, const stowage::Message& message);
+  // Stores the message through every enabled stage. With `claim`, the key
+  // is recorded with the message, or the answer recorded for it returned.
+  WriteOutcome Write(const std::string& guest_id, const stowage::Message& message,
+                     const IdempotencyClaim* claim = nullptr);
   ReadOutcome Read(const std::string& guest_id);
   EraseOutcome Erase(const std::string& guest_id);
   // The guest's `k` messages most similar to `query`, from the first enabled
@@ -168,6 +204,13 @@ class Pipeline {
   // The generation number given by the PipelineHolder that published it (1
   // for the first); 0 when not published.
   std::uint64_t generation() const noexcept { return generation_; }
+  // Where Idempotency-Keys are recorded: the database of the first enabled
+  // required stage that has one (else of the first enabled stage that has
+  // one); null when no enabled stage has a database.
+  idempotency::IdempotencyStore* idempotency_store() const noexcept { return idempotency_.get(); }
+  // Whether after-commit stages are prepared before the COMMIT and written
+  // after it: some enabled stage has a database.
+  bool defers_after_commit() const noexcept { return defers_after_commit_; }
 
  private:
   Pipeline() = default;
@@ -184,6 +227,8 @@ class Pipeline {
   std::vector<std::shared_ptr<database::PostgresDatabase>> databases_;
   std::vector<std::shared_ptr<StageInstance>> stages_;
   std::shared_ptr<CallRunner> runner_;
+  std::shared_ptr<idempotency::IdempotencyStore> idempotency_;
+  bool defers_after_commit_ = false;
   observability::Registry* metrics_ = nullptr;
   std::uint64_t generation_ = 0;
 };

@@ -239,8 +239,7 @@ TEST_F(TransactionTest, BeginSavepointStatementSavepointStatementCommitTakeThree
     LazySession second(*db_, &transactions, "stowage_stage_2", Deadline::After(5s));
     ASSERT_TRUE(Insert(second, "two").ok());
   }
-  std::string failed_database;
-  ASSERT_TRUE(transactions.CommitAll(Deadline::After(5s), &failed_database).ok());
+  ASSERT_TRUE(transactions.CommitAll(Deadline::After(5s)).status.ok());
   EXPECT_EQ(db_->round_trips() - before, 3u);
   EXPECT_EQ(Rows(), (std::vector<std::string>{"tx:one", "tx:two"}));
 }
@@ -264,8 +263,7 @@ TEST_F(TransactionTest, ABestEffortStatementFailingInAPipelineIsRolledBackToItsS
     LazySession after(*db_, &transactions, "stowage_stage_3", Deadline::After(5s));
     ASSERT_TRUE(Insert(after, "after").ok());
   }
-  std::string failed_database;
-  Status committed = transactions.CommitAll(Deadline::After(5s), &failed_database);
+  Status committed = transactions.CommitAll(Deadline::After(5s)).status;
   ASSERT_TRUE(committed.ok()) << committed.ToString();
   // (BEGIN, kept), (SAVEPOINT, undone), (PREPARE, failing INSERT: the table is
   // missing), ROLLBACK TO SAVEPOINT, (SAVEPOINT, after), COMMIT.
@@ -286,8 +284,7 @@ TEST_F(TransactionTest, WhatWasNeverSentCostsNothing) {
     LazySession quiet(*db_, &transactions, "stowage_stage_2", Deadline::After(5s));
     ASSERT_TRUE(quiet.RollbackToSavepoint().ok());
   }
-  std::string failed_database;
-  ASSERT_TRUE(transactions.CommitAll(Deadline::After(5s), &failed_database).ok());
+  ASSERT_TRUE(transactions.CommitAll(Deadline::After(5s)).status.ok());
   EXPECT_EQ(db_->round_trips(), before);
 
   // The withdrawn savepoint is not sent with the next statement: BEGIN alone is.
@@ -333,8 +330,7 @@ TEST_F(TransactionTest, ASavepointThatFailedLosesTheTransaction) {
     LazySession session(*db_, &again, "stowage_stage_1", Deadline::After(5s));
     ASSERT_TRUE(Insert(session, "later").ok());
   }
-  std::string failed_database;
-  ASSERT_TRUE(again.CommitAll(Deadline::After(5s), &failed_database).ok());
+  ASSERT_TRUE(again.CommitAll(Deadline::After(5s)).status.ok());
   EXPECT_EQ(Rows(), (std::vector<std::string>{"tx:later"}));
 }
 
@@ -350,8 +346,7 @@ TEST_F(TransactionTest, AStatementCancelledAtItsDeadlineInAPipelineIsRolledBackT
     EXPECT_EQ(late.code(), StatusCode::kDeadlineExceeded) << late.ToString();
     ASSERT_TRUE(slow.RollbackToSavepoint().ok());
   }
-  std::string failed_database;
-  ASSERT_TRUE(transactions.CommitAll(Deadline::After(5s), &failed_database).ok());
+  ASSERT_TRUE(transactions.CommitAll(Deadline::After(5s)).status.ok());
   EXPECT_EQ(Rows(), (std::vector<std::string>{"tx:kept"}));
 }
 

@@ -21,35 +21,59 @@ Status Transactions::Connection(database::PostgresDatabase& db, stowage::Deadlin
   return Status::Ok();
 }
 
-bool Transactions::Begun(Open& open) noexcept {
-  const bool begun = open.lease->deferred_state(open.begin) != database::DeferredState::kWaiting;
-  open.lease->ClearDeferred();
-  return begun;
+Status Transactions::AddToCommit(database::PostgresDatabase& db, stowage::Deadline deadline,
+                                 std::string statement, std::vector<stowage::SqlValue> params) {
+  database::Connection* connection = nullptr;
+  if (Status got = Connection(db, deadline, &connection); !got.ok()) return got;
+  for (auto& open : open_) {
+    if (open.db != &db) continue;
+    if (open.with_commit) return Status::Internal("a statement is already queued with the COMMIT of '" + db.name() + "'");
+    open.with_commit = open.lease->Defer(std::move(statement), std::move(params));
+  }
+  return Status::Ok();
 }
 
-Status Transactions::CommitAll(stowage::Deadline deadline, std::string* failed_database) {
+bool Transactions::HasWork(const Open& open) noexcept {
+  return open.with_commit || open.lease->deferred_state(open.begin) != database::DeferredState::kWaiting;
+}
+
+CommitResult Transactions::CommitAll(stowage::Deadline deadline) {
+  CommitResult result;
   for (std::size_t i = 0; i < open_.size(); ++i) {
-    if (!Begun(open_[i])) continue;
-    open_[i].lease->set_deadline(deadline);
-    Status committed = open_[i].lease->execute("COMMIT", {}, nullptr);
-    if (!committed.ok()) {
-      *failed_database = open_[i].db->name();
-      for (std::size_t j = i + 1; j < open_.size(); ++j) {
-        if (!Begun(open_[j])) continue;
-        open_[j].lease->set_deadline(deadline);
-        (void)open_[j].lease->execute("ROLLBACK", {}, nullptr);
-      }
-      open_.clear();
-      return committed;
+    Open& open = open_[i];
+    if (!HasWork(open)) continue;
+    open.lease->set_deadline(deadline);
+    Status committed = open.lease->execute("COMMIT", {}, nullptr);
+    if (committed.ok()) continue;
+    result.status = std::move(committed);
+    result.failed_database = open.db->name();
+    // A COMMIT the server answered with an error did not commit; one whose
+    // answer never came may have.
+    result.outcome_unknown = open.lease->broken();
+    result.queued_statement_failed =
+        !result.outcome_unknown && open.with_commit &&
+        open.lease->deferred_state(*open.with_commit) == database::DeferredState::kFailed;
+    // When the queued statement failed, the COMMIT never ran and the
+    // transaction is still open (aborted): end it, so the connection can be
+    // reused. A COMMIT that failed on the server ended it already.
+    if (result.queued_statement_failed) (void)open.lease->execute("ROLLBACK", {}, nullptr);
+    for (std::size_t j = i + 1; j < open_.size(); ++j) {
+      if (open_[j].lease->deferred_state(open_[j].begin) == database::DeferredState::kWaiting) continue;
+      open_[j].lease->set_deadline(deadline);
+      (void)open_[j].lease->execute("ROLLBACK", {}, nullptr);
     }
+    break;
   }
+  for (auto& open : open_) open.lease->ClearDeferred();
   open_.clear();
-  return Status::Ok();
+  return result;
 }
 
 void Transactions::RollbackAll(stowage::Deadline deadline) noexcept {
   for (auto& open : open_) {
-    if (!Begun(open)) continue;
+    const bool begun = open.lease->deferred_state(open.begin) != database::DeferredState::kWaiting;
+    open.lease->ClearDeferred();
+    if (!begun) continue;
     open.lease->set_deadline(deadline);
     (void)open.lease->execute("ROLLBACK", {}, nullptr);
   }
@@ -99,7 +123,7 @@ Status LazySession::RollbackToSavepoint() noexcept {
                                  db_.name() + "', so there is no savepoint to roll back to");
   }
   // The stage's own deadline may have passed: undoing gets a fresh moment.
-  connection_->set_deadline(stowage::Deadline::After(std::chrono::seconds(5)));
+  connection_->set_deadline(stowage::Deadline::After(kSettleTimeout));
   return connection_->execute("ROLLBACK TO SAVEPOINT " + savepoint_, {}, nullptr);
 }
 

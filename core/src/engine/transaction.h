@@ -2,6 +2,7 @@
 // sessions lent to stage calls.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,6 +12,24 @@
 #include "stowage/sql.h"
 
 namespace stowage::engine {
+
+// How long the engine gives itself to settle a request once its stages are
+// done or one failed: to COMMIT, to roll back to a savepoint or entirely.
+inline constexpr std::chrono::seconds kSettleTimeout{5};
+
+// What became of CommitAll.
+struct CommitResult {
+  stowage::Status status;           // ok when every transaction committed
+  std::string failed_database;      // the database whose COMMIT failed
+  // The COMMIT was sent but its answer never came (the connection was lost):
+  // that database's transaction may have committed, or may still commit.
+  // Otherwise a failure means it did not commit.
+  bool outcome_unknown = false;
+  // The statement queued with AddToCommit failed (e.g. kConflict for a
+  // unique key): the COMMIT did not run and nothing of that transaction
+  // committed.
+  bool queued_statement_failed = false;
+};
 
 // The transactions of one request, at most one per database, begun on first
 // use. Not thread-safe: belongs to the request's thread.
@@ -22,11 +41,18 @@ class Transactions {
   stowage::Status Connection(database::PostgresDatabase& db, stowage::Deadline deadline,
                              database::Connection** out);
 
+  // Queues `statement` (with $1..$n bound to `params`, no rows wanted) in
+  // `db`'s transaction, to be sent with its COMMIT in the same round trip:
+  // the COMMIT runs only if the statement succeeds. At most one per
+  // database. The statement's text is quoted in errors; values go in params.
+  stowage::Status AddToCommit(database::PostgresDatabase& db, stowage::Deadline deadline, std::string statement,
+                              std::vector<stowage::SqlValue> params);
+
   // COMMIT on every open transaction, in the order they were begun. On a
   // failure, rolls back the ones not yet committed and names the database.
   // (Databases commit one by one: there is no two-phase commit across them.)
-  // A transaction whose BEGIN was never sent (no statement ran) costs nothing.
-  stowage::Status CommitAll(stowage::Deadline deadline, std::string* failed_database);
+  // A transaction in which nothing was sent costs nothing.
+  CommitResult CommitAll(stowage::Deadline deadline);
   // ROLLBACK on every open transaction whose BEGIN was sent; errors are
   // ignored (the connection is closed instead of reused).
   void RollbackAll(stowage::Deadline deadline) noexcept;
@@ -38,10 +64,11 @@ class Transactions {
     database::PostgresDatabase* db;
     database::Lease lease;
     database::DeferredId begin;
+    std::optional<database::DeferredId> with_commit;  // the statement AddToCommit queued
   };
-  // Whether the server began `open`'s transaction: false while its BEGIN
-  // waits for a statement. Forgets the commands still waiting either way.
-  static bool Begun(Open& open) noexcept;
+  // Whether the transaction has something for the server: its BEGIN was
+  // sent, or a statement waits to go with the COMMIT.
+  static bool HasWork(const Open& open) noexcept;
   std::vector<Open> open_;
 };
 

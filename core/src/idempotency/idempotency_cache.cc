@@ -1,19 +1,11 @@
 #include "idempotency/idempotency_cache.h"
 
+#include "idempotency/fingerprint.h"
+
 namespace stowage::idempotency {
 
 IdempotencyCache::IdempotencyCache(std::chrono::seconds ttl, std::size_t max_entries)
     : ttl_(ttl), max_entries_(max_entries == 0 ? 1 : max_entries) {}
-
-std::uint64_t IdempotencyCache::Hash(std::string_view request) {
-  // FNV-1a over the bytes, mixed with the length.
-  std::uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : request) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h ^ (static_cast<std::uint64_t>(request.size()) * 0x9e3779b97f4a7c15ull);
-}
 
 void IdempotencyCache::EvictLocked(Clock::time_point now) {
   // order_ runs oldest first, so the walk stops at the first entry that is
@@ -35,7 +27,7 @@ void IdempotencyCache::EvictLocked(Clock::time_point now) {
 
 IdempotencyCache::Lookup IdempotencyCache::Begin(const std::string& key, std::string_view request,
                                                  Clock::time_point wait_until) {
-  const std::uint64_t hash = Hash(request);
+  const std::uint64_t hash = RequestHash(request);
   std::unique_lock lock(mu_);
   EvictLocked(Clock::now());
   while (true) {

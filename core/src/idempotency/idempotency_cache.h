@@ -58,7 +58,6 @@ class IdempotencyCache {
     std::list<std::string>::iterator order;  // position in order_, oldest first
   };
 
-  static std::uint64_t Hash(std::string_view request);
   void EvictLocked(Clock::time_point now);
 
   const std::chrono::seconds ttl_;

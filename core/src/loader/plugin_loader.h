@@ -26,6 +26,9 @@ class Plugin {
   // Whether the stage class promises to return from every call by its
   // context's deadline (kKeepsDeadlines; SDK 1.1). False for older plugins.
   bool keeps_deadlines() const noexcept { return (trait_flags_ & STOWAGE_TRAIT_KEEPS_DEADLINES) != 0; }
+  // Whether the stage class keeps a copy of what the databases hold and is
+  // written after their COMMIT (kAfterCommit; SDK 1.2). False for older plugins.
+  bool after_commit() const noexcept { return (trait_flags_ & STOWAGE_TRAIT_AFTER_COMMIT) != 0; }
 
   // Creates a stage. The returned pointer keeps the library loaded. `env`
   // and what it refers to must outlive the stage. Returns nullptr and sets

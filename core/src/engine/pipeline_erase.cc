@@ -1,0 +1,152 @@
+// Pipeline::Erase: a guest's chat removed from every enabled stage.
+//
+// After-commit stages (a cache) go first with prepare_erase(): they stop
+// serving the guest before any store erases it, so no copy outlives the
+// store's, and a refill racing the DELETE cannot bring the history back.
+// A required one that fails stops the request before anything is erased.
+// Then every other stage erases, even after one fails (a retry of the DELETE
+// finishes the rest), those with a database in one transaction, each in a
+// savepoint of its own so that a failing one leaves the others' deletions to
+// commit. Once the COMMIT is settled the after-commit stages erase() too
+// (when its outcome is unknown they stay as prepare_erase() left them).
+#include <optional>
+
+#include "engine/pipeline.h"
+#include "engine/stage_calls.h"
+
+namespace stowage::engine {
+
+using stowage::Deadline;
+using stowage::Status;
+
+namespace {
+
+// Erases `s` (which has a database) inside its savepoint of `transactions`.
+stowage::EraseResult EraseInTransaction(const StageInstance& s, std::size_t index, Transactions& transactions,
+                                        const std::string& guest_id) {
+  const Deadline deadline = Deadline::After(s.settings.timeout);
+  LazySession session(*s.database, &transactions, SavepointOf(index), deadline);
+  stowage::GuestContext ctx{guest_id, deadline, *s.logger, &session};
+  stowage::EraseResult result = s.stage->erase(ctx);
+  if (result.status.ok() && deadline.expired()) result.status = TimeoutStatus("erase", s.settings.timeout);
+  if (!result.status.ok()) {
+    Status undone = session.RollbackToSavepoint();
+    if (!undone.ok()) transactions.RollbackAll(Deadline::After(kSettleTimeout));
+  }
+  return result;
+}
+
+}  // namespace
+
+EraseOutcome Pipeline::Erase(const std::string& guest_id) {
+  const auto started = Clock::now();
+  EraseOutcome outcome;
+  auto after_commit = [this](const StageInstance& s) { return defers_after_commit_ && s.after_commit; };
+  auto call_erase = [&](const StageInstance& s, std::shared_ptr<stowage::Attributes> notes) {
+    return CallGuest<stowage::EraseResult>(
+        *runner_, s, guest_id, [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.erase(ctx); },
+        std::move(notes));
+  };
+  auto failed = [&](const StageInstance& s, Status status, const char* what) {
+    s.logger->warn("could not " + std::string(what) + " guest " + guest_id + " (" + PolicyText(s) +
+                   "): " + status.ToString());
+    if (!s.required()) {
+      outcome.degraded.push_back(s.name());
+    } else if (outcome.status.ok()) {
+      outcome.status = std::move(status);
+      outcome.failed_stage = s.name();
+    }
+  };
+
+  // 1. After-commit stages stop serving the guest. What each one's
+  // prepare_erase() leaves for its erase() is kept in `notes`.
+  std::vector<std::shared_ptr<stowage::Attributes>> notes(stages_.size());
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    const StageInstance& s = *stages_[i];
+    if (!s.stage || !after_commit(s)) continue;
+    auto kept = std::make_shared<stowage::Attributes>();
+    const auto began = Clock::now();
+    auto prepared = CallGuest<Status>(
+        *runner_, s, guest_id,
+        [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.prepare_erase(ctx); }, kept);
+    Status status = prepared ? *prepared : TimeoutStatus("prepare_erase", s.settings.timeout);
+    Count(s, status, began);
+    if (status.ok()) {
+      notes[i] = std::move(kept);
+      continue;
+    }
+    failed(s, std::move(status), "prepare the erase of");
+    if (!s.required()) continue;
+    // Nothing was erased: the stages prepared so far go back to normal.
+    for (std::size_t j = 0; j < i; ++j)
+      if (notes[j]) (void)call_erase(*stages_[j], notes[j]);
+    Report(stowage::RequestKind::kErase, guest_id, false, false, started);
+    return outcome;
+  }
+
+  // 2. Every other stage erases.
+  Transactions transactions;
+  std::vector<bool> held(stages_.size(), false);
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    const StageInstance& s = *stages_[i];
+    if (!s.stage || after_commit(s)) continue;
+    const auto began = Clock::now();
+    std::optional<stowage::EraseResult> result;
+    if (s.database != nullptr) {
+      result = EraseInTransaction(s, i, transactions, guest_id);
+    } else {
+      result = call_erase(s, std::make_shared<stowage::Attributes>());
+    }
+    Status status = result ? result->status : TimeoutStatus("erase", s.settings.timeout);
+    Count(s, status, began);
+    if (status.ok()) {
+      held[i] = result->held;
+      continue;
+    }
+    failed(s, std::move(status), "erase");
+  }
+  CommitResult committed = transactions.CommitAll(Deadline::After(kSettleTimeout));
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    // A deletion that did not commit did not happen.
+    if (!committed.status.ok() && stages_[i]->database && stages_[i]->database->name() == committed.failed_database)
+      held[i] = false;
+  }
+
+  // 3. The after-commit stages settle, unless the COMMIT's outcome is
+  // unknown: the erase may still land, so they keep the guest hidden.
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    if (!notes[i]) continue;
+    const StageInstance& s = *stages_[i];
+    if (committed.outcome_unknown) {
+      s.logger->warn("left guest " + guest_id + " hidden: the COMMIT of its erase got no answer, so the erase " +
+                     "may still land; the mark expires on its own");
+      continue;
+    }
+    const auto began = Clock::now();
+    auto result = call_erase(s, notes[i]);
+    Status status = result ? result->status : TimeoutStatus("erase", s.settings.timeout);
+    Count(s, status, began);
+    if (!status.ok()) {
+      s.logger->warn("could not settle the erase of guest " + guest_id + " (" + PolicyText(s) +
+                     ", the guest stays hidden here until the mark expires): " + status.ToString());
+      outcome.degraded.push_back(s.name());
+      continue;
+    }
+    held[i] = result->held;
+  }
+
+  for (std::size_t i = 0; i < stages_.size(); ++i)
+    if (held[i]) AddOnce(outcome.deleted_from, stages_[i]->target);
+  if (!committed.status.ok() && outcome.status.ok()) {
+    std::string reason = committed.outcome_unknown
+                             ? "the COMMIT of database '" + committed.failed_database +
+                                   "' got no answer (the connection was lost), so the erase may or may not have happened"
+                             : "the transaction of database '" + committed.failed_database + "' did not commit";
+    outcome.status = Status::Unavailable(reason + ": " + committed.status.message() + "; retry the DELETE");
+    outcome.failed_stage = committed.failed_database;
+  }
+  Report(stowage::RequestKind::kErase, guest_id, outcome.status.ok(), false, started);
+  return outcome;
+}
+
+}  // namespace stowage::engine

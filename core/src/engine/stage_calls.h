@@ -1,0 +1,146 @@
+// How the engine calls one stage: on which thread, with which deadline and
+// session, and how each outcome is counted. Shared by the write, read and
+// erase paths of Pipeline; private to the engine.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/call_runner.h"
+#include "engine/pipeline.h"
+#include "engine/transaction.h"
+#include "stowage/context.h"
+#include "stowage/stage.h"
+#include "stowage/status.h"
+
+namespace stowage::engine {
+
+// What one request hands to every stage call: owned jointly by the calls, so
+// a call the engine stopped waiting for still has valid data.
+struct Request {
+  std::string guest_id;
+  stowage::Message message;
+};
+
+// Everything a stage call needs, captured by the call itself.
+struct CallTarget {
+  std::shared_ptr<stowage::Stage> stage;
+  std::shared_ptr<stowage::Logger> log;
+  std::shared_ptr<StageCounters> counters;
+  std::string name;
+  std::chrono::milliseconds timeout;
+  bool keeps_deadlines;  // call on this thread: the stage returns by the deadline itself
+};
+
+CallTarget TargetOf(const StageInstance& s);
+
+// The status of a call that did not return within the stage's timeout_ms.
+stowage::Status TimeoutStatus(const std::string& operation, std::chrono::milliseconds timeout);
+
+// "required" or "best_effort".
+std::string PolicyText(const StageInstance& s);
+
+// Appends `value` to `list` unless it is empty or already there.
+void AddOnce(std::vector<std::string>& list, const std::string& value);
+
+// A status that refuses the message itself rather than reporting a broken
+// target: the request fails with it whatever the stage's policy.
+bool RefusesMessage(const stowage::Status& status);
+
+// The metric series of stage `stage` in `registry`.
+StageMetrics MetricsOf(observability::Registry& registry, const std::string& stage);
+
+// Counts the outcome of one call of `s` that began at `began`, and tells its
+// breaker (when `breaker` is set: the call was let through by it).
+void Count(const StageInstance& s, const stowage::Status& status, Clock::time_point began, bool breaker = false);
+
+// Asks the breaker of a best_effort stage whether it may be called now; a
+// stage skipped is counted as such.
+bool Admitted(const StageInstance& s);
+
+// A probe let through by a half-open breaker whose call never happened (the
+// request ended first) counts as failed, so the breaker probes again later.
+void Unprobed(const StageInstance& s);
+
+// Failures and timeouts of the stage so far, for log lines.
+std::uint64_t FailuresOf(const StageCounters& counters);
+
+// The result of a write-like call: its status and the attributes it left.
+struct WriteCall {
+  stowage::Status status;
+  stowage::Attributes attributes;
+};
+
+// The write-like operations of a stage.
+enum class WriteOp {
+  kAdmit,
+  kWrite,
+  kCompensate,
+  kPrepare,         // an after-commit stage, before the COMMIT
+  kAbandon,         // an after-commit stage whose COMMIT rolled back
+  kAbandonUnknown,  // an after-commit stage whose COMMIT's outcome is unknown
+};
+
+const char* NameOf(WriteOp op);
+
+// What becomes of a write that returns after the engine stopped waiting.
+enum class LateWrite {
+  kCompensate,  // undo it: the request went on without it
+  kKeep,        // keep it: it follows a COMMIT that happened (after-commit stages)
+};
+
+// Runs a write-like call of a stage without a database, with the stage's
+// timeout: on this thread when the stage keeps its deadlines, else on the
+// call runner; a write that finishes after the engine stopped waiting is
+// compensated on its own thread when `late` says so, so that a timed-out
+// write leaves nothing behind.
+WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_ptr<const Request> request,
+                    const stowage::Attributes& attributes, WriteOp op, LateWrite late = LateWrite::kCompensate);
+
+// The savepoint of the stage at `index` (names must be SQL identifiers).
+std::string SavepointOf(std::size_t index);
+
+// Runs admit or write of a stage that has a database, on this thread, with
+// its statements in the request's transaction. A best_effort stage's
+// statements run inside its own savepoint, rolled back when it fails; when
+// that rollback fails, the transaction is lost and `*transaction_lost` is set.
+WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactions& transactions,
+                           const std::shared_ptr<const Request>& request, const stowage::Attributes& attributes,
+                           WriteOp op, bool* transaction_lost);
+
+// Runs a guest call (read, refill, erase, search, prepare_erase) of one
+// stage: on this thread with an autocommit session when it has a database,
+// on this thread when it keeps its deadlines, else on the runner with its
+// timeout. `attributes` (may be null) is given to the stage as
+// ctx.attributes and must be owned by the caller until the call is done or
+// abandoned: pass one held by a shared_ptr the call keeps (`keep`).
+// nullopt when the call did not return in time.
+template <typename R>
+std::optional<R> CallGuest(CallRunner& runner, const StageInstance& s, const std::string& guest_id,
+                           std::function<R(stowage::Stage&, stowage::GuestContext&)> op,
+                           std::shared_ptr<stowage::Attributes> attributes = nullptr) {
+  const stowage::Deadline deadline = stowage::Deadline::After(s.settings.timeout);
+  if (s.database != nullptr) {
+    LazySession session(*s.database, nullptr, "", deadline);
+    stowage::GuestContext ctx{guest_id, deadline, *s.logger, &session, attributes.get()};
+    R result = op(*s.stage, ctx);
+    if (deadline.expired()) return std::nullopt;
+    return result;
+  }
+  if (s.keeps_deadlines) {
+    stowage::GuestContext ctx{guest_id, deadline, *s.logger, nullptr, attributes.get()};
+    return op(*s.stage, ctx);
+  }
+  CallTarget target = TargetOf(s);
+  auto id = std::make_shared<const std::string>(guest_id);
+  return CallWithDeadline<R>(runner, deadline.at(), [target, id, deadline, op, attributes]() {
+    stowage::GuestContext ctx{*id, deadline, *target.log, nullptr, attributes.get()};
+    return op(*target.stage, ctx);
+  });
+}
+
+}  // namespace stowage::engine

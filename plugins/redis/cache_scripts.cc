@@ -1,0 +1,202 @@
+#include "cache_scripts.h"
+
+namespace stowage::redis {
+
+// What every script runs after. An entry is found by its exact encoding
+// (kRemoveScript): that cannot match inside another entry's strings, where
+// every '"' is escaped as '\"', so `{"` only occurs where an entry starts.
+const char* const kCachePrelude = R"lua(
+local array, version = KEYS[1], KEYS[2]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function is_mark(field)
+  local kind = string.sub(field, 1, 2)
+  return kind == 'w:' or kind == 't:' or kind == 'e:'
+end
+-- Unmarks the lapsed changes; returns how many are in flight and how many lapsed.
+local function sweep()
+  local now = now_ms()
+  local fields = redis.call('HGETALL', version)
+  local live, lapsed = 0, 0
+  for i = 1, #fields, 2 do
+    if is_mark(fields[i]) then
+      if tonumber(fields[i + 1]) > now then
+        live = live + 1
+      else
+        redis.call('HDEL', version, fields[i])
+        lapsed = lapsed + 1
+      end
+    end
+  end
+  return live, lapsed
+end
+-- The next read misses and refills from the store.
+local function drop()
+  redis.call('DEL', array)
+  redis.call('HDEL', version, 'v')
+end
+local function shaped()
+  return redis.call('GETRANGE', array, 0, 0) == '[' and redis.call('GETRANGE', array, -1, -1) == ']'
+end
+)lua";
+
+std::string CacheScript(const char* body) {
+  return std::string(kCachePrelude) + body;
+}
+
+const char* const kReadScript = R"lua(
+local lease, lease_seconds = ARGV[1], tonumber(ARGV[2])
+local live, lapsed = sweep()
+if lapsed > 0 then drop() end
+if live > 0 then return {2} end
+local value = redis.call('GET', array)
+if value and redis.call('HEXISTS', version, 'v') == 1 then return {1, value} end
+redis.call('HSET', version, 'l', lease)
+if redis.call('TTL', version) < lease_seconds then redis.call('EXPIRE', version, lease_seconds) end
+return {0}
+)lua";
+
+const char* const kPrepareScript = R"lua(
+local token, lifetime, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local now = now_ms()
+local kind = 'w:'
+local fields = redis.call('HGETALL', version)
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 'e:' and tonumber(fields[i + 1]) > now then kind = 't:' end
+end
+redis.call('HSET', version, kind .. token, now + lifetime)
+redis.call('HDEL', version, 'l')
+redis.call('EXPIRE', version, keep)
+return 1
+)lua";
+
+const char* const kApplyScript = R"lua(
+local token, sequence, entry, ttl, keep = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local n = redis.call('STRLEN', array)
+local function append()
+  if n <= 2 then
+    redis.call('SET', array, '[' .. entry .. ']')
+  else
+    redis.call('SETRANGE', array, n - 1, ',' .. entry .. ']')
+  end
+  redis.call('EXPIRE', array, ttl)
+  redis.call('EXPIRE', version, keep)
+  return {1, redis.call('STRLEN', array)}
+end
+if sequence == '' then
+  -- Redis is the store: nothing to follow.
+  if n > 0 and not shaped() then
+    return redis.error_reply('the value of key ' .. array .. ' is not a JSON array; fix or delete it (DEL ' .. array .. ')')
+  end
+  if token ~= '' then redis.call('HDEL', version, 'w:' .. token, 't:' .. token) end
+  redis.call('HINCRBY', version, 'v', 1)
+  return append()
+end
+local marked = redis.call('HDEL', version, 'w:' .. token) == 1
+redis.call('HDEL', version, 't:' .. token)
+local live, lapsed = sweep()
+if marked and lapsed == 0 and (n == 0 or shaped()) then
+  local v = redis.call('HGET', version, 'v')
+  if n > 0 and v and tonumber(v) == tonumber(sequence) then
+    redis.call('HSET', version, 'v', tonumber(sequence) + 1)
+    return append()
+  end
+  if tonumber(sequence) == 0 then
+    -- The guest's first message: the store holds exactly this one.
+    n = 0
+    redis.call('HSET', version, 'v', 1)
+    return append()
+  end
+end
+drop()
+return {0, 0}
+)lua";
+
+const char* const kAbandonScript = R"lua(
+local token, unknown = ARGV[1], ARGV[2]
+if unknown == '1' then
+  drop()
+else
+  redis.call('HDEL', version, 'w:' .. token, 't:' .. token)
+end
+return 1
+)lua";
+
+const char* const kRefillScript = R"lua(
+local lease, value, count, ttl, keep = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if redis.call('HGET', version, 'l') ~= lease then return 0 end
+local live, lapsed = sweep()
+if live > 0 or lapsed > 0 then return 0 end
+redis.call('SET', array, value, 'EX', ttl)
+redis.call('HSET', version, 'v', count)
+redis.call('HDEL', version, 'l')
+redis.call('EXPIRE', version, keep)
+return 1
+)lua";
+
+const char* const kBeginEraseScript = R"lua(
+local token, lifetime, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local held = redis.call('EXISTS', array)
+local fields = redis.call('HKEYS', version)
+for i = 1, #fields do
+  local kind = string.sub(fields[i], 1, 2)
+  if kind == 'w:' or kind == 't:' then redis.call('HDEL', version, fields[i]) end
+end
+redis.call('HSET', version, 'e:' .. token, now_ms() + lifetime)
+redis.call('HDEL', version, 'l')
+drop()
+redis.call('EXPIRE', version, keep)
+return held
+)lua";
+
+const char* const kFinishEraseScript = R"lua(
+local token = ARGV[1]
+local held = redis.call('EXISTS', array)
+drop()
+if token ~= '' then redis.call('HDEL', version, 'e:' .. token) end
+if redis.call('HLEN', version) == 0 then redis.call('DEL', version) end
+return held
+)lua";
+
+const char* const kRemoveScript = R"lua(
+local entry = ARGV[1]
+local value = redis.call('GET', array)
+if not value then return 0 end
+local at, from = nil, 1
+while true do
+  local found = string.find(value, entry, from, true)
+  if not found then break end
+  at, from = found, found + 1
+end
+if not at then return 0 end
+local after = at + #entry
+local rest
+if string.sub(value, at - 1, at - 1) == ',' then
+  rest = string.sub(value, 1, at - 2) .. string.sub(value, after)
+elseif string.sub(value, after, after) == ',' then
+  rest = string.sub(value, 1, at - 1) .. string.sub(value, after + 1)
+else
+  rest = string.sub(value, 1, at - 1) .. string.sub(value, after)
+end
+if rest == '[]' then
+  drop()
+  return 1
+end
+local pttl = redis.call('PTTL', array)
+if pttl > 0 then
+  redis.call('SET', array, rest, 'PX', pttl)
+else
+  redis.call('SET', array, rest)
+end
+if redis.call('HEXISTS', version, 'v') == 1 then redis.call('HINCRBY', version, 'v', -1) end
+return 1
+)lua";
+
+const char* const kDropScript = R"lua(
+drop()
+return 1
+)lua";
+
+}  // namespace stowage::redis
