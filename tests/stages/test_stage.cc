@@ -17,6 +17,12 @@
 //   journal    ""        a file each call appends a line to ("write <guest> <content>",
 //                        "compensate <guest> <content>", ...), so tests see call order
 //                        across stages and processes
+//   prepare    "ok"      ok | fail: prepare() and prepare_erase() of the after-commit variant
+//
+// Built three times: test_stage; test_stage_inline, which declares
+// kKeepsDeadlines; and test_stage_after_commit, which declares kAfterCommit
+// (a copy of the store: prepared before the COMMIT, written after it) and
+// journals "prepare", "abandon rolled_back|unknown" and "prepare_erase".
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -38,6 +44,9 @@ class TestStage final : public stowage::Stage {
   // A false promise when told to hang: tests use it to see the host trust it.
   static constexpr bool kKeepsDeadlines = true;
 #endif
+#ifdef STOWAGE_TEST_STAGE_AFTER_COMMIT
+  static constexpr bool kAfterCommit = true;
+#endif
   static ConfigSchema config_schema() {
     return ConfigSchema()
         .optional("target", std::string("memory"), "target named in stored_in and deleted_from")
@@ -49,7 +58,8 @@ class TestStage final : public stowage::Stage {
         .optional("set_attribute", std::string(""), "key=value set on every successful write")
         .optional("journal", std::string(""), "file every call appends a line to")
         .optional("write_sql", std::string(""), "statement run in write(): $1 guest id, $2 content")
-        .optional("erase_sql", std::string(""), "statement run in erase(): $1 guest id");
+        .optional("erase_sql", std::string(""), "statement run in erase(): $1 guest id")
+        .optional("prepare", std::string("ok"), "ok | fail: prepare() and prepare_erase()");
   }
 
   TestStage(const stowage::StageConfig& config, stowage::StageEnvironment& env)
@@ -62,6 +72,7 @@ class TestStage final : public stowage::Stage {
         journal_(config.string("journal")),
         write_sql_(config.string("write_sql")),
         erase_sql_(config.string("erase_sql")),
+        prepare_(config.string("prepare")),
         log_(env.log) {
     if (config.string("construct") == "throw") throw std::runtime_error("told to throw in the constructor");
   }
@@ -104,6 +115,25 @@ class TestStage final : public stowage::Stage {
       }
     }
     Journal("compensate " + ctx.guest_id + " " + ctx.message.content);
+    return Status::Ok();
+  }
+
+  Status prepare(stowage::WriteContext& ctx) override {
+    Journal("prepare " + ctx.guest_id + " " + ctx.message.content + " sequence=" +
+            ctx.attributes.get(stowage::Attributes::kSequence).value_or("none"));
+    if (prepare_ == "fail") return Status::Unavailable("told to fail");
+    return Status::Ok();
+  }
+
+  Status abandon(stowage::WriteContext& ctx, stowage::Uncommitted why) override {
+    Journal("abandon " + std::string(why == stowage::Uncommitted::kRolledBack ? "rolled_back" : "unknown") + " " +
+            ctx.guest_id + " " + ctx.message.content);
+    return Status::Ok();
+  }
+
+  Status prepare_erase(stowage::GuestContext& ctx) override {
+    Journal("prepare_erase " + ctx.guest_id);
+    if (prepare_ == "fail") return Status::Unavailable("told to fail");
     return Status::Ok();
   }
 
@@ -151,7 +181,7 @@ class TestStage final : public stowage::Stage {
 
   const std::string target_, write_, read_, erase_;
   const std::chrono::milliseconds hang_;
-  const std::string set_attribute_, journal_, write_sql_, erase_sql_;
+  const std::string set_attribute_, journal_, write_sql_, erase_sql_, prepare_;
   stowage::Logger& log_;
   std::mutex mu_, journal_mu_;
   std::map<std::string, std::vector<stowage::Message>> messages_;
@@ -159,8 +189,10 @@ class TestStage final : public stowage::Stage {
 
 }  // namespace
 
-#ifdef STOWAGE_TEST_STAGE_KEEPS_DEADLINES
+#if defined(STOWAGE_TEST_STAGE_KEEPS_DEADLINES)
 STOWAGE_STAGE(TestStage, "test_stage_inline", "TestStage", "1.0.0")
+#elif defined(STOWAGE_TEST_STAGE_AFTER_COMMIT)
+STOWAGE_STAGE(TestStage, "test_stage_after_commit", "TestStage", "1.0.0")
 #else
 STOWAGE_STAGE(TestStage, "test_stage", "TestStage", "1.0.0")
 #endif

@@ -7,105 +7,14 @@
 #include <filesystem>
 #include <random>
 
-#include "engine/pipeline.h"
+#include "engine/pipeline_sql_fixture.h"
 #include "engine/transaction.h"
-#include "support/services.h"
 
 namespace stowage::engine {
 namespace {
 
-namespace fs = std::filesystem;
 using config::Policy;
-using config::RawValue;
 using namespace std::chrono_literals;
-
-const std::string kTestStage = std::string(STOWAGE_TEST_PLUGIN_DIR) + "/test_stage.so";
-
-struct SqlStage {
-  std::string name;
-  Policy policy = Policy::kRequired;
-  std::map<std::string, ConfigValue> config;
-  bool with_database = true;
-};
-
-class PipelineSqlTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    url_ = stowage::testing::RequireEnv("STOWAGE_TEST_DATABASE_URL");
-    if (url_.empty()) GTEST_SKIP() << "no database";
-    std::mt19937_64 random{std::random_device{}()};
-    guest_ = "engine-sql-" + std::to_string(random());
-    ASSERT_TRUE(Sql("CREATE TABLE IF NOT EXISTS engine_sql_rows (guest text, stage text, content text)").ok());
-    // A constraint checked only at COMMIT, to make a commit fail on purpose.
-    ASSERT_TRUE(Sql("CREATE TABLE IF NOT EXISTS engine_sql_commit_check (guest text, "
-                    "CONSTRAINT one_per_guest UNIQUE (guest) DEFERRABLE INITIALLY DEFERRED)")
-                    .ok());
-  }
-
-  // Runs `statement` on a database of its own, outside any pipeline.
-  Status Sql(const std::string& statement, std::vector<SqlValue> params = {}, SqlResult* result = nullptr) {
-    auto log = std::make_shared<NullLog>();
-    config::DatabaseSettings settings;
-    settings.name = "probe";
-    settings.url = url_;
-    database::PostgresDatabase db(settings, log);
-    return db.with_session(Deadline::After(10s), [&](SqlSession& session) {
-      return session.execute(statement, params, result);
-    });
-  }
-
-  // The stages whose rows the guest has, as "stage:content", in insertion order.
-  std::vector<std::string> Rows() {
-    SqlResult result;
-    EXPECT_TRUE(Sql("SELECT stage || ':' || content FROM engine_sql_rows WHERE guest = $1 ORDER BY ctid", {guest_},
-                    &result)
-                    .ok());
-    std::vector<std::string> rows;
-    for (const auto& row : result.rows) rows.push_back(row[0].value_or("NULL"));
-    return rows;
-  }
-
-  std::shared_ptr<Pipeline> Build(const std::vector<SqlStage>& specs) {
-    config::PipelineConfig cfg;
-    cfg.file = fs::temp_directory_path() / "pipeline.toml";
-    config::DatabaseSettings db;
-    db.name = "main";
-    db.url = url_;
-    db.pool_size = 4;
-    cfg.databases.push_back(db);
-    for (const auto& spec : specs) {
-      config::StageSettings s;
-      s.name = spec.name;
-      s.plugin = kTestStage;
-      s.policy = spec.policy;
-      s.timeout = 5000ms;
-      s.database = spec.with_database ? "main" : "";
-      s.config["target"] = RawValue{std::string(spec.with_database ? "postgresql" : "memory"), s.where};
-      for (const auto& [key, value] : spec.config) s.config[key] = RawValue{value, s.where};
-      cfg.stages.push_back(std::move(s));
-    }
-    auto built = Pipeline::Build(cfg);
-    EXPECT_TRUE(built.errors.empty()) << (built.errors.empty() ? "" : built.errors.front());
-    return built.pipeline;
-  }
-
-  static std::map<std::string, ConfigValue> Insert(const std::string& stage,
-                                                   std::map<std::string, ConfigValue> more = {}) {
-    more["write_sql"] = "INSERT INTO engine_sql_rows VALUES ($1, '" + stage + "', $2)";
-    // What a SQL stage keeps is checked in the table; reads see the cache only.
-    more.emplace("read", std::string("miss"));
-    return more;
-  }
-
-  static Message Msg(const std::string& content) { return {"user", content, "2026-01-01T00:00:00.000000Z"}; }
-
-  struct NullLog final : stowage::Logger {
-    void log(LogLevel, std::string_view) noexcept override {}
-    bool enabled(LogLevel) const noexcept override { return false; }
-  };
-
-  std::string url_, guest_;
-};
 
 TEST_F(PipelineSqlTest, StagesSharingADatabaseCommitTogether) {
   auto p = Build({{"a", Policy::kRequired, Insert("a")}, {"b", Policy::kBestEffort, Insert("b")}});
