@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,7 +15,9 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -120,7 +123,10 @@ class PlainClient {
 // stop, pause or reconfigure the server. Shut down when destroyed.
 class PrivateRedis {
  public:
-  PrivateRedis() : port_(FreePort()), socket_("/tmp/stowage-redis-test-" + std::to_string(port_) + ".sock") {}
+  PrivateRedis()
+      : port_(FreePort()),
+        socket_("/tmp/stowage-redis-test-" + std::to_string(port_) + ".sock"),
+        pidfile_("/tmp/stowage-redis-test-" + std::to_string(port_) + ".pid") {}
   ~PrivateRedis() { Stop(); }
 
   int port() const { return port_; }
@@ -133,6 +139,7 @@ class PrivateRedis {
   // Starts the server and waits until it answers.
   bool Start() {
     std::string command = "redis-server --port " + std::to_string(port_) + " --unixsocket " + socket_ +
+                          " --pidfile " + pidfile_ +
                           " --save '' --appendonly no --dir /tmp --daemonize yes --logfile /dev/null";
     if (std::system(command.c_str()) != 0) return false;
     for (int i = 0; i < 100; ++i) {
@@ -144,13 +151,27 @@ class PrivateRedis {
   // Stops the server without saving and waits until it is gone.
   void Stop() {
     if (!running_) return;
+    Thaw();
     std::string command = "redis-cli -p " + std::to_string(port_) + " shutdown nosave >/dev/null 2>&1";
     (void)std::system(command.c_str());
     for (int i = 0; i < 100 && Answers(); ++i) std::this_thread::sleep_for(milliseconds(50));
     running_ = false;
   }
 
+  // Freezes the server (SIGSTOP): it holds its connections open and answers
+  // nothing until Thaw(), like a server stalled by the host or a long fork.
+  bool Freeze() { return Signal(SIGSTOP) && (frozen_ = true); }
+  // Lets a frozen server go on (SIGCONT): it runs what it received meanwhile.
+  void Thaw() {
+    if (frozen_ && Signal(SIGCONT)) frozen_ = false;
+  }
+
  private:
+  bool Signal(int signal) const {
+    std::ifstream file(pidfile_);
+    pid_t pid = 0;
+    return file >> pid && pid > 0 && kill(pid, signal) == 0;
+  }
   static int FreePort() {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
@@ -179,7 +200,9 @@ class PrivateRedis {
 
   int port_;
   std::string socket_;
+  std::string pidfile_;
   bool running_ = false;
+  bool frozen_ = false;
 };
 
 std::string UniqueGuest(const std::string& base) {

@@ -1,5 +1,7 @@
 #include "api/guest_chat_api.h"
 
+#include "idempotency/fingerprint.h"
+
 #include <gtest/gtest.h>
 
 #include <mutex>
@@ -14,9 +16,12 @@ class RecordingService final : public ChatService {
  public:
   engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message,
                              const engine::IdempotencyClaim* claim) override {
-    (void)claim;
     std::lock_guard lock(mu);
     calls.push_back("write " + guest_id);
+    if (claim) {
+      claims.push_back(claim->key + " " + claim->fingerprint);
+      recorded_answers.push_back(claim->answer(write));
+    }
     written.push_back(message);
     if (throw_on_call) throw std::runtime_error("storage exploded");
     return write;
@@ -41,6 +46,8 @@ class RecordingService final : public ChatService {
   std::mutex mu;
   std::vector<std::string> calls;
   std::vector<stowage::Message> written;
+  std::vector<std::string> claims;            // "key fingerprint" of each write with a claim
+  std::vector<std::string> recorded_answers;  // what each claim would record
   engine::WriteOutcome write;
   engine::ReadOutcome read;
   engine::EraseOutcome erase;
@@ -239,6 +246,50 @@ TEST_F(GuestChatApiTest, AFailedPostWithAnIdempotencyKeyCanBeRetriedForReal) {
   service_.write.failed_stage = "redis";
   const std::string body = R"({"role":"user","content":"hi"})";
   EXPECT_EQ(api_.Handle(PostWithKey("g1", "k-1", body)).status, 503);
+  service_.write = {};
+  EXPECT_EQ(api_.Handle(PostWithKey("g1", "k-1", body)).status, 200);
+  EXPECT_EQ(service_.calls.size(), 2u);
+}
+
+TEST_F(GuestChatApiTest, AKeyIsHandedToTheServiceWithTheBodysFingerprintAndTheAnswerToRecord) {
+  service_.write.attributes.set("message_id", "7");
+  service_.write.stored_in = {"redis", "postgresql"};
+  const std::string body = R"({"role":"user","content":"hi"})";
+  auto answered = api_.Handle(PostWithKey("g1", "k-1", body));
+  ASSERT_EQ(answered.status, 200) << answered.body;
+  ASSERT_EQ(service_.claims.size(), 1u);
+  EXPECT_EQ(service_.claims[0], "k-1 " + idempotency::Fingerprint(body));
+  // What is recorded is what the client is answered.
+  EXPECT_EQ(service_.recorded_answers[0], answered.body);
+}
+
+TEST_F(GuestChatApiTest, AKeyRecordedByAnotherInstanceIsReplayedWithTheRecordedAnswer) {
+  service_.write.claim = engine::WriteOutcome::Claim::kReplay;
+  service_.write.replay = R"({"status":"stored","guest_id":"g1","message_id":3})";
+  auto replayed = api_.Handle(PostWithKey("g1", "k-1", R"({"role":"user","content":"hi"})"));
+  EXPECT_EQ(replayed.status, 200);
+  EXPECT_EQ(replayed.body, service_.write.replay);
+  EXPECT_EQ(Header(replayed, "Idempotent-Replayed"), "true");
+}
+
+TEST_F(GuestChatApiTest, AKeyRecordedByAnotherInstanceWithAnotherBodyIsAConflict) {
+  service_.write.claim = engine::WriteOutcome::Claim::kConflict;
+  service_.write.status = stowage::Status::Conflict("Idempotency-Key 'k-1' was already used for guest g1 with another body");
+  auto refused = api_.Handle(PostWithKey("g1", "k-1", R"({"role":"user","content":"hi"})"));
+  EXPECT_EQ(refused.status, 409);
+  EXPECT_TRUE(HasCode(refused, "idempotency_conflict")) << refused.body;
+}
+
+TEST_F(GuestChatApiTest, ACommitWhoseOutcomeIsUnknownSaysSoAndIsNotRemembered) {
+  service_.write.status = stowage::Status::Unavailable("the COMMIT of database 'main' got no answer");
+  service_.write.failed_stage = "postgres";
+  service_.write.outcome_unknown = true;
+  const std::string body = R"({"role":"user","content":"hi"})";
+  auto unknown = api_.Handle(PostWithKey("g1", "k-1", body));
+  EXPECT_EQ(unknown.status, 503);
+  EXPECT_TRUE(HasCode(unknown, "outcome_unknown")) << unknown.body;
+  EXPECT_NE(unknown.body.find("stage 'postgres'"), std::string::npos) << unknown.body;
+  // The retry goes to the service, which settles it from the database.
   service_.write = {};
   EXPECT_EQ(api_.Handle(PostWithKey("g1", "k-1", body)).status, 200);
   EXPECT_EQ(service_.calls.size(), 2u);
