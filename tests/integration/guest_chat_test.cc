@@ -284,8 +284,84 @@ TEST_F(GuestChatTest, ARetriedPostWithAnIdempotencyKeyIsStoredOnce) {
   EXPECT_EQ(json::parse(*redis.Get("guest:" + guest)).as_array().size(), 1u);
 }
 
+TEST_F(GuestChatTest, ARetryToAnotherStowagedIsReplayedAndStoredOnce) {
+  Stowaged other(redis_url_, database_url_);
+  const std::string guest = UniqueGuest("two-instances");
+  const std::string body = MessageBody("stored once across instances");
+  HttpResult first = Post(guest, body, {{"Idempotency-Key", "cross-1"}});
+  ASSERT_EQ(first.status, 200) << first.body;
+  HttpClient client(other.port());
+  HttpResult retry =
+      client.Send("POST", "/v1/guest/chat/" + guest, body, "application/json", {{"Idempotency-Key", "cross-1"}});
+  EXPECT_EQ(retry.status, 200) << retry.body << "\n" << other.log();
+  EXPECT_EQ(retry.header("idempotent-replayed"), "true");
+  EXPECT_EQ(retry.body, first.body);
+  PostgresProbe pg(database_url_);
+  EXPECT_EQ(pg.Scalar("SELECT message_count FROM conversation_cache WHERE user_id = $1", guest), "1");
+}
+
+TEST_F(GuestChatTest, APostThenAGetOfTheSameGuestIsServedByRedis) {
+  const std::string guest = UniqueGuest("warm");
+  ASSERT_EQ(Post(guest, MessageBody("first")).status, 200);
+  ASSERT_EQ(Post(guest, MessageBody("second")).status, 200);
+  // Wrong data in the store would show if the GET were not served by Redis.
+  PostgresProbe pg(database_url_);
+  pg.Exec("UPDATE message_cache SET content = 'changed behind the cache' WHERE conversation_id = "
+          "(SELECT id FROM conversation_cache WHERE platform = 'guest' AND user_id = '" + guest + "')");
+  HttpResult read = Get(guest);
+  ASSERT_EQ(read.status, 200);
+  EXPECT_EQ(read.body.find("changed behind the cache"), std::string::npos) << read.body;
+  EXPECT_EQ(Parse(read).as_array().size(), 2u);
+}
+
+TEST_F(GuestChatTest, AfterDeleteNoRefillBringsTheHistoryBack) {
+  const std::string guest = UniqueGuest("erased");
+  ASSERT_EQ(Post(guest, MessageBody("secret")).status, 200);
+  RedisProbe redis(redis_url_);
+  redis.Del("guest:" + guest);  // cold: the next GET refills
+  ASSERT_EQ(Get(guest).status, 200);
+  ASSERT_EQ(Delete(guest).status, 200);
+  EXPECT_FALSE(redis.Get("guest:" + guest).has_value());
+  EXPECT_FALSE(redis.Get("{guest:" + guest + "}:version").has_value());
+  EXPECT_EQ(Get(guest).body, "[]");
+  EXPECT_FALSE(redis.Get("guest:" + guest).has_value());
+}
+
 // ---------------------------------------------------------------------------
 // Outages: a private server is stopped under a running stowaged, then started.
+
+TEST(GuestChatOutageTest, AfterRedisLosesItsDataGetShowsTheWholeHistoryAndPostsExtendIt) {
+  const std::string database_url = RequireEnv("STOWAGE_TEST_DATABASE_URL");
+  if (database_url.empty()) return;
+  ServiceInstance redis(Service::kRedis);
+  ASSERT_TRUE(redis.running());
+  Stowaged server(redis.url(), database_url);
+  HttpClient client(server.port());
+  const std::string guest = UniqueGuest("redis-restart");
+  for (const char* content : {"one", "two", "three"})
+    ASSERT_EQ(client.Send("POST", "/v1/guest/chat/" + guest, MessageBody(content)).status, 200) << server.log();
+
+  ASSERT_TRUE(redis.Stop());
+  ASSERT_TRUE(redis.Start());  // empty: it keeps nothing on disk
+  client.Close();
+  ASSERT_EQ(client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("four")).status, 200) << server.log();
+  RedisProbe probe(redis.url());
+  // The append found no array: it stored nothing rather than a partial one.
+  EXPECT_FALSE(probe.Get("guest:" + guest).has_value());
+  auto contents = [&] {
+    std::vector<std::string> out;
+    const json::value read = Parse(client.Send("GET", "/v1/guest/chat/" + guest));
+    for (const auto& m : read.as_array()) out.push_back(std::string(m.at("content").as_string()));
+    return out;
+  };
+  const std::vector<std::string> all = {"one", "two", "three", "four"};
+  EXPECT_EQ(contents(), all);  // from PostgreSQL, refilling Redis
+  ASSERT_EQ(client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("five")).status, 200);
+  EXPECT_EQ(contents(), (std::vector<std::string>{"one", "two", "three", "four", "five"}));  // from Redis
+  auto cached = probe.Get("guest:" + guest);
+  ASSERT_TRUE(cached.has_value());
+  EXPECT_EQ(json::parse(*cached).as_array().size(), 5u);
+}
 
 std::string ErrorMessage(const HttpResult& result) {
   boost::system::error_code ec;
