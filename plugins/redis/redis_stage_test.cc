@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -101,6 +102,14 @@ class PlainClient {
   // The string value of `key`; nullopt when it does not exist.
   std::optional<std::string> Get(const std::string& key) {
     redisReply* reply = Command({"GET", key});
+    std::optional<std::string> value;
+    if (reply->type == REDIS_REPLY_STRING) value = std::string(reply->str, reply->len);
+    Free(reply);
+    return value;
+  }
+  // Field `field` of hash `key`; nullopt when it does not exist.
+  std::optional<std::string> Field(const std::string& key, const std::string& field) {
+    redisReply* reply = Command({"HGET", key, field});
     std::optional<std::string> value;
     if (reply->type == REDIS_REPLY_STRING) value = std::string(reply->str, reply->len);
     Free(reply);
@@ -243,26 +252,79 @@ std::vector<Message> ParseRaw(const std::string& value) {
   return messages;
 }
 
-// One write, with the context a host would give it.
+// The version record beside a guest's array (cache_scripts.h), as any
+// client finds it: inside the key prefix, in the array's cluster slot.
+std::string VersionKey(const std::string& guest, const std::string& prefix = "guest:") {
+  return prefix + "{" + prefix + guest + "}:version";
+}
+
+// One write, with the context a host would give it. In a pipeline without a
+// database the host calls Into() alone (Redis is the store); with one, the
+// message is Numbered() by the store, and the host calls Prepare() before
+// the COMMIT, then Into() after it, or Abandon() when it did not happen.
 struct Write {
   std::string guest;
   Message message;
   Attributes attributes;
 
+  Status Prepare(RedisStage& stage, Logger& log) {
+    WriteContext ctx{guest, message, Deadline::After(milliseconds(5000)), log, attributes};
+    return stage.prepare(ctx);
+  }
   Status Into(RedisStage& stage, Logger& log, milliseconds budget = milliseconds(5000)) {
     WriteContext ctx{guest, message, Deadline::After(budget), log, attributes};
     return stage.write(ctx);
+  }
+  Status Abandon(RedisStage& stage, Logger& log, Uncommitted why) {
+    WriteContext ctx{guest, message, Deadline::After(milliseconds(5000)), log, attributes};
+    return stage.abandon(ctx, why);
   }
   Status Undo(RedisStage& stage, Logger& log) {
     WriteContext ctx{guest, message, Deadline::After(milliseconds(5000)), log, attributes};
     return stage.compensate(ctx);
   }
+  // Prepare(), the COMMIT that succeeded, Into(): a POST with a store behind.
+  Status Post(RedisStage& stage, Logger& log) {
+    Status prepared = Prepare(stage, log);
+    return prepared.ok() ? Into(stage, log) : prepared;
+  }
 };
+
+// A write of the message the store numbered `sequence` (0 for the guest's first).
+Write Numbered(const std::string& guest, int sequence, Message message) {
+  Write write{guest, std::move(message)};
+  write.attributes.set(Attributes::kSequence, std::to_string(sequence));
+  return write;
+}
+
+// The store's history of a guest, posted in order: message i has sequence i.
+std::vector<Message> PostHistory(RedisStage& stage, Logger& log, const std::string& guest, int count) {
+  std::vector<Message> history;
+  for (int i = 0; i < count; ++i) {
+    Write write = Numbered(guest, i, Msg("message " + std::to_string(i)));
+    EXPECT_TRUE(write.Post(stage, log).ok()) << i;
+    history.push_back(write.message);
+  }
+  return history;
+}
 
 // A write whose context is not needed afterwards.
 Status WriteNew(RedisStage& stage, Logger& log, const std::string& guest, Message message,
                 milliseconds budget = milliseconds(5000)) {
   return Write{guest, std::move(message)}.Into(stage, log, budget);
+}
+
+// The calls of one GET (read, then refill) or one DELETE (prepare_erase,
+// then erase) share `notes`, as the host's do; null: a fresh object.
+ReadResult ReadGuest(RedisStage& stage, Logger& log, const std::string& guest, Attributes* notes = nullptr) {
+  Attributes fresh;
+  GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log, nullptr, notes ? notes : &fresh};
+  return stage.read(ctx);
+}
+Status RefillGuest(RedisStage& stage, Logger& log, const std::string& guest, const std::vector<Message>& messages,
+                   Attributes* notes) {
+  GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log, nullptr, notes};
+  return stage.refill(ctx, messages);
 }
 
 class RedisStageTest : public ::testing::Test {
@@ -277,21 +339,39 @@ class RedisStageTest : public ::testing::Test {
     plain_ = std::make_unique<PlainClient>(url_);
   }
 
-  ReadResult Read(const std::string& guest) {
-    GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log_};
-    return stage_->read(ctx);
+  ReadResult Read(const std::string& guest, Attributes* notes = nullptr) {
+    return ReadGuest(*stage_, log_, guest, notes);
   }
-  Status Refill(const std::string& guest, const std::vector<Message>& messages) {
-    GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log_};
-    return stage_->refill(ctx, messages);
+  Status Refill(const std::string& guest, const std::vector<Message>& messages, Attributes* notes) {
+    return RefillGuest(*stage_, log_, guest, messages, notes);
   }
-  EraseResult Erase(const std::string& guest) {
-    GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log_};
+  // A GET that misses: the read takes a lease, the store serves `history`,
+  // the refill stores it. Fails the test unless the refill was stored.
+  void MissAndRefill(const std::string& guest, const std::vector<Message>& history) {
+    Attributes notes;
+    ReadResult miss = Read(guest, &notes);
+    ASSERT_TRUE(miss.status.ok()) << miss.status.ToString();
+    ASSERT_FALSE(miss.found);
+    ASSERT_TRUE(notes.contains(RedisStage::kLeaseAttribute)) << "the miss took no lease";
+    ASSERT_TRUE(Refill(guest, history, &notes).ok());
+    ASSERT_EQ(Stored(guest), history) << "the refill was refused";
+  }
+  Status PrepareErase(const std::string& guest, Attributes* notes) {
+    GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log_, nullptr, notes};
+    return stage_->prepare_erase(ctx);
+  }
+  EraseResult Erase(const std::string& guest, Attributes* notes = nullptr) {
+    GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log_, nullptr, notes};
     return stage_->erase(ctx);
   }
   std::vector<Message> Stored(const std::string& guest) {
     std::optional<std::string> value = plain_->Get("guest:" + guest);
     return value ? ParseRaw(*value) : std::vector<Message>{};
+  }
+  bool ArrayExists(const std::string& guest) { return plain_->Integer({"EXISTS", "guest:" + guest}) == 1; }
+  // The stage of this fixture with change_lifetime_ms = 1000, the least allowed.
+  std::unique_ptr<RedisStage> ShortLivedMarksStage() {
+    return std::make_unique<RedisStage>(ConfigFor(url_, {{"change_lifetime_ms", std::int64_t{1000}}}), env_);
   }
 
   std::string url_;
@@ -438,43 +518,368 @@ TEST_F(RedisStageTest, ReadMissesAnUnknownGuestAndServesAKnownOne) {
 }
 
 TEST_F(RedisStageTest, AValueOfAnotherShapeIsAnErrorNamingTheKey) {
+  // A value the version record vouches for, overwritten by another client.
   std::string guest = UniqueGuest("corrupt"), key = "guest:" + guest;
+  PostHistory(*stage_, log_, guest, 1);
   plain_->Run({"SET", key, R"({"not":"an array"})"});
   ReadResult read = Read(guest);
   EXPECT_FALSE(read.status.ok());
   EXPECT_FALSE(read.found);
   EXPECT_NE(read.status.message().find(key), std::string::npos) << read.status.message();
 
-  Status write = WriteNew(*stage_, log_, guest, Msg("x"));
+  // With no store behind, a write has nothing to refill from: it refuses.
+  std::string alone = UniqueGuest("corrupt-store"), alone_key = "guest:" + alone;
+  plain_->Run({"SET", alone_key, R"({"not":"an array"})"});
+  Status write = WriteNew(*stage_, log_, alone, Msg("x"));
   EXPECT_FALSE(write.ok());
-  EXPECT_NE(write.message().find(key), std::string::npos) << write.message();
-  EXPECT_EQ(plain_->Get(key), R"({"not":"an array"})") << "a refused write must leave the value alone";
+  EXPECT_NE(write.message().find(alone_key), std::string::npos) << write.message();
+  EXPECT_EQ(plain_->Get(alone_key), R"({"not":"an array"})") << "a refused write must leave the value alone";
 
   std::string list_guest = UniqueGuest("wrongtype"), list_key = "guest:" + list_guest;
   plain_->Run({"RPUSH", list_key, "x"});
-  read = Read(list_guest);
-  EXPECT_FALSE(read.status.ok());
-  EXPECT_NE(read.status.message().find(list_key), std::string::npos) << read.status.message();
-  plain_->Run({"DEL", key, list_key});
+  write = WriteNew(*stage_, log_, list_guest, Msg("x"));
+  EXPECT_FALSE(write.ok());
+  EXPECT_NE(write.message().find(list_key), std::string::npos) << write.message();
+  plain_->Run({"DEL", key, alone_key, list_key, VersionKey(guest), VersionKey(alone), VersionKey(list_guest)});
+}
+
+TEST_F(RedisStageTest, AValueWithoutAVersionRecordIsAMissThatTheRefillReplaces) {
+  // Written by another client (or by a stowage before the version record):
+  // nothing says it is the store's history, so it is never served.
+  std::vector<Message> history = {Msg("from the store")};
+  std::string guest = UniqueGuest("foreign"), key = "guest:" + guest;
+  plain_->Run({"SET", key, EncodeArray({Msg("not in the store")})});
+  ASSERT_NO_FATAL_FAILURE(MissAndRefill(guest, history));
+  EXPECT_EQ(Read(guest).messages, history);
+
+  std::string list_guest = UniqueGuest("foreign-list"), list_key = "guest:" + list_guest;
+  plain_->Run({"RPUSH", list_key, "x"});
+  ASSERT_NO_FATAL_FAILURE(MissAndRefill(list_guest, history));
+  EXPECT_EQ(Read(list_guest).messages, history);
 }
 
 TEST_F(RedisStageTest, RefillStoresTheArrayWithTheTtlWhenTheKeyIsAbsent) {
   std::string guest = UniqueGuest("refill"), key = "guest:" + guest;
   std::vector<Message> messages = {Msg("old one"), Msg("old two", "assistant")};
-  ASSERT_TRUE(Refill(guest, messages).ok());
-  EXPECT_EQ(Stored(guest), messages);
+  ASSERT_NO_FATAL_FAILURE(MissAndRefill(guest, messages));
   EXPECT_GT(plain_->Integer({"TTL", key}), 86390);
+  EXPECT_GT(plain_->Integer({"TTL", VersionKey(guest)}), 86390);
   ReadResult read = Read(guest);
   EXPECT_TRUE(read.found);
   EXPECT_EQ(read.messages, messages);
 }
 
 TEST_F(RedisStageTest, RefillNeverOverwritesANewerWrite) {
+  // The read missed and the store was read; then a write began, committed
+  // and settled: the history the refill carries lacks it.
   std::string guest = UniqueGuest("refill-nx");
-  Write newer{guest, Msg("newer")};
-  ASSERT_TRUE(newer.Into(*stage_, log_).ok());
-  ASSERT_TRUE(Refill(guest, {Msg("older one"), Msg("older two")}).ok());
-  EXPECT_EQ(Stored(guest), (std::vector<Message>{newer.message}));
+  std::vector<Message> old_history = {Msg("older one"), Msg("older two")};
+  Attributes notes;
+  ASSERT_FALSE(Read(guest, &notes).found);
+  Write newer = Numbered(guest, 2, Msg("newer"));
+  ASSERT_TRUE(newer.Post(*stage_, log_).ok());
+  ASSERT_TRUE(Refill(guest, old_history, &notes).ok());
+  EXPECT_FALSE(ArrayExists(guest)) << "a refill whose lease a write voided was stored";
+  EXPECT_FALSE(Read(guest).found);
+
+  std::vector<Message> history = old_history;
+  history.push_back(newer.message);
+  ASSERT_NO_FATAL_FAILURE(MissAndRefill(guest, history));
+  EXPECT_EQ(Read(guest).messages, history);
+}
+
+// ---- The version protocol (cache_scripts.h), as the host drives it with a store behind ----
+
+TEST_F(RedisStageTest, PostThenGetIsACacheHitServingTheJsonArrayOldestFirst) {
+  std::string guest = UniqueGuest("hit"), key = "guest:" + guest;
+  std::vector<Message> history = PostHistory(*stage_, log_, guest, 2);
+  plain_->Run({"EXPIRE", key, "100"});
+  plain_->Run({"EXPIRE", VersionKey(guest), "100"});
+
+  Write third = Numbered(guest, 2, Msg("third", "assistant"));
+  ASSERT_TRUE(third.Post(*stage_, log_).ok());
+  history.push_back(third.message);
+  EXPECT_EQ(plain_->Field(VersionKey(guest), "v"), "3") << "v counts the messages the array holds";
+  EXPECT_GT(plain_->Integer({"TTL", key}), 86390) << "the write renews the array's TTL";
+  EXPECT_GT(plain_->Integer({"TTL", VersionKey(guest)}), 86390) << "and the version record's";
+
+  std::optional<std::string> raw = plain_->Get(key);
+  ASSERT_TRUE(raw.has_value());
+  EXPECT_EQ(ParseRaw(*raw), history);
+  ReadResult read = Read(guest);
+  EXPECT_TRUE(read.status.ok()) << read.status.ToString();
+  EXPECT_TRUE(read.found);
+  EXPECT_EQ(read.messages, history);
+}
+
+TEST_F(RedisStageTest, TheGuestsFirstMessageCreatesTheArray) {
+  std::string guest = UniqueGuest("first");
+  Attributes notes;
+  ASSERT_FALSE(Read(guest, &notes).found);  // a new guest: the store serves [], nothing to refill
+  Write first = Numbered(guest, 0, Msg("first"));
+  ASSERT_TRUE(first.Post(*stage_, log_).ok());
+  EXPECT_EQ(Stored(guest), (std::vector<Message>{first.message}));
+  EXPECT_EQ(Read(guest).messages, (std::vector<Message>{first.message}));
+}
+
+TEST_F(RedisStageTest, AWriteToAMissingArrayStoresNothingUnlessItIsTheFirstMessage) {
+  // The array expired (or Redis lost it): the store holds messages 0 to 2.
+  std::string guest = UniqueGuest("missing");
+  std::vector<Message> history = PostHistory(*stage_, log_, guest, 3);
+  plain_->Run({"DEL", "guest:" + guest});
+  Write fourth = Numbered(guest, 3, Msg("fourth"));
+  ASSERT_TRUE(fourth.Post(*stage_, log_).ok());
+  EXPECT_FALSE(ArrayExists(guest)) << "a partial array was created: " << *plain_->Get("guest:" + guest);
+  EXPECT_FALSE(Read(guest).found);
+
+  history.push_back(fourth.message);
+  ASSERT_NO_FATAL_FAILURE(MissAndRefill(guest, history));
+  EXPECT_EQ(Read(guest).messages, history);
+}
+
+TEST_F(RedisStageTest, ASequenceMismatchDropsTheArrayAndTheRefillRestoresIt) {
+  // The cache holds 3 messages (v = 3); the store's message 4 was never
+  // written here, so message 5 cannot extend the array.
+  std::string guest = UniqueGuest("mismatch");
+  std::vector<Message> history = PostHistory(*stage_, log_, guest, 3);
+  history.push_back(Msg("message 3"));
+  history.push_back(Msg("message 4"));
+  Write sixth = Numbered(guest, 5, Msg("message 5"));
+  ASSERT_TRUE(sixth.Post(*stage_, log_).ok());
+  EXPECT_FALSE(ArrayExists(guest));
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "dropped key guest:" + guest), 1) << log_.All();
+
+  history.push_back(sixth.message);
+  ASSERT_NO_FATAL_FAILURE(MissAndRefill(guest, history));
+  EXPECT_EQ(Read(guest).messages, history);
+}
+
+TEST_F(RedisStageTest, AFirstMessageSettledAfterALaterOneDoesNotRecreateAPartialArray) {
+  // Message 0 commits, message 1 commits, and 1 settles before 0: the store
+  // holds both, so an array of message 0 alone would hide message 1.
+  std::string guest = UniqueGuest("late-first");
+  Write first = Numbered(guest, 0, Msg("first")), second = Numbered(guest, 1, Msg("second"));
+  ASSERT_TRUE(first.Prepare(*stage_, log_).ok());
+  ASSERT_TRUE(second.Prepare(*stage_, log_).ok());
+  ASSERT_TRUE(second.Into(*stage_, log_).ok());
+  ASSERT_TRUE(first.Into(*stage_, log_).ok());
+  EXPECT_FALSE(ArrayExists(guest)) << "a partial array was created: " << *plain_->Get("guest:" + guest);
+  EXPECT_FALSE(Read(guest).found);
+  ASSERT_NO_FATAL_FAILURE(MissAndRefill(guest, {first.message, second.message}));
+}
+
+TEST_F(RedisStageTest, AFirstMessageSettledBeforeALaterOneIsExtendedByIt) {
+  // The same two writes, settled in order while both are in flight.
+  std::string guest = UniqueGuest("early-first");
+  Write first = Numbered(guest, 0, Msg("first")), second = Numbered(guest, 1, Msg("second"));
+  ASSERT_TRUE(first.Prepare(*stage_, log_).ok());
+  ASSERT_TRUE(second.Prepare(*stage_, log_).ok());
+  ASSERT_TRUE(first.Into(*stage_, log_).ok());
+  ASSERT_TRUE(second.Into(*stage_, log_).ok());
+  EXPECT_EQ(Read(guest).messages, (std::vector<Message>{first.message, second.message}));
+}
+
+TEST_F(RedisStageTest, WhileAChangeIsInFlightTheArrayIsNotServedNorRefilled) {
+  std::string guest = UniqueGuest("in-flight");
+  std::vector<Message> history = PostHistory(*stage_, log_, guest, 2);
+  Write third = Numbered(guest, 2, Msg("third"));
+  ASSERT_TRUE(third.Prepare(*stage_, log_).ok());
+  EXPECT_EQ(Stored(guest), history) << "the array stays, unserved";
+
+  Attributes notes;
+  ReadResult busy = Read(guest, &notes);
+  EXPECT_TRUE(busy.status.ok()) << busy.status.ToString();
+  EXPECT_FALSE(busy.found) << "served while the change was in flight";
+  EXPECT_TRUE(busy.messages.empty());
+  EXPECT_FALSE(notes.contains(RedisStage::kLeaseAttribute)) << "a read in flight took a lease";
+  // The store, read before the COMMIT, serves the two messages: no refill.
+  ChatStore store(RedisStage::OptionsFromConfig(ConfigFor(url_)));
+  const GuestKeys keys = store.Keys(guest);
+  ChatStore::Found found = ChatStore::Found::kHit;
+  std::vector<Message> messages;
+  ASSERT_TRUE(store.Read(keys, "lease-in-flight", Deadline::After(seconds(5)), &found, &messages).ok());
+  EXPECT_EQ(found, ChatStore::Found::kBusy);
+  bool stored = true;
+  ASSERT_TRUE(store.Refill(keys, "lease-in-flight", history, Deadline::After(seconds(5)), &stored).ok());
+  EXPECT_FALSE(stored) << "a refill was stored while a change was in flight";
+
+  ASSERT_TRUE(third.Into(*stage_, log_).ok());
+  history.push_back(third.message);
+  EXPECT_EQ(Read(guest).messages, history);
+}
+
+TEST_F(RedisStageTest, ARefillIsRefusedWhenAWriteBeganAfterItsReadMissed) {
+  std::string guest = UniqueGuest("lease-write");
+  std::vector<Message> history = PostHistory(*stage_, log_, guest, 2);
+  plain_->Run({"DEL", "guest:" + guest});  // expired
+  Attributes notes;
+  ASSERT_FALSE(Read(guest, &notes).found);
+  ASSERT_TRUE(notes.contains(RedisStage::kLeaseAttribute));
+  Write third = Numbered(guest, 2, Msg("third"));
+  ASSERT_TRUE(third.Prepare(*stage_, log_).ok());
+  ASSERT_TRUE(third.Into(*stage_, log_).ok());  // settled before the refill, so no mark stops it
+  ASSERT_TRUE(Refill(guest, history, &notes).ok());
+  EXPECT_FALSE(ArrayExists(guest)) << "stored the history read before the write";
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "the guest changed since the read missed"), 1) << log_.All();
+}
+
+TEST_F(RedisStageTest, ARefillIsRefusedWhenAnEraseBeganAfterItsReadMissed) {
+  std::string guest = UniqueGuest("lease-erase");
+  std::vector<Message> history = PostHistory(*stage_, log_, guest, 2);
+  plain_->Run({"DEL", "guest:" + guest});
+  Attributes get;
+  ASSERT_FALSE(Read(guest, &get).found);
+  Attributes del;
+  ASSERT_TRUE(PrepareErase(guest, &del).ok());
+  ASSERT_TRUE(Erase(guest, &del).status.ok());  // the store's erase committed
+  ASSERT_TRUE(Refill(guest, history, &get).ok());
+  EXPECT_FALSE(ArrayExists(guest)) << "the erased messages came back";
+  EXPECT_FALSE(Read(guest).found);
+}
+
+TEST_F(RedisStageTest, AbandonAfterARollbackServesTheArrayAgainUnchanged) {
+  std::string guest = UniqueGuest("rolled-back");
+  std::vector<Message> history = PostHistory(*stage_, log_, guest, 2);
+  const std::optional<std::string> before = plain_->Get("guest:" + guest);
+  Write third = Numbered(guest, 2, Msg("rolled back"));
+  ASSERT_TRUE(third.Prepare(*stage_, log_).ok());
+  ASSERT_TRUE(third.Abandon(*stage_, log_, Uncommitted::kRolledBack).ok());
+  EXPECT_EQ(plain_->Get("guest:" + guest), before);
+  ReadResult read = Read(guest);
+  EXPECT_TRUE(read.found);
+  EXPECT_EQ(read.messages, history);
+}
+
+TEST_F(RedisStageTest, AbandonWithAnUnknownOutcomeKeepsTheGuestUnservedUntilTheMarkLapses) {
+  std::unique_ptr<RedisStage> stage = ShortLivedMarksStage();
+  std::string guest = UniqueGuest("unknown");
+  std::vector<Message> history = PostHistory(*stage, log_, guest, 2);
+  Write third = Numbered(guest, 2, Msg("maybe stored"));
+  ASSERT_TRUE(third.Prepare(*stage, log_).ok());
+  ASSERT_TRUE(third.Abandon(*stage, log_, Uncommitted::kOutcomeUnknown).ok());
+  EXPECT_FALSE(ArrayExists(guest)) << "the array may lack the message: it must go";
+
+  // The COMMIT may still land: no read may refill the guest meanwhile.
+  Attributes notes;
+  EXPECT_FALSE(ReadGuest(*stage, log_, guest, &notes).found);
+  EXPECT_FALSE(notes.contains(RedisStage::kLeaseAttribute));
+  ASSERT_TRUE(RefillGuest(*stage, log_, guest, history, &notes).ok());
+  EXPECT_FALSE(ArrayExists(guest));
+
+  std::this_thread::sleep_for(milliseconds(1200));  // change_lifetime_ms: the mark lapses
+  history.push_back(third.message);  // it did land
+  Attributes after;
+  ReadResult miss = ReadGuest(*stage, log_, guest, &after);
+  EXPECT_TRUE(miss.status.ok()) << miss.status.ToString();
+  EXPECT_FALSE(miss.found);
+  ASSERT_TRUE(RefillGuest(*stage, log_, guest, history, &after).ok());
+  EXPECT_EQ(ReadGuest(*stage, log_, guest).messages, history);
+}
+
+TEST_F(RedisStageTest, AWriterKilledBetweenPrepareAndWriteHidesTheArrayUntilItsMarkLapsesThenItIsDropped) {
+  std::unique_ptr<RedisStage> stage = ShortLivedMarksStage();
+  std::string guest = UniqueGuest("killed");
+  std::vector<Message> history = PostHistory(*stage, log_, guest, 2);
+  Write third = Numbered(guest, 2, Msg("committed, never settled"));
+  ASSERT_TRUE(third.Prepare(*stage, log_).ok());  // then the process dies
+  EXPECT_FALSE(ReadGuest(*stage, log_, guest).found);
+
+  std::this_thread::sleep_for(milliseconds(1200));
+  ASSERT_TRUE(ArrayExists(guest)) << "nothing dropped the array before the read";
+  Attributes notes;
+  ReadResult miss = ReadGuest(*stage, log_, guest, &notes);
+  EXPECT_TRUE(miss.status.ok()) << miss.status.ToString();
+  EXPECT_FALSE(miss.found) << "served an array that may lack a committed message";
+  EXPECT_FALSE(ArrayExists(guest)) << "the lapsed mark did not drop the array";
+  history.push_back(third.message);
+  ASSERT_TRUE(RefillGuest(*stage, log_, guest, history, &notes).ok());
+  EXPECT_EQ(ReadGuest(*stage, log_, guest).messages, history);
+}
+
+TEST_F(RedisStageTest, PrepareEraseDropsAndHidesTheArrayAndEraseLeavesNoKeyBehind) {
+  std::string guest = UniqueGuest("erase-protocol");
+  PostHistory(*stage_, log_, guest, 2);
+  Attributes del;
+  ASSERT_TRUE(PrepareErase(guest, &del).ok());
+  EXPECT_FALSE(ArrayExists(guest));
+  Attributes get;
+  ReadResult during = Read(guest, &get);
+  EXPECT_TRUE(during.status.ok()) << during.status.ToString();
+  EXPECT_FALSE(during.found);
+  EXPECT_FALSE(get.contains(RedisStage::kLeaseAttribute)) << "a read during an erase may not refill";
+
+  EraseResult erased = Erase(guest, &del);
+  EXPECT_TRUE(erased.status.ok()) << erased.status.ToString();
+  EXPECT_TRUE(erased.held) << "prepare_erase found the array";
+  EXPECT_EQ(plain_->Integer({"EXISTS", "guest:" + guest}), 0);
+  EXPECT_EQ(plain_->Integer({"EXISTS", VersionKey(guest)}), 0);
+}
+
+TEST_F(RedisStageTest, AWriteInFlightAcrossAnEraseNeverCreatesNorExtendsTheArray) {
+  std::string guest = UniqueGuest("erase-write");
+  PostHistory(*stage_, log_, guest, 2);
+  Write before = Numbered(guest, 2, Msg("prepared before the erase"));
+  ASSERT_TRUE(before.Prepare(*stage_, log_).ok());
+  Attributes del;
+  ASSERT_TRUE(PrepareErase(guest, &del).ok());
+  // Numbered after the store's erase: the guest's first message again.
+  Write during = Numbered(guest, 0, Msg("prepared during the erase"));
+  ASSERT_TRUE(during.Prepare(*stage_, log_).ok());
+  ASSERT_TRUE(Erase(guest, &del).status.ok());
+
+  ASSERT_TRUE(during.Into(*stage_, log_).ok());
+  EXPECT_FALSE(ArrayExists(guest)) << "created: " << *plain_->Get("guest:" + guest);
+  ASSERT_TRUE(before.Into(*stage_, log_).ok());
+  EXPECT_FALSE(ArrayExists(guest)) << "created: " << *plain_->Get("guest:" + guest);
+  EXPECT_FALSE(Read(guest).found);
+}
+
+TEST_F(RedisStageTest, WritesSettledInAnyOrderLeaveTheOrderedArrayOrNone) {
+  // The store numbers the messages in COMMIT order, and each write is
+  // prepared before its COMMIT, so write k+1 is prepared after write k. Then
+  // every write settles at once on its own thread, in whatever order the
+  // threads run: the array must be the store's history or absent.
+  constexpr int kRounds = 30, kMessages = 8;
+  int whole = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    std::string guest = UniqueGuest("settle-order");
+    std::vector<Write> writes;
+    std::vector<Message> history;
+    for (int i = 0; i < kMessages; ++i) {
+      writes.push_back(Numbered(guest, i, Msg("message " + std::to_string(i))));
+      history.push_back(writes.back().message);
+    }
+    std::mutex mu;
+    std::condition_variable turn;
+    int prepared = 0;
+    std::atomic<int> failed{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kMessages; ++i) {
+      threads.emplace_back([&, i] {
+        std::unique_lock lock(mu);
+        turn.wait(lock, [&] { return prepared == i; });
+        if (!writes[i].Prepare(*stage_, log_).ok()) ++failed;
+        ++prepared;
+        turn.notify_all();
+        turn.wait(lock, [&] { return prepared == kMessages; });
+        lock.unlock();
+        if (!writes[i].Into(*stage_, log_).ok()) ++failed;
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    ASSERT_EQ(failed, 0) << log_.All();
+
+    std::optional<std::string> raw = plain_->Get("guest:" + guest);
+    if (raw) {
+      EXPECT_EQ(ParseRaw(*raw), history) << "round " << round;
+      ++whole;
+    }
+    ReadResult read = Read(guest);
+    EXPECT_TRUE(read.status.ok()) << read.status.ToString();
+    EXPECT_EQ(read.found, raw.has_value()) << "round " << round;
+    if (read.found) EXPECT_EQ(read.messages, history) << "round " << round;
+  }
+  std::cout << "[          ] " << whole << " of " << kRounds << " rounds left the whole array cached\n";
 }
 
 TEST_F(RedisStageTest, EraseSaysWhetherTheKeyWasHeld) {
@@ -563,7 +968,8 @@ TEST(RedisStageConfigTest, SchemaDeclaresTheKeysWithTheirDefaults) {
                                                  {"ttl_seconds", std::int64_t{86400}},
                                                  {"pool_size", std::int64_t{8}},
                                                  {"connect_timeout_ms", std::int64_t{1000}},
-                                                 {"command_timeout_ms", std::int64_t{1000}}};
+                                                 {"command_timeout_ms", std::int64_t{1000}},
+                                                 {"change_lifetime_ms", std::int64_t{30000}}};
   for (const auto& [name, value] : expected) {
     const ConfigKey* key = schema.find(name);
     ASSERT_NE(key, nullptr) << name;
@@ -724,12 +1130,23 @@ TEST_F(PrivateRedisTest, UnixSocketAndDatabaseNumber) {
 
 TEST_F(PrivateRedisTest, AuthWithUserAndPassword) {
   PlainClient admin(redis_.url());
+  // The least an operator grants: the keys under the key prefix. Every key
+  // the stage touches (the array and its version record) is one of them.
   admin.Run({"ACL", "SETUSER", "chat", "on", ">right-pass", "~guest:*", "+@all"});
 
   RedisStage good(ConfigFor("redis://chat:right-pass@127.0.0.1:" + std::to_string(redis_.port()) + "/0"),
                   env_);
   std::string guest = UniqueGuest("auth");
   EXPECT_TRUE(WriteNew(good, log_, guest, Msg("x")).ok()) << log_.All();
+  std::string cached = UniqueGuest("auth-cache");
+  std::vector<Message> history = PostHistory(good, log_, cached, 2);
+  ReadResult hit = ReadGuest(good, log_, cached);
+  EXPECT_TRUE(hit.status.ok()) << hit.status.ToString();
+  EXPECT_EQ(hit.messages, history);
+  Attributes del;
+  GuestContext erase{cached, Deadline::After(seconds(2)), log_, nullptr, &del};
+  EXPECT_TRUE(good.prepare_erase(erase).ok());
+  EXPECT_TRUE(good.erase(erase).status.ok());
 
   RedisStage bad(ConfigFor("redis://chat:wrong-pass@127.0.0.1:" + std::to_string(redis_.port()) + "/0"),
                  env_);
@@ -738,6 +1155,42 @@ TEST_F(PrivateRedisTest, AuthWithUserAndPassword) {
   EXPECT_NE(refused.message().find("refused AUTH"), std::string::npos) << refused.message();
   EXPECT_EQ(refused.message().find("wrong-pass"), std::string::npos) << refused.message();
   EXPECT_EQ(log_.All().find("wrong-pass"), std::string::npos);
+}
+
+TEST_F(PrivateRedisTest, AWriteThatTimedOutIsNeverServedStaleAfterRedisComesBack) {
+  // Redis stalls (SIGSTOP) after the prepare, during the write after the
+  // COMMIT: the write times out, and what Redis does with it when it goes on
+  // is unknown to the stage. No read may serve the array without message 2.
+  RedisStage stage(ConfigFor(redis_.url(), {{"command_timeout_ms", std::int64_t{300}},
+                                            {"change_lifetime_ms", std::int64_t{1000}}}),
+                   env_);
+  PlainClient admin(redis_.url());
+  std::string guest = UniqueGuest("frozen"), key = "guest:" + guest;
+  std::vector<Message> history = PostHistory(stage, log_, guest, 2);
+  Write third = Numbered(guest, 2, Msg("committed while Redis stalled"));
+  ASSERT_TRUE(third.Prepare(stage, log_).ok());
+  history.push_back(third.message);
+
+  ASSERT_TRUE(redis_.Freeze()) << "cannot SIGSTOP the private redis-server";
+  Status timed_out = third.Into(stage, log_);
+  redis_.Thaw();
+  EXPECT_EQ(timed_out.code(), StatusCode::kUnavailable) << timed_out.ToString();
+  EXPECT_EQ(log_.Count(LogLevel::kWarn, "will be dropped before it is served again"), 1) << log_.All();
+
+  ReadResult read = ReadGuest(stage, log_, guest);
+  EXPECT_TRUE(read.status.ok()) << read.status.ToString();
+  EXPECT_FALSE(read.found) << "served an array this process could not settle";
+  EXPECT_EQ(admin.Integer({"EXISTS", key}), 0) << "the read did not drop the array first";
+
+  // Whether the write ran when Redis went on or its mark lapses, the guest
+  // is refilled from the store afterwards.
+  if (admin.Field(VersionKey(guest), "w:" + *third.attributes.get(RedisStage::kChangeAttribute)))
+    std::this_thread::sleep_for(milliseconds(1200));
+  Attributes notes;
+  ReadResult miss = ReadGuest(stage, log_, guest, &notes);
+  EXPECT_FALSE(miss.found);
+  ASSERT_TRUE(RefillGuest(stage, log_, guest, history, &notes).ok());
+  EXPECT_EQ(ReadGuest(stage, log_, guest).messages, history);
 }
 
 }  // namespace
