@@ -160,14 +160,14 @@ class WriteRun {
         s.logger->warn("could not prepare the message for guest " + guest() +
                        " (best_effort, request goes on without this stage; failures so far: " +
                        std::to_string(FailuresOf(*s.counters)) + "): " + prepared.status.ToString());
-        Abandon(s, WriteOp::kAbandonUnknown);
+        Abandon(s, WriteOp::kAbandonUnknown, prepared.attributes);
         state_[i] = StageState::kFailed;
         outcome_.degraded.push_back(s.name());
         continue;
       }
       s.logger->error("could not prepare the message for guest " + guest() +
                       " (required, request fails): " + prepared.status.ToString());
-      Abandon(s, WriteOp::kAbandon);  // its prepare() may have partly happened
+      Abandon(s, WriteOp::kAbandon, prepared.attributes);  // its prepare() may have partly happened
       Undo("stage '" + s.name() + "' failed", WriteOp::kAbandon);
       return Fail(s.name(), std::move(prepared.status));
     }
@@ -277,9 +277,10 @@ class WriteRun {
   }
 
   // Tells the after-commit stage `s` that its prepared change will not be
-  // written (`op`: kAbandon or kAbandonUnknown).
-  void Abandon(const StageInstance& s, WriteOp op) {
-    WriteCall abandoned = CallWrite(runner_, TargetOf(s), request_, outcome_.attributes, op);
+  // written (`op`: kAbandon or kAbandonUnknown). `attributes` holds what its
+  // prepare() set, even one that failed (it may have half happened).
+  void Abandon(const StageInstance& s, WriteOp op, const stowage::Attributes& attributes) {
+    WriteCall abandoned = CallWrite(runner_, TargetOf(s), request_, attributes, op);
     if (!abandoned.status.ok()) {
       s.logger->warn("could not tell the stage that the change of guest " + guest() +
                      " was abandoned: " + abandoned.status.ToString() +
@@ -296,7 +297,7 @@ class WriteRun {
     for (auto it = enabled_.rbegin(); it != enabled_.rend(); ++it) {
       const StageInstance& s = *stages_[*it];
       if (state_[*it] == StageState::kPrepared) {
-        Abandon(s, abandon);
+        Abandon(s, abandon, outcome_.attributes);
         continue;
       }
       if (state_[*it] != StageState::kWritten || s.database != nullptr) continue;
