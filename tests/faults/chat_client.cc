@@ -79,7 +79,11 @@ void ChatClient::CheckGet(const std::string& guest) {
   auto shown = GetHistory(*connections_[instance], "stowaged " + std::to_string(instance), guest);
   if (!shown.answered) return;  // a GET that fails during a fault is not a violation
   auto problem = CheckOnlineGet(guest, acked_before, shown.contents);
-  if (problem) problem->detail += " (GET to " + shown.instance + " at " + std::to_string(clock_.Now()) + " s)";
+  if (problem) {
+    char when[32];
+    std::snprintf(when, sizeof when, "+%.2f s", clock_.Now());
+    problem->detail += " (GET to " + shown.instance + " answered at " + when + ")";
+  }
   ledger_.CountOnlineCheck(problem);
 }
 

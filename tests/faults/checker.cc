@@ -103,8 +103,9 @@ void CheckShown(const std::string& guest, const std::vector<StoredMessage>& rows
       ++report.counts.out_of_order;
       AddExample(report, "out of order",
                  {guest, content,
-                  "the final GET on " + shown.instance + " shows it " + std::to_string(occurrence + 1) +
-                      " times or more; PostgreSQL holds it " + std::to_string(stored->second.size()) + " time(s)"});
+                  "the final GET on " + shown.instance + " shows it again at position " + std::to_string(i) +
+                      " (" + std::to_string(occurrence + 1) + " times so far); PostgreSQL holds it " +
+                      std::to_string(stored->second.size()) + " time(s)"});
     } else {
       shown_positions.push_back(stored->second[occurrence]);
       shown_index.push_back(i);
@@ -115,12 +116,15 @@ void CheckShown(const std::string& guest, const std::vector<StoredMessage>& rows
     std::size_t count = it == times_shown.end() ? 0 : it->second;
     if (count >= stored_at.size()) continue;
     report.counts.hidden += static_cast<int>(stored_at.size() - count);
+    std::string seen = count == 0 ? "does not show it"
+                                  : "shows it " + std::to_string(count) + " of " + std::to_string(stored_at.size()) +
+                                        " times";
     AddExample(report, "hidden",
                {guest, content,
-                "PostgreSQL holds it at sequence " + std::to_string(rows[stored_at.front()].sequence) +
-                    "; the final GET on " + shown.instance + " shows it " + std::to_string(count) + " time(s) of " +
-                    std::to_string(stored_at.size()) + " (it shows " + std::to_string(shown.contents.size()) +
-                    " messages, PostgreSQL holds " + std::to_string(rows.size()) + ")"});
+                "PostgreSQL holds it (sequence " + std::to_string(rows[stored_at.front()].sequence) +
+                    "); the final GET on " + shown.instance + " " + seen + " (the GET shows " +
+                    std::to_string(shown.contents.size()) + " messages, PostgreSQL holds " +
+                    std::to_string(rows.size()) + ")"});
   }
   std::size_t in_order = LongestIncreasing(shown_positions);
   if (in_order == shown_positions.size()) return;
@@ -158,8 +162,11 @@ void CountLedger(const CaseEvidence& evidence, CaseReport& report) {
   }
 }
 
+// Messages (guest, content) found stored twice by either check: counted once.
+using MessageSet = std::set<std::pair<std::string, std::string>>;
+
 // Acknowledged messages PostgreSQL lacks, and repeats answered as new ones.
-void CheckAcknowledged(const CaseEvidence& evidence, CaseReport& report) {
+void CheckAcknowledged(const CaseEvidence& evidence, CaseReport& report, MessageSet& stored_twice) {
   std::map<std::string, std::multiset<std::string>> stored_contents;
   for (const auto& [guest, rows] : evidence.stored) {
     for (const auto& row : rows) stored_contents[guest].insert(row.content);
@@ -180,7 +187,7 @@ void CheckAcknowledged(const CaseEvidence& evidence, CaseReport& report) {
     const Attempt* repeat = message.RepeatAnswer();
     if (repeat == nullptr) continue;
     if (!repeat->replayed || repeat->message_id != ack->message_id) {
-      ++report.counts.stored_twice;
+      stored_twice.insert({message.guest, message.content});
       AddExample(report, "stored twice",
                  {message.guest, message.content,
                   "the deliberate repeat (key " + message.key + ") to stowaged " + std::to_string(repeat->instance) +
@@ -191,12 +198,13 @@ void CheckAcknowledged(const CaseEvidence& evidence, CaseReport& report) {
   }
 }
 
-void CheckStoredOnce(const std::string& guest, const std::vector<StoredMessage>& rows, CaseReport& report) {
+void CheckStoredOnce(const std::string& guest, const std::vector<StoredMessage>& rows, CaseReport& report,
+                     MessageSet& stored_twice) {
   std::map<std::string, std::vector<const StoredMessage*>> copies;
   for (const auto& row : rows) copies[row.content].push_back(&row);
   for (const auto& [content, list] : copies) {
     if (list.size() < 2) continue;
-    ++report.counts.stored_twice;
+    stored_twice.insert({guest, content});
     std::string where;
     for (const auto* row : list) {
       where += (where.empty() ? "" : ", ") + std::string("id ") + std::to_string(row->id) + " sequence " +
@@ -213,15 +221,28 @@ void MeasureOutages(const CaseEvidence& evidence, CaseReport& report) {
     if (!report.longest_window || window.length() > report.longest_window->length()) report.longest_window = window;
   }
   for (const auto& fault : evidence.faults) report.outages.push_back({fault});
-  report.before_faults.fault.name = "before the first fault";
-  for (const auto& window : windows) {
+  report.before_faults.fault.name = "warm-up, before the first fault";
+  // The outage of the last fault that began at or before `t`.
+  auto outage_at = [&report](Seconds t) {
     FaultOutage* outage = &report.before_faults;
     for (auto& candidate : report.outages) {
-      if (candidate.fault.started <= window.to) outage = &candidate;
+      if (candidate.fault.started <= t) outage = &candidate;
     }
+    return outage;
+  };
+  for (const auto& window : windows) {
+    FaultOutage* outage = outage_at(window.to);
     outage->failing += window.length();
     outage->longest = std::max(outage->longest, window.length());
     outage->failed_attempts += window.failed_attempts;
+  }
+  for (const auto& message : evidence.messages) {
+    for (const auto* list : {&message.attempts, &message.repeat_attempts}) {
+      for (const auto& attempt : *list) {
+        FaultOutage* outage = outage_at(attempt.sent);
+        outage->slowest_attempt = std::max(outage->slowest_attempt, attempt.answered - attempt.sent);
+      }
+    }
   }
 }
 
@@ -312,11 +333,13 @@ std::vector<FailureWindow> PostFailureWindows(const std::vector<MessageRecord>& 
 CaseReport CheckCase(const CaseEvidence& evidence) {
   CaseReport report;
   CountLedger(evidence, report);
-  CheckAcknowledged(evidence, report);
+  MessageSet stored_twice;
+  CheckAcknowledged(evidence, report, stored_twice);
   for (const auto& [guest, rows] : evidence.stored) {
-    CheckStoredOnce(guest, rows, report);
+    CheckStoredOnce(guest, rows, report, stored_twice);
     CheckSequences(guest, rows, report);
   }
+  report.counts.stored_twice = static_cast<int>(stored_twice.size());
   static const std::vector<StoredMessage> kNoRows;
   for (const auto& [guest, histories] : evidence.shown) {
     auto stored = evidence.stored.find(guest);
@@ -372,9 +395,10 @@ void PrintReport(const std::string& title, const CaseReport& report, std::ostrea
       out << line;
     }
     out << " POSTs failed " << Duration(outage.failing) << " (longest " << Duration(outage.longest) << ", "
-        << outage.failed_attempts << " failed attempts)\n";
+        << outage.failed_attempts << " failed attempts); slowest POST " << Duration(outage.slowest_attempt)
+        << "\n";
   };
-  if (report.before_faults.failed_attempts > 0) outage_line(report.before_faults, false);
+  outage_line(report.before_faults, false);
   for (const auto& outage : report.outages) outage_line(outage, true);
   if (!report.examples.empty()) out << "  examples (the first " << kMaxExamples << " of each):\n";
   for (const auto& [count, examples] : report.examples) {

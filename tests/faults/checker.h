@@ -60,7 +60,7 @@ struct Counts {
   int repeats = 0;       // deliberate repeats of an acknowledged POST
   int replays_seen = 0;  // 200 answers with Idempotent-Replayed: true
   int lost = 0;          // * acknowledged, not in PostgreSQL
-  int stored_twice = 0;  // * a content stored more than once, or a repeat answered as new
+  int stored_twice = 0;  // * messages stored more than once, or whose repeat was answered as new
   int orphaned = 0;      // * (final GET, message) pairs: shown, not in PostgreSQL
   int hidden = 0;        // * (final GET, message) pairs: in PostgreSQL, not shown
   int out_of_order = 0;  // * messages shown out of sequence order, or shown twice
@@ -79,12 +79,14 @@ struct FailureWindow {
 };
 
 // How long POSTs failed around one fault: the windows that ended after it
-// began and before the next fault began.
+// began and before the next fault began. A stall is no failure, so it also
+// gives the slowest POST attempt sent in that time.
 struct FaultOutage {
   FaultEvent fault;
   Seconds failing = 0;  // the windows' total length
   Seconds longest = 0;
   int failed_attempts = 0;
+  Seconds slowest_attempt = 0;  // answered - sent, failed or not
 };
 
 struct CaseReport {

@@ -124,6 +124,16 @@ TEST(CheckCase, ARepeatAnsweredWithoutReplayedHeaderIsStoredTwice) {
   EXPECT_EQ(report.counts.retries, 1);
 }
 
+TEST(CheckCase, ARepeatStoredAgainCountsOnce) {
+  auto evidence = Healthy();
+  evidence.messages[0].repeat_attempts = {Ok(5, 13, 3, /*replayed=*/false)};
+  evidence.stored["g"].push_back({1, 13, 3, "a"});
+  evidence.shown["g"] = {Shown({"a", "b", "c", "a"})};
+  auto report = CheckCase(evidence);
+  EXPECT_EQ(report.counts.stored_twice, 1) << "one message, found by both checks";
+  EXPECT_EQ(report.examples["stored twice"].size(), 2u);
+}
+
 TEST(CheckCase, AMessageShownButNotInPostgresIsOrphaned) {
   auto evidence = Healthy();
   evidence.shown["g"] = {Shown({"a", "x", "b", "c"})};
