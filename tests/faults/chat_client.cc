@@ -8,6 +8,25 @@
 
 namespace stowage::faults {
 
+std::string GuestPlan::Own(int generation, int client, int j) const {
+  return tag + "-g" + std::to_string(generation) + "-c" + std::to_string(client) + "-" + std::to_string(j);
+}
+
+std::string GuestPlan::Shared(int generation, int j) const {
+  return tag + "-g" + std::to_string(generation) + "-shared-" + std::to_string(j);
+}
+
+std::vector<std::string> GuestPlan::All(int generations, int clients) const {
+  std::vector<std::string> all;
+  for (int generation = 0; generation < generations; ++generation) {
+    for (int client = 0; client < clients; ++client) {
+      for (int j = 0; j < own_per_client; ++j) all.push_back(Own(generation, client, j));
+    }
+    for (int j = 0; j < shared; ++j) all.push_back(Shared(generation, j));
+  }
+  return all;
+}
+
 ChatClient::ChatClient(ClientSettings settings, Ledger& ledger, const CaseClock& clock)
     : settings_(std::move(settings)),
       ledger_(ledger),
@@ -35,13 +54,17 @@ int ChatClient::NextInstance() {
 
 void ChatClient::Round(const std::atomic<bool>& abort) {
   std::uniform_real_distribution<double> unit(0, 1);
-  const bool shared = !settings_.shared_guests.empty() && unit(random_) < settings_.shared_share;
-  const auto& guests = shared ? settings_.shared_guests : settings_.own_guests;
-  const std::string& guest = guests[std::uniform_int_distribution<std::size_t>(0, guests.size() - 1)(random_)];
+  const GuestPlan& plan = settings_.guests;
+  const int generation = plan.GenerationAt(clock_.Now());
+  const bool shared = plan.shared > 0 && unit(random_) < settings_.shared_share;
+  const std::string guest =
+      shared ? plan.Shared(generation, std::uniform_int_distribution<int>(0, plan.shared - 1)(random_))
+             : plan.Own(generation, settings_.index,
+                        std::uniform_int_distribution<int>(0, plan.own_per_client - 1)(random_));
 
   char nonce[17];
   std::snprintf(nonce, sizeof nonce, "%016llx", static_cast<unsigned long long>(random_()));
-  const std::string id = settings_.run_tag + "-" + std::to_string(settings_.index) + "-" +
+  const std::string id = plan.tag + "-" + std::to_string(settings_.index) + "-" +
                          std::to_string(records_.size()) + "-" + nonce;
   MessageRecord record;
   record.guest = guest;

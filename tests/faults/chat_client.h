@@ -17,20 +17,35 @@
 
 namespace stowage::faults {
 
+// The guests of a case. Each minute of the run (a generation) has guests of
+// its own: `own_per_client` for each client alone, and `shared` ones every
+// client writes to, concurrently. Fresh guests each minute keep histories,
+// and so GETs, from growing without bound in long runs.
+struct GuestPlan {
+  std::string tag;  // unique per case and run
+  int own_per_client = 4;
+  int shared = 8;
+  Seconds generation_length = 60;
+
+  int GenerationAt(Seconds t) const { return static_cast<int>(t / generation_length); }
+  std::string Own(int generation, int client, int j) const;
+  std::string Shared(int generation, int j) const;
+  // Every guest of generations 0 to `generations` - 1, for `clients` clients.
+  std::vector<std::string> All(int generations, int clients) const;
+};
+
 struct ClientSettings {
-  int index = 0;                         // names the client in keys and contents
-  std::string run_tag;                   // unique per case and run, in every key and content
-  std::vector<std::string> own_guests;   // written by this client alone
-  std::vector<std::string> shared_guests;  // written by several clients at once
-  std::vector<std::uint16_t> ports;      // one per stowaged; retries alternate between them
+  int index = 0;                     // names the client in keys and contents
+  GuestPlan guests;                  // its tag is in every key and content too
+  std::vector<std::uint16_t> ports;  // one per stowaged; retries alternate between them
   std::chrono::milliseconds request_timeout{5000};
   Seconds give_up = 30;          // a message not stored after this long is abandoned
   double repeat_share = 0.1;     // the share of acknowledged POSTs sent again on purpose
   double shared_share = 0.25;    // the share of POSTs to a shared guest
-  // Between one POST-and-GET round and the next: about 200 POSTs/s from 8
-  // clients, enough for every fault to hit requests in flight without
-  // taking the machine from whoever shares it.
-  std::chrono::milliseconds pause{30};
+  // Between one POST-and-GET round and the next: a few hundred POSTs/s from
+  // 8 clients, so that each fault hits requests in flight, without taking
+  // the whole machine from whoever shares it.
+  std::chrono::milliseconds pause{10};
 };
 
 class ChatClient {

@@ -239,7 +239,8 @@ void MeasureOutages(const CaseEvidence& evidence, CaseReport& report) {
   for (const auto& message : evidence.messages) {
     for (const auto* list : {&message.attempts, &message.repeat_attempts}) {
       for (const auto& attempt : *list) {
-        FaultOutage* outage = outage_at(attempt.sent);
+        // By its answer: a stall belongs to the fault that ended it.
+        FaultOutage* outage = outage_at(attempt.answered);
         outage->slowest_attempt = std::max(outage->slowest_attempt, attempt.answered - attempt.sent);
       }
     }

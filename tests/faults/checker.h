@@ -80,7 +80,7 @@ struct FailureWindow {
 
 // How long POSTs failed around one fault: the windows that ended after it
 // began and before the next fault began. A stall is no failure, so it also
-// gives the slowest POST attempt sent in that time.
+// gives the slowest POST attempt answered in that time.
 struct FaultOutage {
   FaultEvent fault;
   Seconds failing = 0;  // the windows' total length

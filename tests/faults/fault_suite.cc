@@ -42,8 +42,8 @@ namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 constexpr int kClients = 8;
-constexpr int kOwnGuestsPerClient = 4;  // 32 guests, each written by one client
-constexpr int kSharedGuests = 8;        // written by every client, concurrently
+constexpr int kOwnGuestsPerClient = 4;  // per minute: 32 guests, each written by one client
+constexpr int kSharedGuests = 8;        // per minute, written by every client, concurrently
 constexpr Seconds kWarmUp = 5;          // quiet time before the first fault
 constexpr Seconds kCoolDown = 8;        // quiet time after the last fault's slot
 constexpr Seconds kShortestSlot = 10;   // a fault and the quiet time after it
@@ -138,7 +138,8 @@ enum class Fault { kRedisKill, kPostgresCrash, kStowagedKill, kPostgresFreeze };
 
 struct CaseDefinition {
   std::string title;
-  std::string tag;  // in every guest id, key and content of the case
+  std::string folder;  // under --work: the case's stowaged logs and pid files
+  std::string tag;     // in every guest id, key and content of the case
   int instances = 1;
   std::vector<Fault> faults;  // injected in this order, cycling when time allows
 };
@@ -178,11 +179,14 @@ void WaitReady(const std::vector<std::unique_ptr<StowagedInstance>>& instances, 
 
 CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
   std::cout << "\n== " << definition.title << " ==" << std::endl;
+  // The case's stowaged logs and pid files (tests/faults/run looks there).
+  const fs::path folder = options.work / definition.folder;
+  fs::create_directories(folder);
   std::vector<std::unique_ptr<StowagedInstance>> instances;
   std::vector<std::uint16_t> ports;
   for (int i = 0; i < definition.instances; ++i) {
     instances.push_back(std::make_unique<StowagedInstance>(
-        i, options.stowaged, options.config, options.work,
+        i, options.stowaged, options.config, folder,
         std::map<std::string, std::string>{{"REDIS_URL", options.redis_url},
                                            {"DATABASE_URL", options.database_url}}));
     instances.back()->Start();
@@ -195,23 +199,18 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
     std::cout << instances.back()->name() << " listens on 127.0.0.1:" << ports.back() << std::endl;
   }
 
-  std::vector<std::string> guests;
-  std::vector<std::string> shared;
-  for (int j = 0; j < kSharedGuests; ++j) shared.push_back(definition.tag + "-shared-" + std::to_string(j));
+  GuestPlan plan;
+  plan.tag = definition.tag;
+  plan.own_per_client = kOwnGuestsPerClient;
+  plan.shared = kSharedGuests;
   std::vector<ClientSettings> settings;
   for (int c = 0; c < kClients; ++c) {
     ClientSettings one;
     one.index = c;
-    one.run_tag = definition.tag;
-    for (int j = 0; j < kOwnGuestsPerClient; ++j) {
-      one.own_guests.push_back(definition.tag + "-c" + std::to_string(c) + "-" + std::to_string(j));
-    }
-    one.shared_guests = shared;
+    one.guests = plan;
     one.ports = ports;
-    guests.insert(guests.end(), one.own_guests.begin(), one.own_guests.end());
     settings.push_back(std::move(one));
   }
-  guests.insert(guests.end(), shared.begin(), shared.end());
 
   Ledger ledger;
   CaseClock clock;
@@ -221,8 +220,8 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
     // Destroyed first: a PostgreSQL frozen when something throws resumes
     // before the clients are joined.
     FaultInjector injector(options.places, clock);
-    std::cout << At(clock.Now()) << " " << kClients << " clients started on " << guests.size() << " guests"
-              << std::endl;
+    std::cout << At(clock.Now()) << " " << kClients << " clients started on "
+              << kClients * kOwnGuestsPerClient + kSharedGuests << " guests (new ones each minute)" << std::endl;
 
     // The faults, one per slot, each followed by quiet time.
     const Seconds length = options.minutes * 60;
@@ -264,6 +263,7 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
 
   // The first GET of each guest after the faults cleared, on every stowaged,
   // then what PostgreSQL holds.
+  const auto guests = plan.All(plan.GenerationAt(clock.Now()) + 1, kClients);
   WaitReady(instances, clock);
   std::cout << At(clock.Now()) << " faults cleared; reading every guest on every stowaged and in PostgreSQL"
             << std::endl;
@@ -309,9 +309,9 @@ int Main(int argc, char** argv) {
   }
   const std::string run = std::to_string(::getpid());
   const std::vector<CaseDefinition> cases = {
-      {"case 1: one stowaged; Redis killed, PostgreSQL crashed, stowaged killed, PostgreSQL frozen", "f" + run + "a",
-       1, {Fault::kRedisKill, Fault::kPostgresCrash, Fault::kStowagedKill, Fault::kPostgresFreeze}},
-      {"case 2: two stowaged, retries to the other one; stowaged killed, Redis killed", "f" + run + "b", 2,
+      {"case 1: one stowaged; Redis killed, PostgreSQL crashed, stowaged killed, PostgreSQL frozen", "case1",
+       "f" + run + "a", 1, {Fault::kRedisKill, Fault::kPostgresCrash, Fault::kStowagedKill, Fault::kPostgresFreeze}},
+      {"case 2: two stowaged, retries to the other one; stowaged killed, Redis killed", "case2", "f" + run + "b", 2,
        {Fault::kStowagedKill, Fault::kRedisKill}},
   };
   std::vector<std::pair<std::string, CaseReport>> reports;

@@ -27,8 +27,8 @@ class StowagedInstance {
   StowagedInstance& operator=(const StowagedInstance&) = delete;
 
   // Starts it and waits until it accepts connections. Each start logs to a
-  // file of its own, WORK/stowaged-<index>.<n>.log, and writes the pid to
-  // WORK/stowaged-<index>.pid, from which tests/faults/run's cleanup kills
+  // file of its own, WORK_DIR/stowaged-<index>.<n>.log, and writes the pid to
+  // WORK_DIR/stowaged-<index>.pid, from which tests/faults/run's cleanup kills
   // it should this program die first. Throws std::runtime_error with the end
   // of the log if it exits or does not listen within 30 s.
   void Start();
