@@ -64,8 +64,8 @@ void ChatClient::Round(const std::atomic<bool>& abort) {
 
   char nonce[17];
   std::snprintf(nonce, sizeof nonce, "%016llx", static_cast<unsigned long long>(random_()));
-  const std::string id = plan.tag + "-" + std::to_string(settings_.index) + "-" +
-                         std::to_string(records_.size()) + "-" + nonce;
+  const std::string id =
+      plan.tag + "-" + std::to_string(settings_.index) + "-" + std::to_string(records_.size()) + "-" + nonce;
   MessageRecord record;
   record.guest = guest;
   record.key = "k-" + id;

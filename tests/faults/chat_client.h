@@ -39,9 +39,9 @@ struct ClientSettings {
   GuestPlan guests;                  // its tag is in every key and content too
   std::vector<std::uint16_t> ports;  // one per stowaged; retries alternate between them
   std::chrono::milliseconds request_timeout{5000};
-  Seconds give_up = 30;          // a message not stored after this long is abandoned
-  double repeat_share = 0.1;     // the share of acknowledged POSTs sent again on purpose
-  double shared_share = 0.25;    // the share of POSTs to a shared guest
+  Seconds give_up = 30;        // a message not stored after this long is abandoned
+  double repeat_share = 0.1;   // the share of acknowledged POSTs sent again on purpose
+  double shared_share = 0.25;  // the share of POSTs to a shared guest
   // Between one POST-and-GET round and the next: a few hundred POSTs/s from
   // 8 clients, so that each fault hits requests in flight, without taking
   // the whole machine from whoever shares it.

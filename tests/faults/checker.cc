@@ -13,7 +13,9 @@ namespace {
 
 constexpr std::size_t kMaxExamples = 5;
 
-std::string Quote(const std::string& content) { return "'" + content + "'"; }
+std::string Quote(const std::string& content) {
+  return "'" + content + "'";
+}
 
 std::string Time(Seconds t) {
   char text[32];
@@ -63,8 +65,9 @@ void CheckSequences(const std::string& guest, const std::vector<StoredMessage>& 
     if (!first_wrong) continue;
     ++report.counts.sequence_gaps;
     std::ostringstream detail;
-    detail << "conversation " << conversation << " has " << sequences.size() << " messages; expected sequences 0.."
-           << sequences.size() - 1 << ", but sequence #" << *first_wrong << " is " << sequences[*first_wrong];
+    detail << "conversation " << conversation << " has " << sequences.size()
+           << " messages; expected sequences 0.." << sequences.size() - 1 << ", but sequence #"
+           << *first_wrong << " is " << sequences[*first_wrong];
     AddExample(report, "sequence gaps", {guest, "", detail.str()});
   }
 }
@@ -77,8 +80,8 @@ void CheckShown(const std::string& guest, const std::vector<StoredMessage>& rows
     if (!rows.empty()) {
       AddExample(report, "hidden",
                  {guest, "",
-                  "the final GET on " + shown.instance + " failed (" + shown.failure + "); PostgreSQL holds " +
-                      std::to_string(rows.size()) + " messages"});
+                  "the final GET on " + shown.instance + " failed (" + shown.failure +
+                      "); PostgreSQL holds " + std::to_string(rows.size()) + " messages"});
     }
     return;
   }
@@ -117,8 +120,8 @@ void CheckShown(const std::string& guest, const std::vector<StoredMessage>& rows
     if (count >= stored_at.size()) continue;
     report.counts.hidden += static_cast<int>(stored_at.size() - count);
     std::string seen = count == 0 ? "does not show it"
-                                  : "shows it " + std::to_string(count) + " of " + std::to_string(stored_at.size()) +
-                                        " times";
+                                  : "shows it " + std::to_string(count) + " of " +
+                                        std::to_string(stored_at.size()) + " times";
     AddExample(report, "hidden",
                {guest, content,
                 "PostgreSQL holds it (sequence " + std::to_string(rows[stored_at.front()].sequence) +
@@ -133,11 +136,12 @@ void CheckShown(const std::string& guest, const std::vector<StoredMessage>& rows
     if (shown_positions[i] > shown_positions[i - 1]) continue;
     const auto& earlier = rows[shown_positions[i - 1]];
     const auto& later = rows[shown_positions[i]];
-    AddExample(report, "out of order",
-               {guest, later.content,
-                "the final GET on " + shown.instance + " shows it (sequence " + std::to_string(later.sequence) +
-                    ") at position " + std::to_string(shown_index[i]) + ", after " + Quote(earlier.content) +
-                    " (sequence " + std::to_string(earlier.sequence) + ")"});
+    AddExample(
+        report, "out of order",
+        {guest, later.content,
+         "the final GET on " + shown.instance + " shows it (sequence " + std::to_string(later.sequence) +
+             ") at position " + std::to_string(shown_index[i]) + ", after " + Quote(earlier.content) +
+             " (sequence " + std::to_string(earlier.sequence) + ")"});
     break;
   }
 }
@@ -188,12 +192,13 @@ void CheckAcknowledged(const CaseEvidence& evidence, CaseReport& report, Message
     if (repeat == nullptr) continue;
     if (!repeat->replayed || repeat->message_id != ack->message_id) {
       stored_twice.insert({message.guest, message.content});
-      AddExample(report, "stored twice",
-                 {message.guest, message.content,
-                  "the deliberate repeat (key " + message.key + ") to stowaged " + std::to_string(repeat->instance) +
-                      " was answered message_id " + std::to_string(repeat->message_id) +
-                      (repeat->replayed ? " with" : " without") + " Idempotent-Replayed; expected message_id " +
-                      std::to_string(ack->message_id) + " replayed"});
+      AddExample(
+          report, "stored twice",
+          {message.guest, message.content,
+           "the deliberate repeat (key " + message.key + ") to stowaged " + std::to_string(repeat->instance) +
+               " was answered message_id " + std::to_string(repeat->message_id) +
+               (repeat->replayed ? " with" : " without") + " Idempotent-Replayed; expected message_id " +
+               std::to_string(ack->message_id) + " replayed"});
     }
   }
 }
@@ -210,15 +215,17 @@ void CheckStoredOnce(const std::string& guest, const std::vector<StoredMessage>&
       where += (where.empty() ? "" : ", ") + std::string("id ") + std::to_string(row->id) + " sequence " +
                std::to_string(row->sequence);
     }
-    AddExample(report, "stored twice",
-               {guest, content, "PostgreSQL holds it " + std::to_string(list.size()) + " times (" + where + ")"});
+    AddExample(
+        report, "stored twice",
+        {guest, content, "PostgreSQL holds it " + std::to_string(list.size()) + " times (" + where + ")"});
   }
 }
 
 void MeasureOutages(const CaseEvidence& evidence, CaseReport& report) {
   auto windows = PostFailureWindows(evidence.messages);
   for (const auto& window : windows) {
-    if (!report.longest_window || window.length() > report.longest_window->length()) report.longest_window = window;
+    if (!report.longest_window || window.length() > report.longest_window->length())
+      report.longest_window = window;
   }
   for (const auto& fault : evidence.faults) report.outages.push_back({fault});
   report.before_faults.fault.name = "warm-up, before the first fault";
@@ -278,8 +285,8 @@ std::optional<Example> CheckOnlineGet(const std::string& guest, const std::vecto
     if (times != 1) {
       return Example{guest, acked.content,
                      "acknowledged with sequence " + std::to_string(acked.sequence) +
-                         " before the GET was sent; the GET shows it " + std::to_string(times) + " times (of " +
-                         std::to_string(shown.size()) + " messages shown)"};
+                         " before the GET was sent; the GET shows it " + std::to_string(times) +
+                         " times (of " + std::to_string(shown.size()) + " messages shown)"};
     }
     by_sequence.emplace_back(acked.sequence, it->second.front());
   }
@@ -290,10 +297,10 @@ std::optional<Example> CheckOnlineGet(const std::string& guest, const std::vecto
     // Equal sequences (themselves a fault, counted elsewhere) have no order.
     if (sequence == earlier_sequence || position > earlier_position) continue;
     return Example{guest, shown[position],
-                   "acknowledged with sequence " + std::to_string(sequence) + ", the GET shows it at position " +
-                       std::to_string(position) + ", before " + Quote(shown[earlier_position]) + " (sequence " +
-                       std::to_string(earlier_sequence) + ", at position " + std::to_string(earlier_position) +
-                       ")"};
+                   "acknowledged with sequence " + std::to_string(sequence) +
+                       ", the GET shows it at position " + std::to_string(position) + ", before " +
+                       Quote(shown[earlier_position]) + " (sequence " + std::to_string(earlier_sequence) +
+                       ", at position " + std::to_string(earlier_position) + ")"};
   }
   return std::nullopt;
 }
@@ -379,8 +386,8 @@ void PrintReport(const std::string& title, const CaseReport& report, std::ostrea
   row("sequence gaps *", c.sequence_gaps);
   if (report.longest_window) {
     const auto& w = *report.longest_window;
-    out << "  longest window in which POSTs failed: " << Duration(w.length()) << " (" << Time(w.from) << " to "
-        << Time(w.to) << ", " << w.failed_attempts << " failed attempts)\n";
+    out << "  longest window in which POSTs failed: " << Duration(w.length()) << " (" << Time(w.from)
+        << " to " << Time(w.to) << ", " << w.failed_attempts << " failed attempts)\n";
   } else {
     out << "  longest window in which POSTs failed: none (no POST failed)\n";
   }

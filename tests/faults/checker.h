@@ -24,9 +24,9 @@ struct StoredMessage {
 
 // What one final GET of a guest showed, on one stowaged.
 struct ShownHistory {
-  std::string instance;  // e.g. "stowaged 0", for the examples
-  bool answered = false;  // a 200 with a JSON array came
-  std::string failure;    // when not answered: why
+  std::string instance;               // e.g. "stowaged 0", for the examples
+  bool answered = false;              // a 200 with a JSON array came
+  std::string failure;                // when not answered: why
   std::vector<std::string> contents;  // the messages' contents, in the order shown
 };
 
@@ -53,17 +53,17 @@ struct CaseEvidence {
 
 // The counts of a case. Those marked * must be 0 for the case to pass.
 struct Counts {
-  int acknowledged = 0;  // messages answered 200
-  int abandoned = 0;     // messages never answered 200 before the client gave up
-  int attempts = 0;      // POSTs sent, retries and deliberate repeats included
-  int retries = 0;       // attempts after a failed one, for the same message
-  int repeats = 0;       // deliberate repeats of an acknowledged POST
-  int replays_seen = 0;  // 200 answers with Idempotent-Replayed: true
-  int lost = 0;          // * acknowledged, not in PostgreSQL
-  int stored_twice = 0;  // * messages stored more than once, or whose repeat was answered as new
-  int orphaned = 0;      // * (final GET, message) pairs: shown, not in PostgreSQL
-  int hidden = 0;        // * (final GET, message) pairs: in PostgreSQL, not shown
-  int out_of_order = 0;  // * messages shown out of sequence order, or shown twice
+  int acknowledged = 0;       // messages answered 200
+  int abandoned = 0;          // messages never answered 200 before the client gave up
+  int attempts = 0;           // POSTs sent, retries and deliberate repeats included
+  int retries = 0;            // attempts after a failed one, for the same message
+  int repeats = 0;            // deliberate repeats of an acknowledged POST
+  int replays_seen = 0;       // 200 answers with Idempotent-Replayed: true
+  int lost = 0;               // * acknowledged, not in PostgreSQL
+  int stored_twice = 0;       // * messages stored more than once, or whose repeat was answered as new
+  int orphaned = 0;           // * (final GET, message) pairs: shown, not in PostgreSQL
+  int hidden = 0;             // * (final GET, message) pairs: in PostgreSQL, not shown
+  int out_of_order = 0;       // * messages shown out of sequence order, or shown twice
   int online_violations = 0;  // * GETs during the run that broke the online check
   int online_checks = 0;
   int sequence_gaps = 0;  // * conversations whose sequences are not 0..n-1

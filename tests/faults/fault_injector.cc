@@ -63,7 +63,9 @@ pid_t ReadPid(const fs::path& file, const std::string& what) {
 FaultInjector::FaultInjector(ServerPlaces places, const CaseClock& clock)
     : places_(std::move(places)), clock_(clock) {}
 
-FaultInjector::~FaultInjector() { Resume(); }
+FaultInjector::~FaultInjector() {
+  Resume();
+}
 
 void FaultInjector::Run(const std::vector<std::string>& argv, const std::string& step) {
   testing::ChildProcess process(argv);
@@ -86,7 +88,8 @@ pid_t FaultInjector::PostmasterPid() const {
 FaultEvent FaultInjector::KillRedis() {
   FaultEvent event{"redis: kill -9, started again empty", clock_.Now(), 0};
   pid_t pid = ReadPid(places_.redis_dir / "redis.pid", "Redis");
-  if (::kill(pid, SIGKILL) != 0) throw std::runtime_error("kill -9 of Redis (pid " + std::to_string(pid) + ") failed");
+  if (::kill(pid, SIGKILL) != 0)
+    throw std::runtime_error("kill -9 of Redis (pid " + std::to_string(pid) + ") failed");
   for (int i = 0; i < 200 && Alive(pid); ++i) std::this_thread::sleep_for(milliseconds(10));
   Run({places_.services_script.string(), "start", "redis", places_.redis_dir.string(),
        std::to_string(places_.redis_port)},
@@ -97,7 +100,8 @@ FaultEvent FaultInjector::KillRedis() {
 
 FaultEvent FaultInjector::CrashPostgres() {
   FaultEvent event{"postgresql: pg_ctl stop -m immediate, started again", clock_.Now(), 0};
-  Run(AsPostgres({places_.pg_ctl.string(), "-D", places_.postgres_dir.string(), "-m", "immediate", "-w", "stop"}),
+  Run(AsPostgres(
+          {places_.pg_ctl.string(), "-D", places_.postgres_dir.string(), "-m", "immediate", "-w", "stop"}),
       "stopping PostgreSQL (pg_ctl -m immediate)");
   Run({places_.services_script.string(), "start", "postgres", places_.postgres_dir.string(),
        std::to_string(places_.postgres_port)},

@@ -226,7 +226,8 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
     // before the clients are joined.
     FaultInjector injector(options.places, clock);
     std::cout << At(clock.Now()) << " " << kClients << " clients started on "
-              << kClients * kOwnGuestsPerClient + kSharedGuests << " guests (new ones each minute)" << std::endl;
+              << kClients * kOwnGuestsPerClient + kSharedGuests << " guests (new ones each minute)"
+              << std::endl;
 
     // The faults, one per slot, each followed by quiet time.
     const Seconds length = options.minutes * 60;
@@ -237,7 +238,8 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
     int stowaged_kills = 0;
     for (int i = 0; i < slots; ++i) {
       SleepUntil(clock, kWarmUp + i * slot);
-      std::cout << At(clock.Now()) << " " << ledger.acknowledged() << " messages acknowledged so far" << std::endl;
+      std::cout << At(clock.Now()) << " " << ledger.acknowledged() << " messages acknowledged so far"
+                << std::endl;
       FaultEvent event;
       switch (definition.faults[i % definition.faults.size()]) {
         case Fault::kRedisKill:
@@ -274,7 +276,8 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
   for (const auto& instance : instances) {
     testing::HttpClient client(instance->port());
     client.set_timeout(milliseconds(10000));
-    for (const auto& guest : guests) evidence.shown[guest].push_back(GetHistory(client, instance->name(), guest));
+    for (const auto& guest : guests)
+      evidence.shown[guest].push_back(GetHistory(client, instance->name(), guest));
   }
   evidence.stored = ReadStoredMessages(options.database_url, guests);
   evidence.messages = ledger.records();
@@ -296,7 +299,8 @@ void HandleSignalsOnOneThread() {
   std::thread([signals] {
     int sig = 0;
     sigwait(&signals, &sig);
-    std::cerr << "\nfault_suite: signal " << sig << " received; stopping the clients and stowaged" << std::endl;
+    std::cerr << "\nfault_suite: signal " << sig << " received; stopping the clients and stowaged"
+              << std::endl;
     g_interrupted = true;
   }).detach();
 }
@@ -313,9 +317,15 @@ int Main(int argc, char** argv) {
   }
   const std::string run = std::to_string(::getpid());
   const std::vector<CaseDefinition> cases = {
-      {"case 1: one stowaged; Redis killed, PostgreSQL crashed, stowaged killed, PostgreSQL frozen", "case1",
-       "f" + run + "a", 1, {Fault::kRedisKill, Fault::kPostgresCrash, Fault::kStowagedKill, Fault::kPostgresFreeze}},
-      {"case 2: two stowaged, retries to the other one; stowaged killed, Redis killed", "case2", "f" + run + "b", 2,
+      {"case 1: one stowaged; Redis killed, PostgreSQL crashed, stowaged killed, PostgreSQL frozen",
+       "case1",
+       "f" + run + "a",
+       1,
+       {Fault::kRedisKill, Fault::kPostgresCrash, Fault::kStowagedKill, Fault::kPostgresFreeze}},
+      {"case 2: two stowaged, retries to the other one; stowaged killed, Redis killed",
+       "case2",
+       "f" + run + "b",
+       2,
        {Fault::kStowagedKill, Fault::kRedisKill}},
   };
   std::vector<std::pair<std::string, CaseReport>> reports;
@@ -344,4 +354,6 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace stowage::faults
 
-int main(int argc, char** argv) { return stowage::faults::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return stowage::faults::Main(argc, argv);
+}

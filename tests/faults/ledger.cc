@@ -10,9 +10,13 @@ const Attempt* LastIfOk(const std::vector<Attempt>& attempts) {
 
 }  // namespace
 
-const Attempt* MessageRecord::Acknowledgement() const { return LastIfOk(attempts); }
+const Attempt* MessageRecord::Acknowledgement() const {
+  return LastIfOk(attempts);
+}
 
-const Attempt* MessageRecord::RepeatAnswer() const { return LastIfOk(repeat_attempts); }
+const Attempt* MessageRecord::RepeatAnswer() const {
+  return LastIfOk(repeat_attempts);
+}
 
 void Ledger::Acknowledge(const std::string& guest, AckedMessage message) {
   std::lock_guard lock(mutex_);

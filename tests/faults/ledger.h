@@ -31,10 +31,10 @@ class CaseClock {
 // One POST of a message to one stowaged, and how it ended.
 struct Attempt {
   Seconds sent = 0;
-  Seconds answered = 0;  // when the answer, or the failure, came
-  int instance = 0;      // which stowaged (0, 1, ...)
-  int status = 0;        // the HTTP status; 0 when no answer came
-  std::string error;     // no answer: why; an error answer: its error code
+  Seconds answered = 0;   // when the answer, or the failure, came
+  int instance = 0;       // which stowaged (0, 1, ...)
+  int status = 0;         // the HTTP status; 0 when no answer came
+  std::string error;      // no answer: why; an error answer: its error code
   bool replayed = false;  // the answer carried `Idempotent-Replayed: true`
   // From a 200 answer's body; -1 otherwise.
   std::int64_t message_id = -1;
@@ -46,8 +46,8 @@ struct Attempt {
 // One message: the client posted it until it got 200 or gave up.
 struct MessageRecord {
   std::string guest;
-  std::string key;      // its Idempotency-Key, the same on every attempt
-  std::string content;  // unique in the whole run
+  std::string key;                // its Idempotency-Key, the same on every attempt
+  std::string content;            // unique in the whole run
   std::vector<Attempt> attempts;  // in order; the last one is the 200 if any
   // The deliberate repeat sent after the 200 (same key, same body), posted
   // until it got 200 or gave up; empty when none was sent.

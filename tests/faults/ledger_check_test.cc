@@ -9,7 +9,8 @@
 namespace stowage::faults {
 namespace {
 
-Attempt Ok(Seconds sent, std::int64_t message_id, std::int64_t sequence, bool replayed = false, int instance = 0) {
+Attempt Ok(Seconds sent, std::int64_t message_id, std::int64_t sequence, bool replayed = false,
+           int instance = 0) {
   Attempt attempt;
   attempt.sent = sent;
   attempt.answered = sent + 0.01;
@@ -70,7 +71,8 @@ TEST(CheckCase, AHealthyCasePasses) {
 
 TEST(CheckCase, CountsRetriesRepeatsAndReplays) {
   auto evidence = Healthy();
-  evidence.messages[1].attempts = {Failed(2, 2.5, 0), Failed(2.6, 2.7, 409), Ok(2.8, 11, 1, /*replayed=*/true)};
+  evidence.messages[1].attempts = {Failed(2, 2.5, 0), Failed(2.6, 2.7, 409),
+                                   Ok(2.8, 11, 1, /*replayed=*/true)};
   evidence.messages[2].repeat_attempts = {Ok(4, 12, 2, /*replayed=*/true)};
   auto report = CheckCase(evidence);
   EXPECT_TRUE(report.passed()) << testing::PrintToString(report.Failures());

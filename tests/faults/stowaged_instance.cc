@@ -37,7 +37,9 @@ StowagedInstance::StowagedInstance(int index, fs::path binary, fs::path config, 
   env_["STOWAGE_LISTEN"] = "127.0.0.1:" + std::to_string(port_);
 }
 
-StowagedInstance::~StowagedInstance() { Stop(); }
+StowagedInstance::~StowagedInstance() {
+  Stop();
+}
 
 void StowagedInstance::Start() {
   log_file_ = work_dir_ / ("stowaged-" + std::to_string(index_) + "." + std::to_string(++starts_) + ".log");
@@ -48,8 +50,9 @@ void StowagedInstance::Start() {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (!testing::WaitForTcp(port_, milliseconds(100))) {
     if (auto code = process_->Wait(milliseconds(0))) {
-      throw std::runtime_error(name() + " exited with code " + std::to_string(*code) + " at start; the end of " +
-                               log_file_.string() + ":\n" + Tail(process_->ReadOutput(), 20));
+      throw std::runtime_error(name() + " exited with code " + std::to_string(*code) +
+                               " at start; the end of " + log_file_.string() + ":\n" +
+                               Tail(process_->ReadOutput(), 20));
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       throw std::runtime_error(name() + " did not listen on 127.0.0.1:" + std::to_string(port_) +

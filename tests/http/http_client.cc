@@ -65,7 +65,8 @@ void HttpClient::Close() {
 namespace {
 
 std::string Describe(const boost::system::error_code& ec, std::chrono::milliseconds timeout) {
-  if (ec == beast::error::timeout) return "no progress within " + std::to_string(timeout.count()) + " ms (timeout)";
+  if (ec == beast::error::timeout)
+    return "no progress within " + std::to_string(timeout.count()) + " ms (timeout)";
   return ec.message();
 }
 
@@ -96,7 +97,8 @@ HttpResult HttpClient::Send(const std::string& method, const std::string& target
   auto ec = impl_->Run(timeout_, [&](auto handler) { bhttp::async_write(impl_->stream, request, handler); });
   if (ec) {
     Close();
-    throw std::runtime_error(method + " " + target + ": writing the request failed: " + Describe(ec, timeout_));
+    throw std::runtime_error(method + " " + target +
+                             ": writing the request failed: " + Describe(ec, timeout_));
   }
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
@@ -104,7 +106,8 @@ HttpResult HttpClient::Send(const std::string& method, const std::string& target
                   [&](auto handler) { bhttp::async_read(impl_->stream, impl_->buffer, parser, handler); });
   if (ec) {
     Close();
-    throw std::runtime_error(method + " " + target + ": reading the answer failed: " + Describe(ec, timeout_));
+    throw std::runtime_error(method + " " + target +
+                             ": reading the answer failed: " + Describe(ec, timeout_));
   }
   auto response = parser.release();
   HttpResult result;
