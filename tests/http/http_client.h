@@ -3,6 +3,7 @@
 // its own, so a test can tell whether the server kept a connection open.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -31,11 +32,17 @@ class HttpClient {
 
   // Sends one request and reads its answer, connecting first when no
   // connection is open. Throws std::runtime_error naming the step that
-  // failed (connect, write, read). The connection is closed after an answer
-  // without keep-alive.
+  // failed (connect, write, read), or that it ran past the timeout. The
+  // connection is closed after an answer without keep-alive, and after any
+  // failure.
   HttpResult Send(const std::string& method, const std::string& target, const std::string& body = "",
                   const std::string& content_type = "application/json",
                   const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+  // Limits each step of Send (connect, write, read) to `timeout`; zero (the
+  // default) waits as long as the server takes. A server that stalls (a
+  // frozen database behind it) then makes Send throw instead of hang.
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
 
   bool connected() const;
   // Connections opened so far.
@@ -46,6 +53,7 @@ class HttpClient {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int connections_opened_ = 0;
+  std::chrono::milliseconds timeout_{0};
 };
 
 }  // namespace stowage::testing
