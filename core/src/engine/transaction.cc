@@ -16,7 +16,7 @@ Status Transactions::Connection(database::PostgresDatabase& db, stowage::Deadlin
   if (!acquired.status.ok()) return acquired.status;
   acquired.lease->set_deadline(deadline);
   const database::DeferredId begin = acquired.lease->Defer("BEGIN");
-  open_.push_back({&db, std::move(acquired.lease), begin});
+  open_.push_back({&db, std::move(acquired.lease), begin, std::nullopt});
   *out = &*open_.back().lease;
   return Status::Ok();
 }
