@@ -32,13 +32,23 @@ local function sweep()
   end
   return live, lapsed
 end
--- The next read misses and refills from the store.
+-- The next read misses and refills from the store. Until a refill (or an
+-- erase) the array is known to be behind the store ('d'), so a late write of
+-- the guest's first message may not recreate it (kApplyScript).
 local function drop()
   redis.call('DEL', array)
   redis.call('HDEL', version, 'v')
+  -- A record that does not exist holds no mark: no write can settle into it.
+  if redis.call('EXISTS', version) == 1 then redis.call('HSET', version, 'd', 1) end
 end
-local function shaped()
-  return redis.call('GETRANGE', array, 0, 0) == '[' and redis.call('GETRANGE', array, -1, -1) == ']'
+-- The array's length in bytes: 0 when there is none, -1 when the key holds
+-- something else than a string shaped "[...]".
+local function array_length()
+  local kind = redis.call('TYPE', array).ok
+  if kind == 'none' then return 0 end
+  if kind ~= 'string' then return -1 end
+  if redis.call('GETRANGE', array, 0, 0) ~= '[' or redis.call('GETRANGE', array, -1, -1) ~= ']' then return -1 end
+  return redis.call('STRLEN', array)
 end
 )lua";
 
@@ -51,8 +61,10 @@ local lease, lease_seconds = ARGV[1], tonumber(ARGV[2])
 local live, lapsed = sweep()
 if lapsed > 0 then drop() end
 if live > 0 then return {2} end
-local value = redis.call('GET', array)
-if value and redis.call('HEXISTS', version, 'v') == 1 then return {1, value} end
+if redis.call('HEXISTS', version, 'v') == 1 then
+  local value = redis.call('GET', array)
+  if value then return {1, value} end
+end
 redis.call('HSET', version, 'l', lease)
 if redis.call('TTL', version) < lease_seconds then redis.call('EXPIRE', version, lease_seconds) end
 return {0}
@@ -74,7 +86,7 @@ return 1
 
 const char* const kApplyScript = R"lua(
 local token, sequence, entry, ttl, keep = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local n = redis.call('STRLEN', array)
+local n = array_length()
 local function append()
   if n <= 2 then
     redis.call('SET', array, '[' .. entry .. ']')
@@ -87,7 +99,7 @@ local function append()
 end
 if sequence == '' then
   -- Redis is the store: nothing to follow.
-  if n > 0 and not shaped() then
+  if n < 0 then
     return redis.error_reply('the value of key ' .. array .. ' is not a JSON array; fix or delete it (DEL ' .. array .. ')')
   end
   if token ~= '' then redis.call('HDEL', version, 'w:' .. token, 't:' .. token) end
@@ -97,14 +109,15 @@ end
 local marked = redis.call('HDEL', version, 'w:' .. token) == 1
 redis.call('HDEL', version, 't:' .. token)
 local live, lapsed = sweep()
-if marked and lapsed == 0 and (n == 0 or shaped()) then
+if marked and lapsed == 0 then
   local v = redis.call('HGET', version, 'v')
   if n > 0 and v and tonumber(v) == tonumber(sequence) then
     redis.call('HSET', version, 'v', tonumber(sequence) + 1)
     return append()
   end
-  if tonumber(sequence) == 0 then
-    -- The guest's first message: the store holds exactly this one.
+  -- The guest's first message: the store holds exactly this one, unless a
+  -- later message settled first and dropped the array ('d').
+  if tonumber(sequence) == 0 and redis.call('HEXISTS', version, 'd') == 0 then
     n = 0
     redis.call('HSET', version, 'v', 1)
     return append()
@@ -131,7 +144,7 @@ local live, lapsed = sweep()
 if live > 0 or lapsed > 0 then return 0 end
 redis.call('SET', array, value, 'EX', ttl)
 redis.call('HSET', version, 'v', count)
-redis.call('HDEL', version, 'l')
+redis.call('HDEL', version, 'l', 'd')
 redis.call('EXPIRE', version, keep)
 return 1
 )lua";
@@ -155,6 +168,10 @@ const char* const kFinishEraseScript = R"lua(
 local token = ARGV[1]
 local held = redis.call('EXISTS', array)
 drop()
+-- Every write begun before the erase lost its 'w:' mark, so none of them
+-- settles into the array; a first message marked from now on is the whole
+-- history of the guest (a rolled-back erase leaves no first message to come).
+redis.call('HDEL', version, 'd')
 if token ~= '' then redis.call('HDEL', version, 'e:' .. token) end
 if redis.call('HLEN', version) == 0 then redis.call('DEL', version) end
 return held
@@ -181,7 +198,10 @@ else
   rest = string.sub(value, 1, at - 1) .. string.sub(value, after)
 end
 if rest == '[]' then
-  drop()
+  -- No message left (Redis is the store): as if none was ever written (a
+  -- hash whose last field goes is deleted).
+  redis.call('DEL', array)
+  redis.call('HDEL', version, 'v')
   return 1
 end
 local pttl = redis.call('PTTL', array)

@@ -28,6 +28,13 @@ bool IsInteger(const ReplyPtr& reply) {
 
 }  // namespace
 
+bool KeyPrefixKeepsGuestKeysInOneSlot(std::string_view key_prefix) {
+  const std::size_t open = key_prefix.find('{');
+  if (open == std::string_view::npos) return key_prefix.find('}') == std::string_view::npos;
+  const std::size_t close = key_prefix.find('}', open + 1);
+  return close != std::string_view::npos && close > open + 1;
+}
+
 ChatStore::ChatStore(ChatStoreOptions options)
     : options_(std::move(options)),
       ttl_text_(std::to_string(options_.ttl.count())),
@@ -47,7 +54,7 @@ ChatStore::ChatStore(ChatStoreOptions options)
 GuestKeys ChatStore::Keys(std::string_view guest_id) const {
   GuestKeys keys;
   keys.array = options_.key_prefix + std::string(guest_id);
-  keys.version = "{" + keys.array + "}:version";
+  keys.version = options_.key_prefix + "{" + keys.array + "}:version";
   return keys;
 }
 

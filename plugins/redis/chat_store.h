@@ -32,11 +32,19 @@ struct ChatStoreOptions {
   PoolOptions pool;
 };
 
-// The two keys of one guest, in one Redis Cluster slot.
+// The two keys of one guest, both under the key prefix (a Redis user
+// granted `~{key_prefix}*` may use them) and in one Redis Cluster slot.
 struct GuestKeys {
   std::string array;    // key_prefix + guest id: the JSON array
-  std::string version;  // "{" + array + "}:version": its version record
+  std::string version;  // key_prefix + "{" + array + "}:version": its version record
 };
+
+// Whether every guest's two keys share a Redis Cluster slot with this key
+// prefix: it has no braces (the version key's hash tag is then the array's
+// whole name, and guest ids hold no braces), or it holds a hash tag of its
+// own (its first '{' is followed by a '}' with something between), which
+// every key of the stage shares.
+bool KeyPrefixKeepsGuestKeysInOneSlot(std::string_view key_prefix);
 
 // Thread-safe. Every call finishes by its deadline, reports a Redis that
 // cannot be reached as Unavailable naming its address, and is a single

@@ -27,7 +27,8 @@ ConfigSchema RedisStage::config_schema() {
           "where Redis listens: redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket[?db=N]")
       .secret()
       .optional("key_prefix", std::string("guest:"),
-                "each guest's key is key_prefix followed by the guest id")
+                "each guest's key is key_prefix followed by the guest id; its version record is "
+                "key_prefix{key}:version")
       .optional("ttl_seconds", std::int64_t{86400}, "time to live of a guest's key, renewed on every write")
       .optional("pool_size", std::int64_t{8}, "most connections kept open to Redis")
       .optional("connect_timeout_ms", std::int64_t{1000},
@@ -43,6 +44,11 @@ ChatStoreOptions RedisStage::OptionsFromConfig(const StageConfig& config) {
   ChatStoreOptions options;
   options.url = ParseRedisUrl(config.string("url"));
   options.key_prefix = config.string("key_prefix");
+  if (!KeyPrefixKeepsGuestKeysInOneSlot(options.key_prefix))
+    throw std::invalid_argument(
+        "stage[redis].config.key_prefix must hold no '{' or '}', or a whole Redis Cluster hash tag such as "
+        "\"{chat}:\", not \"" +
+        options.key_prefix + "\": a guest's version record must share its array's slot");
   options.ttl = std::chrono::seconds(InRange(config, "ttl_seconds", 1, std::int64_t{1} << 31));
   options.pool.size = static_cast<std::size_t>(InRange(config, "pool_size", 1, 1024));
   options.pool.connect_timeout = std::chrono::milliseconds(InRange(config, "connect_timeout_ms", 1, 600000));
