@@ -133,6 +133,28 @@ TEST_F(IdempotencyTest, KeysOlderThanTheirLifetimeAreSweptAndThenForgotten) {
   EXPECT_FALSE(found.has_value());
 }
 
+TEST_F(IdempotencyTest, TheFirstKeyedWritesCreateTheTableEvenWhenTheyHoldEveryConnection) {
+  // As on a new database: the table is created by the first keyed write.
+  ASSERT_TRUE(Sql("DROP TABLE IF EXISTS stowage_idempotency").ok());
+  ASSERT_TRUE(Sql("DELETE FROM stowage_schema_migrations WHERE component = 'stowage.idempotency'").ok());
+  constexpr int kWriters = 4;
+  auto p = Build({{"store", Policy::kRequired, Insert("store")}}, /*pool_size=*/kWriters);
+  ASSERT_TRUE(p);
+  std::vector<WriteOutcome> outcomes(kWriters);
+  std::vector<std::thread> writers;
+  for (int i = 0; i < kWriters; ++i) {
+    writers.emplace_back([&, i] {
+      const auto claim = Claim("first-" + std::to_string(i), "body");
+      outcomes[i] = p->Write(guest_ + "-" + std::to_string(i), Msg("hello"), &claim);
+    });
+  }
+  for (auto& writer : writers) writer.join();
+  for (const auto& out : outcomes) {
+    EXPECT_TRUE(out.status.ok()) << out.status.ToString();
+    EXPECT_EQ(out.claim, WriteOutcome::Claim::kRecorded);
+  }
+}
+
 TEST_F(IdempotencyTest, APipelineWithoutADatabaseKeepsNoKeys) {
   auto p = Build({{"memory", Policy::kRequired, {}, /*with_database=*/false}});
   ASSERT_TRUE(p);

@@ -85,13 +85,13 @@ class PipelineSqlTest : public ::testing::Test {
     return lines;
   }
 
-  std::shared_ptr<Pipeline> Build(const std::vector<SqlStage>& specs) {
+  std::shared_ptr<Pipeline> Build(const std::vector<SqlStage>& specs, int pool_size = 4) {
     config::PipelineConfig cfg;
     cfg.file = std::filesystem::temp_directory_path() / "pipeline.toml";
     config::DatabaseSettings db;
     db.name = "main";
     db.url = url_;
-    db.pool_size = 4;
+    db.pool_size = pool_size;
     cfg.databases.push_back(db);
     for (const auto& spec : specs) {
       config::StageSettings s;

@@ -1,6 +1,7 @@
 // Pipeline::Write: one message through every enabled stage.
 //
 // The steps, each a method of WriteRun:
+//   0. KeysReady: with an Idempotency-Key, its table exists.
 //   1. Admit: every stage may refuse the message before anything is written.
 //   2. WriteStages: the stages in file order, those with a database in the
 //      request's transaction; after-commit stages wait for step 3.
@@ -56,7 +57,7 @@ class WriteRun {
   }
 
   WriteOutcome Run() && {
-    if (Admit() && WriteStages() && PrepareAfterCommit() && QueueClaim() && Commit()) {
+    if (KeysReady() && Admit() && WriteStages() && PrepareAfterCommit() && QueueClaim() && Commit()) {
       WriteAfterCommit();
       outcome_.stored_in = TargetsHolding(StageState::kWritten);
       if (store_) outcome_.claim = WriteOutcome::Claim::kRecorded;
@@ -174,19 +175,28 @@ class WriteRun {
     return true;
   }
 
+  // The keys' table exists (created by the first write that needs it),
+  // before this request takes a connection for its transaction: creating it
+  // needs one of its own, and requests holding every connection of the pool
+  // while they wait for it would wait for each other.
+  bool KeysReady() {
+    if (store_ == nullptr) return true;
+    Status ready = store_->EnsureSchema(Deadline::After(kSettleTimeout));
+    if (ready.ok()) return true;
+    const std::string reason = "the Idempotency-Key could not be recorded in database '" + store_->database().name() + "'";
+    spdlog::error(reason + " for guest " + guest() + ": " + ready.ToString());
+    return Fail(store_->database().name(), Status::Unavailable(reason + ": " + ready.message()));
+  }
+
   bool QueueClaim() {
     if (store_ == nullptr) return true;
     const std::string& database = store_->database().name();
-    const Deadline deadline = Deadline::After(kSettleTimeout);
-    Status queued = store_->EnsureSchema(deadline);
-    if (queued.ok()) {
-      WriteOutcome expected = outcome_;
-      expected.stored_in = TargetsHolding(StageState::kPrepared);
-      auto statement = idempotency::IdempotencyStore::Record(guest(), claim_->key, claim_->fingerprint, 200,
-                                                             claim_->answer(expected));
-      queued = transactions_.AddToCommit(store_->database(), deadline, std::move(statement.text),
-                                         std::move(statement.params));
-    }
+    WriteOutcome expected = outcome_;
+    expected.stored_in = TargetsHolding(StageState::kPrepared);
+    auto statement = idempotency::IdempotencyStore::Record(guest(), claim_->key, claim_->fingerprint, 200,
+                                                           claim_->answer(expected));
+    Status queued = transactions_.AddToCommit(store_->database(), Deadline::After(kSettleTimeout),
+                                              std::move(statement.text), std::move(statement.params));
     if (queued.ok()) return true;
     const std::string reason = "the Idempotency-Key could not be recorded in database '" + database + "'";
     spdlog::error(reason + " for guest " + guest() + ": " + queued.ToString());
