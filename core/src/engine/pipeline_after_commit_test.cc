@@ -169,23 +169,11 @@ TEST_F(AfterCommitTest, WithoutADatabaseACacheIsAnOrdinaryStageWrittenInFileOrde
 }
 
 TEST_F(AfterCommitTest, AnAfterCommitStageCannotJoinADatabase) {
-  config::PipelineConfig cfg;
-  cfg.file = "/etc/stowage/pipeline.toml";
-  config::DatabaseSettings db;
-  db.name = "main";
-  db.url = url_;
-  cfg.databases.push_back(db);
-  config::StageSettings s;
-  s.name = "cache";
-  s.plugin = kAfterCommitStage;
-  s.database = "main";
-  s.where = {cfg.file.string(), 9, 1};
-  cfg.stages.push_back(s);
-  auto built = Pipeline::Build(cfg);
-  ASSERT_EQ(built.errors.size(), 1u);
-  EXPECT_NE(built.errors[0].find("pipeline.toml:9: stage[cache].database: the stage runs after the COMMIT"),
+  auto errors = BuildErrors("cache", kAfterCommitStage, "main", 9);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("pipeline.toml:9: stage[cache].database: the stage runs after the COMMIT"),
             std::string::npos)
-      << built.errors[0];
+      << errors[0];
 }
 
 }  // namespace

@@ -110,6 +110,26 @@ class PipelineSqlTest : public ::testing::Test {
     return built.pipeline;
   }
 
+  // The errors of building a pipeline of one stage `name` of `plugin` joining
+  // database `database`, written at line `line` of /etc/stowage/pipeline.toml,
+  // where [[database]] "main" is declared.
+  std::vector<std::string> BuildErrors(const std::string& name, const std::string& plugin,
+                                       const std::string& database, int line) {
+    config::PipelineConfig cfg;
+    cfg.file = "/etc/stowage/pipeline.toml";
+    config::DatabaseSettings db;
+    db.name = "main";
+    db.url = url_;
+    cfg.databases.push_back(db);
+    config::StageSettings s;
+    s.name = name;
+    s.plugin = plugin;
+    s.database = database;
+    s.where = {cfg.file.string(), line, 1};
+    cfg.stages.push_back(s);
+    return Pipeline::Build(cfg).errors;
+  }
+
   // The config of a stage that inserts a row ("stage:content") in write().
   static std::map<std::string, ConfigValue> Insert(const std::string& stage,
                                                    std::map<std::string, ConfigValue> more = {}) {

@@ -260,19 +260,11 @@ TEST_F(TransactionTest, AStatementCancelledAtItsDeadlineInAPipelineIsRolledBackT
 }
 
 TEST_F(PipelineSqlTest, AStageNamingAnUndeclaredDatabaseIsAConfigError) {
-  config::PipelineConfig cfg;
-  cfg.file = "/etc/stowage/pipeline.toml";
-  config::StageSettings s;
-  s.name = "orphan";
-  s.plugin = kTestStage;
-  s.database = "nope";
-  s.where = {cfg.file.string(), 7, 1};
-  cfg.stages.push_back(s);
-  auto built = Pipeline::Build(cfg);
-  ASSERT_EQ(built.errors.size(), 1u);
-  EXPECT_NE(built.errors[0].find("pipeline.toml:7: stage[orphan].database: no [[database]] is named 'nope'"),
+  auto errors = BuildErrors("orphan", kTestStage, "nope", 7);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("pipeline.toml:7: stage[orphan].database: no [[database]] is named 'nope'"),
             std::string::npos)
-      << built.errors[0];
+      << errors[0];
 }
 
 }  // namespace
