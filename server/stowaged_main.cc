@@ -225,8 +225,12 @@ int main(int argc, char** argv) {
     spdlog::info("admin routes off: ${} is unset or empty", config.server.admin_token_env);
 
   stowage::api::PipelineChatService service(
-      holder, &metrics.counter("stowage_degraded_responses_total",
-                               "Answers in which a best_effort stage failed or was skipped."));
+      holder, {&metrics.counter("stowage_degraded_responses_total",
+                                "Answers in which a stage failed or was skipped without failing them."),
+               &metrics.counter("stowage_idempotent_replays_total",
+                                "POSTs answered with the answer recorded for their Idempotency-Key."),
+               &metrics.counter("stowage_commit_outcome_unknown_total",
+                                "POSTs whose COMMIT got no answer (503 outcome_unknown).")});
   stowage::api::GuestChatApi api(service, {config.server.max_content_bytes, nullptr});
   const bool separate_admin = !config.server.admin_listen.empty();
   stowage::api::ServerHandler handler(

@@ -15,17 +15,26 @@ local function is_mark(field)
   local kind = string.sub(field, 1, 2)
   return kind == 'w:' or kind == 't:' or kind == 'e:'
 end
--- Unmarks the lapsed changes; returns how many are in flight and how many lapsed.
-local function sweep()
-  local now = now_ms()
+-- The version record as a table, field -> value (one HGETALL). The scripts
+-- keep it in step with what they change.
+local function record()
   local fields = redis.call('HGETALL', version)
-  local live, lapsed = 0, 0
-  for i = 1, #fields, 2 do
-    if is_mark(fields[i]) then
-      if tonumber(fields[i + 1]) > now then
+  local rec = {}
+  for i = 1, #fields, 2 do rec[fields[i]] = fields[i + 1] end
+  return rec
+end
+-- Unmarks the lapsed changes of `rec` (the clock is asked only when it holds
+-- a mark); returns how many are in flight and how many lapsed.
+local function sweep(rec)
+  local live, lapsed, now = 0, 0, nil
+  for field, value in pairs(rec) do
+    if is_mark(field) then
+      now = now or now_ms()
+      if tonumber(value) > now then
         live = live + 1
       else
-        redis.call('HDEL', version, fields[i])
+        redis.call('HDEL', version, field)
+        rec[field] = nil
         lapsed = lapsed + 1
       end
     end
@@ -34,12 +43,18 @@ local function sweep()
 end
 -- The next read misses and refills from the store. Until a refill (or an
 -- erase) the array is known to be behind the store ('d'), so a late write of
--- the guest's first message may not recreate it (kApplyScript).
-local function drop()
+-- the guest's first message may not recreate it (kApplyScript). A record
+-- that does not exist holds no mark: no write can settle into it.
+local function drop(rec)
   redis.call('DEL', array)
-  redis.call('HDEL', version, 'v')
-  -- A record that does not exist holds no mark: no write can settle into it.
-  if redis.call('EXISTS', version) == 1 then redis.call('HSET', version, 'd', 1) end
+  if rec.v then
+    redis.call('HDEL', version, 'v')
+    rec.v = nil
+  end
+  if next(rec) ~= nil then
+    redis.call('HSET', version, 'd', 1)
+    rec.d = '1'
+  end
 end
 -- The array's length in bytes: 0 when there is none, -1 when the key holds
 -- something else than a string shaped "[...]".
@@ -56,12 +71,17 @@ std::string CacheScript(const char* body) {
   return std::string(kCachePrelude) + body;
 }
 
+// Each script asks Redis as little as its common path allows: a read that
+// hits is one HGETALL and one GET; a write that extends the array, one
+// HGETALL, one HDEL, STRLEN, GETRANGE, SETRANGE, HSET and two EXPIREs.
+
 const char* const kReadScript = R"lua(
 local lease, lease_seconds = ARGV[1], tonumber(ARGV[2])
-local live, lapsed = sweep()
-if lapsed > 0 then drop() end
+local rec = record()
+local live, lapsed = sweep(rec)
+if lapsed > 0 then drop(rec) end
 if live > 0 then return {2} end
-if redis.call('HEXISTS', version, 'v') == 1 then
+if rec.v then
   local value = redis.call('GET', array)
   if value then return {1, value} end
 end
@@ -72,22 +92,28 @@ return {0}
 
 const char* const kPrepareScript = R"lua(
 local token, lifetime, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local rec = record()
 local now = now_ms()
 local kind = 'w:'
-local fields = redis.call('HGETALL', version)
-for i = 1, #fields, 2 do
-  if string.sub(fields[i], 1, 2) == 'e:' and tonumber(fields[i + 1]) > now then kind = 't:' end
+for field, value in pairs(rec) do
+  if string.sub(field, 1, 2) == 'e:' and tonumber(value) > now then kind = 't:' end
 end
 redis.call('HSET', version, kind .. token, now + lifetime)
-redis.call('HDEL', version, 'l')
+if rec.l then redis.call('HDEL', version, 'l') end
 redis.call('EXPIRE', version, keep)
 return 1
 )lua";
 
 const char* const kApplyScript = R"lua(
 local token, sequence, entry, ttl, keep = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local n = array_length()
-local function append()
+if sequence == '' then
+  -- Redis is the store: nothing to follow.
+  local n = array_length()
+  if n < 0 then
+    return redis.error_reply('the value of key ' .. array .. ' is not a JSON array; fix or delete it (DEL ' .. array .. ')')
+  end
+  if token ~= '' then redis.call('HDEL', version, 'w:' .. token, 't:' .. token) end
+  redis.call('HINCRBY', version, 'v', 1)
   if n <= 2 then
     redis.call('SET', array, '[' .. entry .. ']')
   else
@@ -97,40 +123,43 @@ local function append()
   redis.call('EXPIRE', version, keep)
   return {1, redis.call('STRLEN', array)}
 end
-if sequence == '' then
-  -- Redis is the store: nothing to follow.
-  if n < 0 then
-    return redis.error_reply('the value of key ' .. array .. ' is not a JSON array; fix or delete it (DEL ' .. array .. ')')
-  end
-  if token ~= '' then redis.call('HDEL', version, 'w:' .. token, 't:' .. token) end
-  redis.call('HINCRBY', version, 'v', 1)
-  return append()
+local rec = record()
+local mine, tainted = 'w:' .. token, 't:' .. token
+local marked = rec[mine] ~= nil
+if marked or rec[tainted] then
+  redis.call('HDEL', version, mine, tainted)
+  rec[mine], rec[tainted] = nil, nil
 end
-local marked = redis.call('HDEL', version, 'w:' .. token) == 1
-redis.call('HDEL', version, 't:' .. token)
-local live, lapsed = sweep()
+local live, lapsed = sweep(rec)
 if marked and lapsed == 0 then
-  local v = redis.call('HGET', version, 'v')
-  if n > 0 and v and tonumber(v) == tonumber(sequence) then
-    redis.call('HSET', version, 'v', tonumber(sequence) + 1)
-    return append()
-  end
-  -- The guest's first message: the store holds exactly this one, unless a
-  -- later message settled first and dropped the array ('d').
-  if tonumber(sequence) == 0 and redis.call('HEXISTS', version, 'd') == 0 then
-    n = 0
+  local seq = tonumber(sequence)
+  if rec.v and tonumber(rec.v) == seq then
+    -- The array holds exactly the messages before this one: extend it.
+    local n = redis.pcall('STRLEN', array)
+    if type(n) == 'number' and n > 2 and redis.call('GETRANGE', array, -1, -1) == ']' then
+      redis.call('SETRANGE', array, n - 1, ',' .. entry .. ']')
+      redis.call('HSET', version, 'v', seq + 1)
+      redis.call('EXPIRE', array, ttl)
+      redis.call('EXPIRE', version, keep)
+      return {1, n + #entry + 1}
+    end
+  elseif seq == 0 and not rec.d then
+    -- The guest's first message: the store holds exactly this one, unless a
+    -- later message settled first and dropped the array ('d').
+    redis.call('SET', array, '[' .. entry .. ']', 'EX', ttl)
     redis.call('HSET', version, 'v', 1)
-    return append()
+    redis.call('EXPIRE', version, keep)
+    return {1, #entry + 2}
   end
 end
-drop()
+drop(rec)
 return {0, 0}
 )lua";
 
 const char* const kAbandonScript = R"lua(
 local token, unknown = ARGV[1], ARGV[2]
 if unknown == '1' then
-  drop()
+  drop(record())
 else
   redis.call('HDEL', version, 'w:' .. token, 't:' .. token)
 end
@@ -139,8 +168,9 @@ return 1
 
 const char* const kRefillScript = R"lua(
 local lease, value, count, ttl, keep = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-if redis.call('HGET', version, 'l') ~= lease then return 0 end
-local live, lapsed = sweep()
+local rec = record()
+if rec.l ~= lease then return 0 end
+local live, lapsed = sweep(rec)
 if live > 0 or lapsed > 0 then return 0 end
 redis.call('SET', array, value, 'EX', ttl)
 redis.call('HSET', version, 'v', count)
@@ -152,14 +182,18 @@ return 1
 const char* const kBeginEraseScript = R"lua(
 local token, lifetime, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local held = redis.call('EXISTS', array)
-local fields = redis.call('HKEYS', version)
-for i = 1, #fields do
-  local kind = string.sub(fields[i], 1, 2)
-  if kind == 'w:' or kind == 't:' then redis.call('HDEL', version, fields[i]) end
+local rec = record()
+for field in pairs(rec) do
+  local kind = string.sub(field, 1, 2)
+  if kind == 'w:' or kind == 't:' or field == 'l' then
+    redis.call('HDEL', version, field)
+    rec[field] = nil
+  end
 end
-redis.call('HSET', version, 'e:' .. token, now_ms() + lifetime)
-redis.call('HDEL', version, 'l')
-drop()
+local mark = 'e:' .. token
+redis.call('HSET', version, mark, now_ms() + lifetime)
+rec[mark] = '1'
+drop(rec)
 redis.call('EXPIRE', version, keep)
 return held
 )lua";
@@ -167,7 +201,7 @@ return held
 const char* const kFinishEraseScript = R"lua(
 local token = ARGV[1]
 local held = redis.call('EXISTS', array)
-drop()
+drop(record())
 -- Every write begun before the erase lost its 'w:' mark, so none of them
 -- settles into the array; a first message marked from now on is the whole
 -- history of the guest (a rolled-back erase leaves no first message to come).
@@ -215,7 +249,7 @@ return 1
 )lua";
 
 const char* const kDropScript = R"lua(
-drop()
+drop(record())
 return 1
 )lua";
 

@@ -36,6 +36,9 @@ class RedisConnection {
   RedisConnection& operator=(const RedisConnection&) = delete;
 
   // Sends `argv` and waits at most `timeout` (at least 1 ms) for the reply.
+  // The socket's timeout is set only when it differs from the last one (two
+  // system calls saved per command), and SIGPIPE is blocked around the write
+  // only when the process does not ignore it (stowaged does).
   // On an I/O error or a timeout, returns Unavailable naming the address and
   // the command, and the connection becomes broken(): a late reply could
   // still arrive on it, so it must be closed, never reused.
@@ -51,12 +54,13 @@ class RedisConnection {
   bool LooksAlive() const noexcept;
 
  private:
-  RedisConnection(redisContext* context, std::string address)
-      : context_(context), address_(std::move(address)) {}
+  RedisConnection(redisContext* context, std::string address);
 
   redisContext* context_;
   std::string address_;
   bool broken_ = false;
+  std::chrono::milliseconds socket_timeout_{-1};  // the one set last; -1: none yet
+  bool sigpipe_ignored_ = false;                  // by the process, when the connection opened
 };
 
 }  // namespace stowage::redis

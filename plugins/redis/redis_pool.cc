@@ -27,12 +27,16 @@ void RedisPool::Lease::Return() noexcept {
 
 Status RedisPool::Lease::Command(const std::vector<std::string_view>& argv, ReplyPtr* reply) {
   if (connection_ == nullptr) return Status::Internal("a Redis command was run without a connection");
-  const std::chrono::milliseconds remaining = deadline_.remaining();
-  const std::string address = pool_->url_.Address();
+  std::chrono::milliseconds remaining = deadline_.remaining();
   if (remaining.count() <= 0)
     return Status::DeadlineExceeded("the request's deadline passed before " + std::string(argv.front()) +
-                                    " could be sent to Redis at " + address);
+                                    " could be sent to Redis at " + pool_->url_.Address());
   const bool deadline_bound = remaining < pool_->options_.command_timeout;
+  // A wait bound by the deadline is cut to whole 10 ms, so that the calls of
+  // one request mostly ask the socket for the same timeout (the connection
+  // sets it only when it changes); it ends at most 10 ms early.
+  if (deadline_bound && remaining >= std::chrono::milliseconds(20))
+    remaining = remaining / 10 * 10;
   return connection_->Command(argv, std::min(remaining, pool_->options_.command_timeout), deadline_bound,
                               reply);
 }

@@ -27,19 +27,30 @@ class ChatService {
                                        std::size_t k) = 0;
 };
 
+// The counters PipelineChatService keeps; each may be null.
+struct ChatServiceCounters {
+  // Answers in which some stage failed or was skipped without failing them.
+  observability::Counter* degraded = nullptr;
+  // POSTs answered with the answer recorded for their Idempotency-Key.
+  observability::Counter* replayed = nullptr;
+  // POSTs whose COMMIT's answer was lost (503 outcome_unknown).
+  observability::Counter* outcome_unknown = nullptr;
+};
+
 // The pipeline in force in a PipelineHolder. Each call takes the current
 // generation once and finishes on it, so a reload never changes the pipeline
-// under a request. `holder` must outlive this; `degraded`, when set, counts
-// the answers in which some best_effort stage failed or was skipped.
+// under a request. `holder` and the counters must outlive this.
 class PipelineChatService final : public ChatService {
  public:
-  explicit PipelineChatService(engine::PipelineHolder& holder, observability::Counter* degraded = nullptr)
-      : holder_(holder), degraded_(degraded) {}
+  explicit PipelineChatService(engine::PipelineHolder& holder, ChatServiceCounters counters = {})
+      : holder_(holder), counters_(counters) {}
 
   engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message,
                              const engine::IdempotencyClaim* claim) override {
     auto outcome = holder_.current()->Write(guest_id, message, claim);
     CountDegraded(outcome.degraded);
+    if (counters_.replayed && outcome.claim == engine::WriteOutcome::Claim::kReplay) counters_.replayed->Add();
+    if (counters_.outcome_unknown && outcome.outcome_unknown) counters_.outcome_unknown->Add();
     return outcome;
   }
   engine::ReadOutcome Read(const std::string& guest_id) override {
@@ -59,11 +70,11 @@ class PipelineChatService final : public ChatService {
 
  private:
   void CountDegraded(const std::vector<std::string>& degraded) {
-    if (degraded_ && !degraded.empty()) degraded_->Add();
+    if (counters_.degraded && !degraded.empty()) counters_.degraded->Add();
   }
 
   engine::PipelineHolder& holder_;
-  observability::Counter* degraded_;
+  ChatServiceCounters counters_;
 };
 
 }  // namespace stowage::api

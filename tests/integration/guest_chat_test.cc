@@ -298,6 +298,8 @@ TEST_F(GuestChatTest, ARetryToAnotherStowagedIsReplayedAndStoredOnce) {
   EXPECT_EQ(retry.body, first.body);
   PostgresProbe pg(database_url_);
   EXPECT_EQ(pg.Scalar("SELECT message_count FROM conversation_cache WHERE user_id = $1", guest), "1");
+  const std::string metrics = client.Send("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("\nstowage_idempotent_replays_total 1\n"), std::string::npos) << metrics;
 }
 
 TEST_F(GuestChatTest, APostThenAGetOfTheSameGuestIsServedByRedis) {

@@ -10,6 +10,10 @@
 //   compensated in reverse order; the request fails naming the stage.
 // - best_effort: a failure is logged, counted and listed in `degraded`; the
 //   write goes on.
+// The databases are the truth: with a database in the pipeline, a stage that
+// keeps a copy of the store (kAfterCommit: the Redis cache) is prepared
+// before the COMMIT and written after it, and nothing fails a write once its
+// COMMIT succeeded (pipeline_write.cc, pipeline_erase.cc).
 // A Pipeline is immutable once built and safe to use from many threads.
 //
 // Generations: a reload builds a new Pipeline from the previous one, which
