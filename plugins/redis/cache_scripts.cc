@@ -72,8 +72,9 @@ std::string CacheScript(const char* body) {
 }
 
 // Each script asks Redis as little as its common path allows: a read that
-// hits is one HGETALL and one GET; a write that extends the array, one
-// HGETALL, one HDEL, STRLEN, GETRANGE, SETRANGE, HSET and two EXPIREs.
+// hits is one HGETALL and one GET; a write that extends the array is
+// HGETALL, HDEL, STRLEN, GETRANGE, SETRANGE, HSET and EXPIRE (its prepare,
+// HGETALL, TIME, HSET and EXPIRE, renewed the version record's TTL).
 
 const char* const kReadScript = R"lua(
 local lease, lease_seconds = ARGV[1], tonumber(ARGV[2])
@@ -139,8 +140,8 @@ if marked and lapsed == 0 then
     if type(n) == 'number' and n > 2 and redis.call('GETRANGE', array, -1, -1) == ']' then
       redis.call('SETRANGE', array, n - 1, ',' .. entry .. ']')
       redis.call('HSET', version, 'v', seq + 1)
+      -- The version record's TTL was renewed by this write's prepare.
       redis.call('EXPIRE', array, ttl)
-      redis.call('EXPIRE', version, keep)
       return {1, n + #entry + 1}
     end
   elseif seq == 0 and not rec.d then
@@ -148,7 +149,6 @@ if marked and lapsed == 0 then
     -- later message settled first and dropped the array ('d').
     redis.call('SET', array, '[' .. entry .. ']', 'EX', ttl)
     redis.call('HSET', version, 'v', 1)
-    redis.call('EXPIRE', version, keep)
     return {1, #entry + 2}
   end
 end
