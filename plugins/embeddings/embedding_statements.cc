@@ -8,7 +8,13 @@ namespace {
 constexpr const char* kInsert =
     "INSERT INTO cache_embeddings"
     " (conversation_id, message_id, embedding, embedding_model, embedding_dim, text_chunk, chunk_index)"
-    " VALUES ($1::bigint, $2::bigint, $3::jsonb, $4::text, $5::integer, $6::text, $7::integer)";
+    " VALUES ($1::bigint, $2::bigint, $3::jsonb, $4::text, $5::integer, $6::text, $7::integer)"
+    " ON CONFLICT (message_id, chunk_index) DO NOTHING";
+
+// For a replay: whether the message is still there, and whether it has rows.
+constexpr const char* kReplayState =
+    "SELECT EXISTS (SELECT 1 FROM message_cache WHERE id = $1::bigint),"
+    " EXISTS (SELECT 1 FROM cache_embeddings WHERE message_id = $1::bigint)";
 
 constexpr const char* kDeleteGuest =
     "DELETE FROM cache_embeddings WHERE conversation_id IN"
@@ -36,10 +42,24 @@ bool ParseNumber(const SqlValue& value, T* out) {
 
 }  // namespace
 
-Status InsertEmbedding(SqlSession& sql, const EmbeddingRecord& record) {
-  return sql.execute(
-      kInsert, {record.conversation_id, record.message_id, record.embedding_json, record.model,
-                std::to_string(record.dimensions), record.text_chunk, std::to_string(record.chunk_index)});
+Status InsertEmbedding(SqlSession& sql, const EmbeddingRecord& record, bool* inserted) {
+  SqlResult result;
+  Status status =
+      sql.execute(kInsert,
+                  {record.conversation_id, record.message_id, record.embedding_json, record.model,
+                   std::to_string(record.dimensions), record.text_chunk, std::to_string(record.chunk_index)},
+                  &result);
+  if (inserted != nullptr) *inserted = status.ok() && result.affected > 0;
+  return status;
+}
+
+Status SelectReplayState(SqlSession& sql, const std::string& message_id, ReplayState* out) {
+  SqlResult result;
+  Status status = sql.execute(kReplayState, {message_id}, &result);
+  if (!status.ok()) return status;
+  out->message_exists = result.value(0, 0).value_or("f") == "t";
+  out->embedded = result.value(0, 1).value_or("f") == "t";
+  return Status::Ok();
 }
 
 Status DeleteGuestEmbeddings(SqlSession& sql, const std::string& guest_id, std::uint64_t* deleted) {

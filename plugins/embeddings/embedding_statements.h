@@ -32,8 +32,19 @@ struct GuestEmbedding {
   Message message;  // timestamp in the canonical form
 };
 
-// Inserts one row.
-Status InsertEmbedding(SqlSession& sql, const EmbeddingRecord& record);
+// Inserts one row, unless the message already has one at that chunk_index
+// (unique (message_id, chunk_index)): then it stores nothing and succeeds.
+// `*inserted`, when given, says which.
+Status InsertEmbedding(SqlSession& sql, const EmbeddingRecord& record, bool* inserted = nullptr);
+
+// What a replay finds for its message.
+struct ReplayState {
+  bool message_exists = false;  // still in message_cache (not erased since)
+  bool embedded = false;        // has rows in cache_embeddings already
+};
+
+// One statement: the ReplayState of `message_id` (decimal).
+Status SelectReplayState(SqlSession& sql, const std::string& message_id, ReplayState* out);
 
 // Deletes every row of the guest's conversation; `*deleted` is how many.
 Status DeleteGuestEmbeddings(SqlSession& sql, const std::string& guest_id, std::uint64_t* deleted);

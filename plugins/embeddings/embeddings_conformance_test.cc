@@ -4,6 +4,7 @@
 // sets the message_id and conversation_id the embeddings stage keys its vectors
 // by, with the offline builtin provider. The stage serves searches, not reads.
 #include <memory>
+#include <string>
 
 #include "behind_postgres.h"
 #include "conformance_database.h"
@@ -23,6 +24,15 @@ StageUnderTest EmbeddingsUnderTest() {
   StageUnderTest stage =
       postgres::testing::BehindPostgres<EmbeddingsStage>("embeddings", [] { return kDatabase->database(); });
   kDatabase->Bind(stage);
+  // One row per message (chunk 0): the replay check counts them.
+  stage.count_stored = [](const std::string& guest) {
+    if (kDatabase->scratch() == nullptr || !kDatabase->scratch()->ok()) return -1;
+    const std::string count = kDatabase->scratch()->Scalar(
+        "SELECT count(*) FROM cache_embeddings e JOIN conversation_cache c ON c.id = e.conversation_id"
+        " WHERE c.platform = 'guest' AND c.user_id = $1",
+        {guest});
+    return count == "<null>" ? -1 : std::stoi(count);
+  };
   return stage;
 }
 

@@ -150,6 +150,23 @@ Status EmbeddingsStage::write(WriteContext& ctx) {
                                schema_status_.message() + ")");
   }
 
+  // A replay (SDK 1.3) looks before it embeds: a provider call costs more
+  // than this query, and the message may have been erased since (its row
+  // would then fail the foreign key at every retry).
+  if (ctx.replay) {
+    ReplayState state;
+    Status checked = SelectReplayState(*ctx.sql, *message_id, &state);
+    if (!checked.ok()) return checked.WithContext("could not check the replayed " + what);
+    if (!state.message_exists) {
+      ctx.log.info("replay of the " + what + ": stored nothing, the message was erased since");
+      return Status::Ok();
+    }
+    if (state.embedded) {
+      ctx.log.info("replay of the " + what + ": stored nothing new, it is stored already");
+      return Status::Ok();
+    }
+  }
+
   const std::string_view chunk = TruncateUtf8(ctx.message.content, max_chunk_bytes_);
   std::vector<float> vector;
   Status status = provider_->embed(chunk, ctx.deadline, &vector);
@@ -162,10 +179,16 @@ Status EmbeddingsStage::write(WriteContext& ctx) {
   record.model = provider_->model();
   record.dimensions = vector.size();
   record.text_chunk = std::string(chunk);
-  status = InsertEmbedding(*ctx.sql, record);
+  bool inserted = false;
+  status = InsertEmbedding(*ctx.sql, record, &inserted);
   if (!status.ok()) return status.WithContext("could not store the " + what);
-  ctx.log.info("stored " + what + " (" + std::to_string(vector.size()) + " dims, model " +
-               provider_->model() + ")");
+  if (!inserted) {
+    ctx.log.info(std::string(ctx.replay ? "replay of the " : "") + what +
+                 ": stored nothing new, it is stored already");
+    return Status::Ok();
+  }
+  ctx.log.info(std::string(ctx.replay ? "replay: " : "") + "stored " + what + " (" +
+               std::to_string(vector.size()) + " dims, model " + provider_->model() + ")");
   return Status::Ok();
 }
 

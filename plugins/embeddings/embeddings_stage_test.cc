@@ -120,6 +120,29 @@ class EmbeddingsStageTest : public ::testing::Test {
     return Write(*stage_, guest, content);
   }
 
+  // The host's replay (SDK 1.3) of the message Write(guest, content) wrote,
+  // with the attributes it journaled: `stage`'s admit() and write() with
+  // ctx.replay set, in a transaction of their own, the stage in a SAVEPOINT.
+  Status Replay(EmbeddingsStage& stage, const std::string& guest, const std::string& content,
+                const Attributes& journaled, bool replay = true) {
+    auto acquired = database_->Acquire(Soon());
+    EXPECT_TRUE(acquired.status.ok()) << acquired.status.ToString();
+    if (!acquired.lease) return acquired.status;
+    database::Connection& sql = *acquired.lease;
+    sql.set_deadline(Soon());
+    const Message message{"user", content, "2024-05-01T12:00:00.101120Z"};
+    Attributes attributes = journaled;
+    WriteContext ctx{guest, message, Soon(), *log_, attributes, &sql};
+    ctx.replay = replay;
+    EXPECT_TRUE(sql.execute("BEGIN", {}).ok());
+    EXPECT_TRUE(sql.execute("SAVEPOINT embeddings", {}).ok());
+    Status status = stage.admit(ctx);
+    if (status.ok()) status = stage.write(ctx);
+    if (!status.ok()) EXPECT_TRUE(sql.execute("ROLLBACK TO SAVEPOINT embeddings", {}).ok());
+    EXPECT_TRUE(sql.execute("COMMIT", {}).ok());
+    return status;
+  }
+
   // Runs `statement` in autocommit and returns its rows.
   SqlResult Query(const std::string& statement, const std::vector<SqlValue>& params) {
     SqlResult result;
@@ -267,6 +290,99 @@ TEST_F(EmbeddingsStageTest, EveryMessageGetsItsOwnRow) {
   ASSERT_TRUE(Write(guest, "first").status.ok());
   ASSERT_TRUE(Write(guest, "second").status.ok());
   EXPECT_EQ(RowsOf(guest), 2u);
+}
+
+// SDK 1.3: the host replays a message whose embeddings stage failed or was
+// skipped, with the postgres stage's message_id and conversation_id.
+TEST_F(EmbeddingsStageTest, AReplayStoresTheEmbeddingTheStageMissedOnce) {
+  testing::FakeProvider::Options options;
+  options.dimensions = 16;
+  testing::FakeProvider fake(options);
+  const char* token_env = "STOWAGE_TEST_EMBEDDINGS_REPLAY_KEY";
+  unsetenv(token_env);
+  EmbeddingsStage remote(Defaults(EmbeddingsStage::config_schema(), {{"provider", std::string("openai")},
+                                                                     {"base_url", fake.base_url() + "/v1"},
+                                                                     {"model", std::string("test-embed")},
+                                                                     {"api_key_env", std::string(token_env)},
+                                                                     {"dimensions", std::int64_t{16}}}),
+                         *env_);
+  const std::string guest = NewGuest("replay-missed");
+  fake.set_mode(testing::FakeProvider::Mode::kErrorStatus, 503);
+  Written failed = Write(remote, guest, "embedded on replay");
+  ASSERT_EQ(failed.status.code(), StatusCode::kUnavailable) << failed.status.ToString();
+  ASSERT_EQ(RowsOf(guest), 0u);
+  const std::string message_id = *failed.attributes.get(Attributes::kMessageId);
+
+  fake.set_mode(testing::FakeProvider::Mode::kOk);
+  Status replayed = Replay(remote, guest, "embedded on replay", failed.attributes);
+  ASSERT_TRUE(replayed.ok()) << replayed.ToString();
+  EXPECT_EQ(
+      Query("SELECT text_chunk, embedding_model, embedding_dim FROM cache_embeddings WHERE message_id = $1",
+            {message_id})
+          .rows,
+      (std::vector<std::vector<SqlValue>>{{"embedded on replay", "test-embed", "16"}}));
+  EXPECT_EQ(log_->count("replay: stored embedding of message " + message_id + " for guest " + guest), 1)
+      << log_->all();
+  const int calls = fake.requests();
+
+  // Replayed again: nothing new, and the provider is not called.
+  replayed = Replay(remote, guest, "embedded on replay", failed.attributes);
+  ASSERT_TRUE(replayed.ok()) << replayed.ToString();
+  EXPECT_EQ(RowsOf(guest), 1u);
+  EXPECT_EQ(fake.requests(), calls) << "a replay of a stored embedding does not embed again";
+  EXPECT_EQ(log_->count("replay of the embedding of message " + message_id + " for guest " + guest +
+                        ": stored nothing new, it is stored already"),
+            1)
+      << log_->all();
+}
+
+TEST_F(EmbeddingsStageTest, AReplayOfAStoredEmbeddingStoresNothingNew) {
+  const std::string guest = NewGuest("replay-stored");
+  Written written = Write(guest, "stored, then replayed");
+  ASSERT_TRUE(written.status.ok()) << written.status.ToString();
+  const std::string message_id = *written.attributes.get(Attributes::kMessageId);
+  const std::string row =
+      Query("SELECT id FROM cache_embeddings WHERE message_id = $1", {message_id}).value(0, 0).value_or("");
+
+  Status replayed = Replay(*stage_, guest, "stored, then replayed", written.attributes);
+
+  ASSERT_TRUE(replayed.ok()) << replayed.ToString();
+  EXPECT_EQ(RowsOf(guest), 1u);
+  EXPECT_EQ(Query("SELECT id FROM cache_embeddings WHERE message_id = $1", {message_id}).value(0, 0), row)
+      << "the row stored first is kept";
+}
+
+TEST_F(EmbeddingsStageTest, AnyWriteOfAStoredEmbeddingStoresNothingNew) {
+  const std::string guest = NewGuest("rewrite");
+  Written written = Write(guest, "written twice");
+  ASSERT_TRUE(written.status.ok()) << written.status.ToString();
+  const std::string message_id = *written.attributes.get(Attributes::kMessageId);
+
+  // The same write again, not marked as a replay: the insert itself skips it.
+  Status again = Replay(*stage_, guest, "written twice", written.attributes, /*replay=*/false);
+
+  ASSERT_TRUE(again.ok()) << again.ToString();
+  EXPECT_EQ(RowsOf(guest), 1u);
+  EXPECT_EQ(log_->count("embedding of message " + message_id + " for guest " + guest +
+                        ": stored nothing new, it is stored already"),
+            1)
+      << log_->all();
+}
+
+TEST_F(EmbeddingsStageTest, AReplayOfAMessageErasedSinceStoresNothingAndSucceeds) {
+  const std::string guest = NewGuest("replay-erased");
+  Written written = Write(guest, "erased before its replay");
+  ASSERT_TRUE(written.status.ok()) << written.status.ToString();
+  Query("DELETE FROM conversation_cache WHERE platform = 'guest' AND user_id = $1", {guest});
+
+  Status replayed = Replay(*stage_, guest, "erased before its replay", written.attributes);
+
+  EXPECT_TRUE(replayed.ok()) << replayed.ToString();
+  EXPECT_EQ(Query("SELECT count(*) FROM cache_embeddings WHERE message_id = $1",
+                  {written.attributes.get(Attributes::kMessageId)})
+                .value(0, 0),
+            "0");
+  EXPECT_EQ(log_->count("stored nothing, the message was erased since"), 1) << log_->all();
 }
 
 TEST_F(EmbeddingsStageTest, LongContentIsCutOnACharacterBoundary) {

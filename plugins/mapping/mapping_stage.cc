@@ -117,10 +117,18 @@ Status MappingStage::write(WriteContext& ctx) {
   row.cache_backend = cache_backend_;
   row.content_backend = content_backend_;
   row.is_synced = true;
-  status = MappingStore::Insert(*ctx.sql, row);
+  bool inserted = false;
+  status = MappingStore::Insert(*ctx.sql, row, ctx.replay, &inserted);
   if (!status.ok()) return status;
-  ctx.log.info("mapped message " + *message_id + " (" + cache_backend_ + " -> " + content_backend_ +
-               ") for guest " + ctx.guest_id);
+  if (!inserted) {
+    ctx.log.info(std::string(ctx.replay ? "replay: " : "") + "message " + *message_id + " of guest " +
+                 ctx.guest_id +
+                 (ctx.replay ? " is mapped already, or was erased since: stored nothing new"
+                             : " is mapped already: stored nothing new"));
+    return Status::Ok();
+  }
+  ctx.log.info(std::string(ctx.replay ? "replay: " : "") + "mapped message " + *message_id + " (" +
+               cache_backend_ + " -> " + content_backend_ + ") for guest " + ctx.guest_id);
   return Status::Ok();
 }
 

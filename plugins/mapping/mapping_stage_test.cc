@@ -75,14 +75,17 @@ class MappingStageTest : public ::testing::Test {
         {guest});
   }
 
-  // The write as the host runs it, in a transaction committed on success.
-  Status Write(MappingStage& stage, const std::string& guest, const std::optional<std::string>& message_id) {
+  // The write as the host runs it, in a transaction committed on success;
+  // with `replay`, the host's replay of it from its journal.
+  Status Write(MappingStage& stage, const std::string& guest, const std::optional<std::string>& message_id,
+               bool replay = false) {
     WriteTransaction tx(db_->database());
     if (!tx.ok()) return Status::Unavailable("no connection");
     Attributes attributes;
     if (message_id) attributes.set(Attributes::kMessageId, *message_id);
     WriteContext ctx{guest, message_,   Deadline::After(std::chrono::seconds(10)),
                      log_,  attributes, tx.session()};
+    ctx.replay = replay;
     Status status = stage.write(ctx);
     if (status.ok()) {
       Status committed = tx.commit();
@@ -155,15 +158,65 @@ TEST_F(MappingStageTest, BackendsComeFromTheConfig) {
             "memcached s3");
 }
 
-TEST_F(MappingStageTest, MappingTheSameMessageTwiceIsAConflict) {
+TEST_F(MappingStageTest, MappingTheSameMessageTwiceStoresOneRow) {
   auto stage = Make();
   const std::string guest = Guest("guest");
   const std::string id = StoreMessage(guest);
   ASSERT_TRUE(Write(*stage, guest, id).ok());
   Status again = Write(*stage, guest, id);
-  EXPECT_EQ(again.code(), StatusCode::kConflict) << again.ToString();
-  EXPECT_THAT(again.message(), HasSubstr("cache_content_mapping"));
+  EXPECT_TRUE(again.ok()) << again.ToString();
   EXPECT_EQ(Rows(guest), "1");
+  EXPECT_THAT(log_.all(), HasSubstr("info: message " + id + " of guest " + guest +
+                                    " is mapped already: stored nothing new"));
+}
+
+// SDK 1.3: the host replays a message whose mapping stage failed or was
+// skipped, with the postgres stage's message_id.
+TEST_F(MappingStageTest, AReplayMapsAMessageTheStageMissed) {
+  auto stage = Make();
+  const std::string guest = Guest("guest");
+  const std::string id = StoreMessage(guest);
+
+  ASSERT_TRUE(Write(*stage, guest, id, /*replay=*/true).ok()) << log_.all();
+
+  SqlResult row = db_->Query(
+      "SELECT cache_type, cache_id::text, user_id, cache_backend, content_backend FROM cache_content_mapping"
+      " WHERE user_id = $1",
+      {guest});
+  ASSERT_EQ(row.rows.size(), 1u);
+  EXPECT_EQ(row.rows[0], (std::vector<SqlValue>{"message", id, guest, "redis", "postgresql"}));
+  EXPECT_THAT(log_.all(),
+              HasSubstr("info: replay: mapped message " + id + " (redis -> postgresql) for guest " + guest));
+}
+
+TEST_F(MappingStageTest, AReplayOfAMappedMessageStoresNothingNew) {
+  auto stage = Make();
+  const std::string guest = Guest("guest");
+  const std::string id = StoreMessage(guest);
+  ASSERT_TRUE(Write(*stage, guest, id).ok());
+  const std::string before =
+      db_->Scalar("SELECT id::text FROM cache_content_mapping WHERE user_id = $1", {guest});
+
+  ASSERT_TRUE(Write(*stage, guest, id, /*replay=*/true).ok()) << log_.all();
+  ASSERT_TRUE(Write(*stage, guest, id, /*replay=*/true).ok()) << log_.all();
+
+  EXPECT_EQ(Rows(guest), "1");
+  EXPECT_EQ(db_->Scalar("SELECT id::text FROM cache_content_mapping WHERE user_id = $1", {guest}), before)
+      << "the row written first is kept";
+  EXPECT_THAT(log_.all(), HasSubstr("info: replay: message " + id + " of guest " + guest +
+                                    " is mapped already, or was erased since: stored nothing new"));
+}
+
+TEST_F(MappingStageTest, AReplayOfAMessageErasedSinceStoresNothingAndSucceeds) {
+  auto stage = Make();
+  const std::string guest = Guest("guest");
+  const std::string id = StoreMessage(guest);
+  db_->Query("DELETE FROM conversation_cache WHERE user_id = $1", {guest});  // the postgres stage's erase
+
+  Status replayed = Write(*stage, guest, id, /*replay=*/true);
+
+  EXPECT_TRUE(replayed.ok()) << replayed.ToString();
+  EXPECT_EQ(Rows(guest), "0");
 }
 
 TEST_F(MappingStageTest, EraseDeletesTheGuestsRows) {

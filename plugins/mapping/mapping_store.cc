@@ -6,7 +6,17 @@ namespace {
 constexpr const char* kInsert =
     "INSERT INTO cache_content_mapping"
     " (cache_type, cache_id, content_id, user_id, cache_backend, content_backend, is_synced)"
-    " VALUES ($1, $2::bigint, $3::bigint, $4, $5, $6, $7::boolean)";
+    " VALUES ($1, $2::bigint, $3::bigint, $4, $5, $6, $7::boolean)"
+    " ON CONFLICT (cache_type, cache_id) DO NOTHING";
+
+// A replay's: the same, and nothing when the message was erased since (the
+// row would fail the foreign key at every retry).
+constexpr const char* kInsertReplayed =
+    "INSERT INTO cache_content_mapping"
+    " (cache_type, cache_id, content_id, user_id, cache_backend, content_backend, is_synced)"
+    " SELECT $1, $2::bigint, $3::bigint, $4, $5, $6, $7::boolean"
+    " WHERE EXISTS (SELECT 1 FROM message_cache WHERE id = $2::bigint)"
+    " ON CONFLICT (cache_type, cache_id) DO NOTHING";
 
 constexpr const char* kDeleteUser = "DELETE FROM cache_content_mapping WHERE user_id = $1";
 
@@ -31,12 +41,19 @@ Status Wrap(const Status& failed, const std::string& context) {
 
 }  // namespace
 
-Status MappingStore::Insert(SqlSession& sql, const MappingRow& row) {
+Status MappingStore::Insert(SqlSession& sql, const MappingRow& row, bool replay, bool* inserted) {
+  *inserted = false;
   SqlValue content_id;
   if (row.content_id) content_id = std::to_string(*row.content_id);
-  Status status = sql.execute(kInsert, {row.cache_type, std::to_string(row.cache_id), content_id, row.user_id,
-                                        row.cache_backend, row.content_backend, row.is_synced ? "t" : "f"});
-  if (status.ok()) return status;
+  SqlResult result;
+  Status status = sql.execute(replay ? kInsertReplayed : kInsert,
+                              {row.cache_type, std::to_string(row.cache_id), content_id, row.user_id,
+                               row.cache_backend, row.content_backend, row.is_synced ? "t" : "f"},
+                              &result);
+  if (status.ok()) {
+    *inserted = result.affected > 0;
+    return status;
+  }
   return Wrap(status, "could not map " + row.cache_type + " " + std::to_string(row.cache_id) + " of " +
                           row.user_id + " in cache_content_mapping (database '" + sql.database() + "')");
 }

@@ -23,9 +23,12 @@ struct MappingRow {
 
 class MappingStore {
  public:
-  // Inserts `row`. kConflict when (cache_type, cache_id) is mapped already;
-  // every failure names cache_content_mapping and the database.
-  static Status Insert(SqlSession& sql, const MappingRow& row);
+  // Inserts `row`, in one statement. When (cache_type, cache_id) is mapped
+  // already it stores nothing and succeeds; so does a `replay` (SDK 1.3)
+  // whose message is no longer in message_cache (erased since). `*inserted`
+  // says whether the row was inserted. Every failure names
+  // cache_content_mapping and the database.
+  static Status Insert(SqlSession& sql, const MappingRow& row, bool replay, bool* inserted);
 
   // Deletes every row of `user_id`; `deleted` gets how many there were.
   static Status DeleteUser(SqlSession& sql, const std::string& user_id, std::uint64_t* deleted);

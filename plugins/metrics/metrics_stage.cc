@@ -87,7 +87,15 @@ Status MetricsStage::admit(WriteContext& ctx) {
   CountedRequest counted;
   status = UsageLedger::CountWrite(*ctx.sql, ctx.guest_id, policy_, &counted);
   if (!status.ok()) return status;
-  if (policy_.enforce_limit && counted.over_limit()) {
+  if (ctx.replay) {
+    // A replay (SDK 1.3) counts the request its failed write did not count,
+    // and is never refused: its message is stored already.
+    if (counted.over_limit()) {
+      ctx.log.info("replayed request of " + counted.tier + " " + ctx.guest_id +
+                   " is beyond its monthly limit of " + std::to_string(counted.monthly_limit) +
+                   ": counted, not refused (a replay: the message is stored already)");
+    }
+  } else if (policy_.enforce_limit && counted.over_limit()) {
     return Status::Rejected(counted.tier + " " + ctx.guest_id + " reached its monthly request limit of " +
                             std::to_string(counted.monthly_limit) + "; it resets on " + counted.resets_on);
   }
@@ -104,8 +112,8 @@ Status MetricsStage::write(WriteContext& ctx) {
                  " was not counted in usage_metrics: admission did not count it (see its failure above)");
     return Status::Ok();
   }
-  ctx.log.info("counted request " + *month_requests + " of " + *limit + " this month for " + policy_.tier +
-               " " + ctx.guest_id);
+  ctx.log.info(std::string(ctx.replay ? "counted replayed request " : "counted request ") + *month_requests +
+               " of " + *limit + " this month for " + policy_.tier + " " + ctx.guest_id);
   return Status::Ok();
 }
 

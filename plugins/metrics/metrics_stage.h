@@ -44,7 +44,8 @@ class MetricsStage final : public Stage {
 
   std::string target() const override { return ""; }
   // Counts the POST in usage_metrics; kRejected when it goes beyond the
-  // user's monthly limit and enforce_limit is on.
+  // user's monthly limit and enforce_limit is on, except for a replay
+  // (ctx.replay): counted, never refused, its message is stored already.
   Status admit(WriteContext& ctx) override;
   // Logs what admit() counted; writes nothing.
   Status write(WriteContext& ctx) override;

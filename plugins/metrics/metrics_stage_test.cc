@@ -53,13 +53,14 @@ class MetricsStageTest : public ::testing::Test {
 
   // One POST as the host runs it: admit, then write, in one transaction that
   // commits when both succeed and rolls back otherwise. Returns the first
-  // failure.
-  Status Post(MetricsStage& stage, const std::string& user) {
+  // failure. With `replay`, the host's replay of it from its journal.
+  Status Post(MetricsStage& stage, const std::string& user, bool replay = false) {
     WriteTransaction tx(db_->database());
     if (!tx.ok()) return Status::Unavailable("no connection");
     Attributes attributes;
     WriteContext ctx{user, message_,   Deadline::After(std::chrono::seconds(10)),
                      log_, attributes, tx.session()};
+    ctx.replay = replay;
     Status status = stage.admit(ctx);
     if (status.ok()) status = stage.write(ctx);
     if (!status.ok()) {
@@ -174,6 +175,41 @@ TEST_F(MetricsStageTest, APostBeyondTheMonthlyLimitIsRejectedAndNotCounted) {
   // The transaction was rolled back: the refused request left no count.
   EXPECT_EQ(Usage(user, "total_requests"), "2");
   EXPECT_EQ(Usage(user, "month_requests"), "2");
+}
+
+// SDK 1.3: the host replays a request whose metrics stage failed; the
+// failed count was rolled back with its SAVEPOINT, so the replay counts it.
+TEST_F(MetricsStageTest, AReplayIsCountedOnceLikeAPost) {
+  auto stage = Make();
+  const std::string user = User("guest");
+  ASSERT_TRUE(Post(*stage, user).ok());
+
+  ASSERT_TRUE(Post(*stage, user, /*replay=*/true).ok()) << log_.all();
+
+  EXPECT_EQ(Usage(user, "total_requests"), "2");
+  EXPECT_EQ(Usage(user, "cache_misses"), "2");
+  EXPECT_EQ(Usage(user, "month_requests"), "2");
+  EXPECT_THAT(log_.all(), HasSubstr("info: counted replayed request 2 of 1000 this month for guest " + user));
+}
+
+TEST_F(MetricsStageTest, AReplayBeyondTheMonthlyLimitIsCountedButNotRefused) {
+  auto stage = Make({{"guest_monthly_limit", std::int64_t{2}}});
+  const std::string user = User("guest");
+  ASSERT_TRUE(Post(*stage, user).ok());
+  ASSERT_TRUE(Post(*stage, user).ok());
+
+  Status replayed = Post(*stage, user, /*replay=*/true);
+
+  EXPECT_TRUE(replayed.ok()) << replayed.ToString();
+  EXPECT_EQ(Usage(user, "total_requests"), "3");
+  EXPECT_EQ(Usage(user, "month_requests"), "3");
+  EXPECT_THAT(log_.all(), HasSubstr("info: replayed request of guest " + user +
+                                    " is beyond its monthly limit of 2: counted, not refused"));
+  EXPECT_THAT(log_.all(), HasSubstr("info: counted replayed request 3 of 2 this month for guest " + user));
+
+  // A new POST is still refused, and not counted.
+  EXPECT_EQ(Post(*stage, user).code(), StatusCode::kRejected);
+  EXPECT_EQ(Usage(user, "total_requests"), "3");
 }
 
 TEST_F(MetricsStageTest, TheLimitIsTheOneStoredWithTheUser) {

@@ -28,6 +28,9 @@ StageUnderTest PostgresUnderTest() {
         stowage::testkit::ConfigWithDefaults(PostgresStage::config_schema()), env);
   };
   kDatabase->Bind(stage);
+  // The pipeline runs it `required` (later stages need its message_id): a
+  // failure fails the request, and nothing is journaled for a replay.
+  stage.replayable = false;
   return stage;
 }
 

@@ -76,6 +76,20 @@ struct WriteContext {
   // database. A stage with a database is not compensated: the transaction
   // is rolled back instead.
   SqlSession* sql = nullptr;
+  // SDK 1.3: true when the host replays this message from its journal: the
+  // stage failed (or was skipped) when the message was written, the message
+  // was stored without it, and the host now redoes the stage's part. The
+  // message and the attributes are the original ones (message_id,
+  // conversation_id, sequence, and what this stage's admit() had set is not
+  // kept: admit() runs again). The host calls admit() then write(), both
+  // with replay set. The stage stores its part once: a replay of work that
+  // was in fact done stores nothing new (e.g. INSERT ... ON CONFLICT DO
+  // NOTHING keyed by message_id), and admit() must not refuse the message
+  // for a reason that applied only to new ones (a quota): the message is
+  // already stored. A stage with a database runs a replay in a transaction
+  // that also removes the journal entry, so its statements and the removal
+  // commit together.
+  bool replay = false;
 };
 
 // A read or erase of one guest's messages.

@@ -172,6 +172,19 @@ Status StageConformanceTest::Compensate(const std::string& guest, const Message&
   });
 }
 
+Status StageConformanceTest::Replay(const std::string& guest, const Message& message, Attributes& attributes,
+                                    Deadline deadline) {
+  LentSession session(GetParam());
+  if (!session.status().ok()) return session.status();
+  return InTransaction(session.get(), [&] {
+    WriteContext ctx{guest, message, deadline, log_, attributes, session.get()};
+    ctx.replay = true;
+    Status admitted = stage_->admit(ctx);
+    if (!admitted.ok()) return admitted;
+    return stage_->write(ctx);
+  });
+}
+
 ReadResult StageConformanceTest::Read(const std::string& guest, Deadline deadline) {
   LentSession session(GetParam());
   if (!session.status().ok()) return {session.status(), false, {}};
@@ -279,6 +292,82 @@ TEST_P(StageConformanceTest, CompensateRemovesExactlyTheWrite) {
     ASSERT_TRUE(read.status.ok()) << read.status.ToString();
     EXPECT_EQ(read.messages, std::vector<Message>{second}) << Describe(read.messages);
   }
+}
+
+// SDK 1.3: the host replays a message a stage failed to store (or was
+// skipped for) with WriteContext::replay set; the stage stores its part once,
+// whether or not it had in fact stored it.
+TEST_P(StageConformanceTest, ReplayStoresOnce) {
+  const StageUnderTest& param = GetParam();
+  if (!param.replayable)
+    GTEST_SKIP() << "the host never replays the stage (StageUnderTest::replayable is false)";
+  if (!param.serves_reads && !param.count_stored)
+    GTEST_SKIP() << "the stage serves no reads and its StageUnderTest sets no count_stored: the suite cannot "
+                    "tell how many times it holds a message";
+
+  // How many times the stage holds `message` for `guest`.
+  auto held = [&](const std::string& guest, const Message& message) -> int {
+    if (!param.serves_reads) return param.count_stored(guest);
+    ReadResult read = Read(guest);
+    EXPECT_TRUE(read.status.ok()) << read.status.ToString();
+    for (const Message& m : read.messages)
+      EXPECT_EQ(m, message) << "only this message was written: " << Describe(read.messages);
+    return static_cast<int>(read.messages.size());
+  };
+  // Runs what happens to a message before the stage's write(): its admit()
+  // (unless `skip_stage`, as when its circuit is open) and the earlier stages
+  // (StageUnderTest::before_write); then its write() unless `skip_stage`.
+  // `journaled` gets what the host journals for the stage: the attributes
+  // write() is given, without what admit() set.
+  auto write = [&](const std::string& guest, const Message& message, bool skip_stage, Attributes* journaled) {
+    LentSession session(param);
+    if (!session.status().ok()) return session.status();
+    Attributes attributes;
+    return InTransaction(session.get(), [&] {
+      WriteContext ctx{guest, message, Soon(), log(), attributes, session.get()};
+      std::set<std::string> set_by_admit;
+      if (!skip_stage) {
+        Status admitted = stage().admit(ctx);
+        if (!admitted.ok()) return admitted;
+        for (const auto& [key, value] : attributes.all()) set_by_admit.insert(key);
+      }
+      if (param.before_write) {
+        Status before = param.before_write(ctx);
+        if (!before.ok()) return before.WithContext("StageUnderTest::before_write");
+      }
+      for (const auto& [key, value] : attributes.all())
+        if (set_by_admit.count(key) == 0) journaled->set(key, value);
+      return skip_stage ? Status::Ok() : stage().write(ctx);
+    });
+  };
+
+  // Stored, then replayed (e.g. the host stopped waiting for a write that
+  // went through): nothing new.
+  const std::string stored_guest = Guest("replay-stored");
+  const Message stored = Msg("stored, then replayed", 301);
+  Attributes journaled;
+  Status status = write(stored_guest, stored, false, &journaled);
+  ASSERT_TRUE(status.ok()) << status.ToString() << "\nlog:\n" << log().All();
+  ASSERT_EQ(held(stored_guest, stored), 1) << "the stage holds the message it wrote once";
+  status = Replay(stored_guest, stored, journaled);
+  ASSERT_TRUE(status.ok()) << "replay: " << status.ToString() << "\nlog:\n" << log().All();
+  EXPECT_EQ(held(stored_guest, stored), 1) << "a replay of a message the stage stored stores nothing new";
+
+  // Missed by the stage (failed or skipped), then replayed twice: stored once.
+  const std::string missed_guest = Guest("replay-missed");
+  const Message missed = Msg("missed, then replayed", 302);
+  Attributes missed_journaled;
+  status = write(missed_guest, missed, true, &missed_journaled);
+  ASSERT_TRUE(status.ok()) << status.ToString() << "\nlog:\n" << log().All();
+  ASSERT_EQ(held(missed_guest, missed), 0) << "the stage was not called";
+  Attributes first = missed_journaled;
+  status = Replay(missed_guest, missed, first);
+  ASSERT_TRUE(status.ok()) << "replay: " << status.ToString() << "\nlog:\n" << log().All();
+  EXPECT_EQ(held(missed_guest, missed), 1) << "a replay stores what the stage missed";
+  Attributes second = missed_journaled;
+  status = Replay(missed_guest, missed, second);
+  ASSERT_TRUE(status.ok()) << "second replay: " << status.ToString() << "\nlog:\n" << log().All();
+  EXPECT_EQ(held(missed_guest, missed), 1) << "a second replay stores nothing new";
 }
 
 TEST_P(StageConformanceTest, SchemaIsWellFormedAndRejectsUnknownKeys) {

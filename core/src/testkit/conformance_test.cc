@@ -2,6 +2,7 @@
 // contract, and the checks the suite relies on to tell a stage that breaks it.
 #include "stowage/testkit/conformance.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -36,6 +37,10 @@ class MemoryStage final : public Stage {
       return Status::InvalidArgument("a message needs a role and content");
     std::lock_guard lock(mu_);
     auto& messages = guests_[ctx.guest_id];
+    // A replay of a message already held stores nothing new.
+    if (ctx.replay && std::any_of(messages.begin(), messages.end(),
+                                  [&](const auto& entry) { return entry.second == ctx.message; }))
+      return Status::Ok();
     if (messages.size() >= max_messages_) return Status::Rejected("the guest has too many messages");
     const std::string id = std::to_string(next_id_++);
     messages.emplace_back(id, ctx.message);

@@ -53,9 +53,27 @@ stowage::Status ArchiveStage::write(stowage::WriteContext& ctx) {
   stowage::Status status =
       GuestFile::Open(PathOf(ctx.guest_id), true, LockMode::kExclusive, ctx.deadline, file);
   if (!status.ok()) return status;
-  status = file->Append(ToJsonLine(ctx.message) + "\n", fsync_);
+  const std::string line = ToJsonLine(ctx.message) + "\n";
+  if (ctx.replay) {
+    // A replay (SDK 1.3) of a message whose write landed after all (e.g.
+    // past the host's deadline) appends nothing: the file has its line.
+    std::string text;
+    status = file->ReadAll(text);
+    if (!status.ok()) return status;
+    for (std::size_t start = 0; start < text.size();) {
+      std::size_t end = text.find('\n', start);
+      end = end == std::string::npos ? text.size() : end + 1;
+      if (text.compare(start, end - start, line) == 0) {
+        ctx.log.info("replay: the message of guest " + ctx.guest_id + " is archived already");
+        return stowage::Status::Ok();
+      }
+      start = end;
+    }
+  }
+  status = file->Append(line, fsync_);
   if (!status.ok()) return status;
-  ctx.log.info("archived a " + ctx.message.role + " message of guest " + ctx.guest_id);
+  ctx.log.info(std::string(ctx.replay ? "replay: " : "") + "archived a " + ctx.message.role +
+               " message of guest " + ctx.guest_id);
   return stowage::Status::Ok();
 }
 

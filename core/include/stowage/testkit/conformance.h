@@ -23,7 +23,9 @@
 // The suite checks: a write is served back by a read; an erase removes it and
 // says the stage held it; compensate() removes exactly the write it is given
 // (a later write stays; skipped for a stage with a database, whose writes
-// the host rolls back instead); a read of an unknown guest is a miss; the
+// the host rolls back instead); a replay (SDK 1.3, WriteContext::replay) of a
+// message the stage stored, or missed, leaves it held once; a read of an
+// unknown guest is a miss; the
 // config schema is well formed (every key described, unknown keys not
 // declared); an expired deadline makes every call return quickly; bad input
 // is an error result, never an exception; calls from many threads at once
@@ -88,6 +90,18 @@ struct StageUnderTest {
   // it never saw.
   bool erase_reports_held = true;
 
+  // Whether the host can replay the stage from its journal (SDK 1.3,
+  // WriteContext::replay): false for a stage it never journals, one that
+  // runs after the commit (kAfterCommit) or that is only ever `required`;
+  // the replay check is then skipped.
+  bool replayable = true;
+  // For a stage that does not serve reads but keeps one record per message
+  // (e.g. a row keyed by message_id): how many of the guest's messages it
+  // holds, counted outside any call of the suite (e.g. on a connection of
+  // its own); -1 when it cannot tell (the test then fails). Optional:
+  // without it, and without reads, the replay check is skipped.
+  std::function<int(const std::string& guest_id)> count_stored;
+
   // How long a call given an already expired deadline may take.
   std::chrono::milliseconds expired_deadline_bound{1000};
 };
@@ -136,6 +150,13 @@ class StageConformanceTest : public ::testing::TestWithParam<StageUnderTest> {
                Deadline deadline = Soon());
   Status Compensate(const std::string& guest, const Message& message, Attributes& attributes,
                     Deadline deadline = Soon());
+  // A replay from the host's journal (SDK 1.3): admit() then write(), both
+  // with WriteContext::replay set, in a transaction of their own for a stage
+  // with a database; StageUnderTest::before_write is not called (the earlier
+  // stages stored the message already). `attributes` are what the host
+  // journaled: the ones write() was given, without what the stage set.
+  Status Replay(const std::string& guest, const Message& message, Attributes& attributes,
+                Deadline deadline = Soon());
   ReadResult Read(const std::string& guest, Deadline deadline = Soon());
   EraseResult Erase(const std::string& guest, Deadline deadline = Soon());
 
