@@ -263,7 +263,10 @@ const std::vector<std::string> kStageKeys = {"name",
                                              "database",
                                              "config",
                                              "circuit_threshold",
-                                             "circuit_cooldown_ms"};
+                                             "circuit_cooldown_ms",
+                                             "journal",
+                                             "replay_max_attempts",
+                                             "replay_max_age"};
 const std::vector<std::string> kPolicies = {"required", "best_effort"};
 
 bool IsStageName(const std::string& name) {
@@ -419,6 +422,31 @@ class Parser {
       return std::nullopt;
     }
     return v;
+  }
+
+  // A duration of at least one second: an integer of seconds, or a string
+  // of digits and one unit: "90s", "30m", "24h", "7d".
+  std::optional<std::chrono::seconds> Duration(const toml::node& node, const std::string& key) {
+    constexpr std::int64_t kMaxSeconds = std::int64_t{100} * 365 * 86400;
+    if (node.is_integer()) {
+      auto v = Integer(node, key, 1, kMaxSeconds);
+      return v ? std::optional(std::chrono::seconds(*v)) : std::nullopt;
+    }
+    const std::string advice = "; write seconds as an integer, or a string such as \"90s\", \"30m\", \"24h\" or \"7d\"";
+    if (!node.is_string()) {
+      Error(node.source(), key, "expected a duration" + advice);
+      return std::nullopt;
+    }
+    const std::string text = *node.value<std::string>();
+    std::int64_t amount = 0;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), amount);
+    const std::string unit(end, text.data() + text.size());
+    const std::int64_t scale = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : unit == "d" ? 86400 : 0;
+    if (error != std::errc() || end == text.data() || scale == 0 || amount < 1 || amount > kMaxSeconds / scale) {
+      Error(node.source(), key, "invalid duration " + Quote(text) + advice);
+      return std::nullopt;
+    }
+    return std::chrono::seconds(amount * scale);
   }
 
   // One of `allowed`, with a suggestion for a near miss.
@@ -714,6 +742,7 @@ class Parser {
             "missing required key 'name'; add name = \"...\" (letters, digits, _ and -) to this [[stage]]");
     }
 
+    const toml::node* journal_node = nullptr;  // the `journal` key, when set
     if (!table.contains("plugin")) {
       Error(table.source(), label + ".plugin",
             "missing required key 'plugin'; add plugin = \"<name>\" or the path of a .so to this [[stage]]");
@@ -759,9 +788,23 @@ class Parser {
       } else if (name == "circuit_cooldown_ms") {
         if (auto v = Integer(value, key, 1, std::numeric_limits<std::int64_t>::max() / 1000000))
           stage.circuit_cooldown = std::chrono::milliseconds(*v);
+      } else if (name == "journal") {
+        if (auto v = Boolean(value, key)) {
+          stage.journal = *v;
+          journal_node = &value;
+        }
+      } else if (name == "replay_max_attempts") {
+        if (auto v = Integer(value, key, 1, 1000000)) stage.replay_max_attempts = static_cast<int>(*v);
+      } else if (name == "replay_max_age") {
+        if (auto v = Duration(value, key)) stage.replay_max_age = *v;
       } else {
         Error(k.source(), key, UnknownKeyMessage(name, kStageKeys, false));
       }
+    }
+    if (journal_node && *stage.journal && stage.policy == Policy::kRequired) {
+      Error(journal_node->source(), label + ".journal",
+            "a required stage is never journaled: its failure fails the request and nothing is stored; "
+            "remove journal = true or make the stage best_effort");
     }
     if (errors_.size() != errors_before) return std::nullopt;
     return stage;
@@ -920,7 +963,9 @@ std::vector<ConfigError> ValidateStageConfig(const StageSettings& stage, const s
 bool SameSettings(const StageSettings& a, const StageSettings& b) {
   if (a.name != b.name || a.plugin != b.plugin || a.policy != b.policy || a.enabled != b.enabled ||
       a.timeout != b.timeout || a.database != b.database || a.circuit_threshold != b.circuit_threshold ||
-      a.circuit_cooldown != b.circuit_cooldown || a.config.size() != b.config.size())
+      a.circuit_cooldown != b.circuit_cooldown || a.journal != b.journal ||
+      a.replay_max_attempts != b.replay_max_attempts || a.replay_max_age != b.replay_max_age ||
+      a.config.size() != b.config.size())
     return false;
   for (auto i = a.config.begin(), j = b.config.begin(); i != a.config.end(); ++i, ++j)
     if (i->first != j->first || !(i->second.value == j->second.value)) return false;

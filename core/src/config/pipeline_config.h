@@ -95,6 +95,12 @@ struct StageSettings {
   // (0: never) and how long it stays open.
   int circuit_threshold = 5;
   std::chrono::milliseconds circuit_cooldown{30000};
+  // The journal of a best_effort stage (engine/journal_replayer.h): what it
+  // failed to store is kept and replayed. Unset: on for best_effort stages
+  // (that do not run after the commit), off otherwise; refused for required ones.
+  std::optional<bool> journal;
+  int replay_max_attempts = 10;                 // replays of one entry before it is parked
+  std::chrono::seconds replay_max_age{86400};  // an entry older than this is parked
   SourceLocation where;  // the [[stage]] header
 };
 

@@ -2,12 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <future>
 #include <optional>
 
 #include "engine/call_runner.h"
 #include "engine/stage_calls.h"
+#include "engine/journal_replayer.h"
 #include "idempotency/idempotency_store.h"
+#include "journal/journal_store.h"
 #include "logging/logging.h"
 #include "observability/metrics.h"
 
@@ -148,8 +151,69 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* p
     }
   }
 
+  // Journals: what a best_effort stage failed to store is journaled in its
+  // own database (in the message's transaction), or, for a stage without
+  // one, in the database of the Idempotency-Keys.
+  auto journal_in = [&](const std::shared_ptr<database::PostgresDatabase>& db) {
+    for (const auto& kept : pipeline->journals_)
+      if (&kept->database() == db.get()) return kept;
+    std::shared_ptr<journal::JournalStore> store;
+    if (previous) {
+      for (const auto& old : previous->journals_)
+        if (&old->database() == db.get()) store = old;
+    }
+    if (!store) store = std::make_shared<journal::JournalStore>(db, logging::MakeStageLogger("Journal " + db->name()));
+    pipeline->journals_.push_back(store);
+    return store;
+  };
+  for (const auto& s : pipeline->stages_) {
+    if (!s->stage) continue;
+    if (s->journal) {  // a stage kept from the previous generation, as it was
+      auto& journals = pipeline->journals_;
+      if (std::find(journals.begin(), journals.end(), s->journal) == journals.end()) journals.push_back(s->journal);
+      continue;
+    }
+    const std::string where = file + ":" + std::to_string(s->settings.where.line) + ": stage[" + s->name() + "]";
+    if (s->after_commit && s->settings.journal.value_or(false)) {
+      result.errors.push_back(where + ".journal: the stage runs after the COMMIT and keeps its copy coherent " +
+                              "itself (docs/engine.md); it is never journaled: remove journal = true");
+      continue;
+    }
+    if (!s->settings.journal.value_or(!s->required() && !s->after_commit)) continue;
+    const auto& db = s->database ? s->database : keys_database;
+    if (!db) {
+      result.warnings.push_back(where + ": what this best_effort stage fails to store is not journaled: the " +
+                                "pipeline has no [[database]] to keep the journal in (docs/operations.md)");
+      continue;
+    }
+    s->journal = journal_in(db);
+  }
+
   if (result.errors.empty()) result.pipeline = std::move(pipeline);
   return result;
+}
+
+void Pipeline::StartReplay() {
+  if (replayer_ || journals_.empty()) return;
+  // The journal's table, before the first write that may need it (a write
+  // finds it ready or journals nothing; the replayer tries again each round).
+  for (const auto& store : journals_) {
+    Status ready = store->EnsureSchema(Deadline::After(std::chrono::seconds(2)));
+    if (!ready.ok()) {
+      spdlog::warn("the journal's table in database '" + store->database().name() +
+                   "' is not ready yet (tried again every second; until then failures of best_effort stages " +
+                   "are not journaled): " + ready.ToString());
+    }
+  }
+  replayer_ = std::make_unique<JournalReplayer>(*this, metrics_);
+}
+
+void Pipeline::StopReplay() {
+  if (replayer_) replayer_->Stop();
+}
+
+std::vector<journal::Backlog> Pipeline::JournalBacklogs() const {
+  return replayer_ ? replayer_->backlogs() : std::vector<journal::Backlog>{};
 }
 
 const StageInstance* Pipeline::stage(const std::string& name) const noexcept {

@@ -50,9 +50,15 @@ namespace stowage::idempotency {
 class IdempotencyStore;
 }  // namespace stowage::idempotency
 
+namespace stowage::journal {
+class JournalStore;
+struct Backlog;
+}  // namespace stowage::journal
+
 namespace stowage::engine {
 
 class CallRunner;
+class JournalReplayer;
 
 // The metric series of one stage (stowage_stage_calls_total by outcome,
 // stowage_stage_duration_seconds, stowage_circuit_state); all null when the
@@ -64,6 +70,8 @@ struct StageMetrics {
   observability::Counter* skipped = nullptr;
   observability::Histogram* duration = nullptr;
   observability::Gauge* circuit = nullptr;
+  observability::Counter* journaled = nullptr;  // stowage_journal_recorded_total
+  observability::Counter* replayed = nullptr;   // stowage_journal_replayed_total
 };
 
 // Outcome counters of one stage, kept for logs and metrics.
@@ -99,6 +107,11 @@ struct StageInstance {
   // Asked before each write or read of a best_effort stage; null for a
   // required stage, a disabled one, or circuit_threshold = 0.
   std::shared_ptr<CircuitBreaker> breaker;
+  // Where the messages this stage failed to store are journaled (the
+  // stage's database, or for a stage without one the database of the
+  // Idempotency-Keys); null when the stage is not journaled (required,
+  // after-commit, journal = false, disabled, or no database in the pipeline).
+  std::shared_ptr<journal::JournalStore> journal;
   StageMetrics metrics;
 
   const std::string& name() const noexcept { return settings.name; }
@@ -216,6 +229,19 @@ class Pipeline {
   // after it: some enabled stage has a database.
   bool defers_after_commit() const noexcept { return defers_after_commit_; }
 
+  // The journals of the pipeline's databases, one per database that holds
+  // entries of some stage; empty when nothing is journaled.
+  const std::vector<std::shared_ptr<journal::JournalStore>>& journals() const noexcept { return journals_; }
+  // Starts replaying the journal in the background (JournalReplayer); the
+  // PipelineHolder does it for the generation in force. Idempotent.
+  void StartReplay();
+  // Stops the replay, waiting for the entry being replayed. Idempotent.
+  void StopReplay();
+  // The entries per stage as the replayer last counted them (every stage
+  // with entries, those no longer in the pipeline included); empty before
+  // its first count or when it does not run.
+  std::vector<journal::Backlog> JournalBacklogs() const;
+
  private:
   Pipeline() = default;
 
@@ -224,6 +250,7 @@ class Pipeline {
               Clock::time_point started) const noexcept;
 
   friend class PipelineHolder;
+  friend class JournalReplayer;
 
   config::PipelineConfig config_;
   // Declared before the stages, so that they are destroyed after them (a
@@ -233,8 +260,11 @@ class Pipeline {
   std::shared_ptr<CallRunner> runner_;
   std::shared_ptr<idempotency::IdempotencyStore> idempotency_;
   bool defers_after_commit_ = false;
+  std::vector<std::shared_ptr<journal::JournalStore>> journals_;
   observability::Registry* metrics_ = nullptr;
   std::uint64_t generation_ = 0;
+  // Last: stopped and destroyed before anything it uses.
+  std::unique_ptr<JournalReplayer> replayer_;
 };
 
 }  // namespace stowage::engine

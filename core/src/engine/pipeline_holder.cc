@@ -56,6 +56,7 @@ std::string ReloadReport::Summary() const {
 
 PipelineHolder::PipelineHolder(std::shared_ptr<Pipeline> initial) {
   initial->generation_ = 1;
+  initial->StartReplay();
   current_.store(std::move(initial));
 }
 
@@ -110,6 +111,10 @@ ReloadReport PipelineHolder::Reload(const std::filesystem::path& file, const con
 
   (void)logging::SetLevel(cfg.log.level);  // checked by the parser
   built.pipeline->generation_ = generation_.load() + 1;
+  // One generation replays the journal at a time: the one in force, with
+  // its stages (a stage switched off is no longer replayed).
+  running->StopReplay();
+  built.pipeline->StartReplay();
   current_.store(built.pipeline);
   generation_.store(built.pipeline->generation_);
   report.generation = built.pipeline->generation_;

@@ -7,7 +7,9 @@
 //      request's transaction; after-commit stages wait for step 3.
 //   3. PrepareAfterCommit: each after-commit stage records that a change of
 //      the guest is coming (a cache marks the guest's entry).
-//   4. QueueClaim: the Idempotency-Key's row, sent with the COMMIT.
+//   4. QueueJournal, QueueClaim: a journal entry for each best_effort stage
+//      that failed or was skipped (replayed later, JournalReplayer), and the
+//      Idempotency-Key's row, sent with the COMMIT.
 //   5. Commit: one COMMIT per database.
 //   6. WriteAfterCommit: the after-commit stages store the message.
 // A failure before the COMMIT undoes everything: the transactions roll
@@ -21,6 +23,8 @@
 #include "engine/pipeline.h"
 #include "engine/stage_calls.h"
 #include "idempotency/idempotency_store.h"
+#include "journal/journal_store.h"
+#include "observability/metrics.h"
 
 namespace stowage::engine {
 namespace {
@@ -51,13 +55,16 @@ class WriteRun {
         claim_(claim),
         request_(std::make_shared<const Request>(Request{guest_id, message})),
         state_(stages.size(), StageState::kWaiting),
-        owed_(stages.size(), false) {
+        owed_(stages.size(), false),
+        unstored_(stages.size()) {
     for (std::size_t i = 0; i < stages_.size(); ++i)
       if (stages_[i]->stage) enabled_.push_back(i);
   }
 
   WriteOutcome Run() && {
-    if (KeysReady() && Admit() && WriteStages() && PrepareAfterCommit() && QueueClaim() && Commit()) {
+    if (KeysReady() && Admit() && WriteStages() && PrepareAfterCommit() && QueueJournal() && QueueClaim() &&
+        Commit()) {
+      CountJournaled();
       WriteAfterCommit();
       outcome_.stored_in = TargetsHolding(StageState::kWritten);
       if (store_) outcome_.claim = WriteOutcome::Claim::kRecorded;
@@ -85,6 +92,7 @@ class WriteRun {
       if (!Admitted(s)) {
         state_[i] = StageState::kSkipped;
         outcome_.degraded.push_back(s.name());
+        unstored_[i] = "skipped: its circuit was open";
         continue;
       }
       owed_[i] = s.breaker != nullptr;
@@ -107,6 +115,7 @@ class WriteRun {
                      std::to_string(FailuresOf(*s.counters)) + "): " + admitted.status.ToString());
       state_[i] = StageState::kSkipped;
       outcome_.degraded.push_back(s.name());
+      unstored_[i] = "admit failed: " + admitted.status.ToString();
     }
     return true;
   }
@@ -131,6 +140,7 @@ class WriteRun {
                        "): " + written.status.ToString());
         state_[i] = StageState::kFailed;
         outcome_.degraded.push_back(s.name());
+        unstored_[i] = "write failed: " + written.status.ToString();
         continue;
       }
       s.logger->error("could not store the message for guest " + guest() + " (" + PolicyText(s) +
@@ -186,6 +196,44 @@ class WriteRun {
     const std::string reason = "the Idempotency-Key could not be recorded in database '" + store_->database().name() + "'";
     spdlog::error(reason + " for guest " + guest() + ": " + ready.ToString());
     return Fail(store_->database().name(), Status::Unavailable(reason + ": " + ready.message()));
+  }
+
+  // Queues a journal entry, with the COMMIT, for each journaled stage that
+  // did not store the message: the entry commits with the message or not at
+  // all. Its attributes are the write's final ones (message_id, sequence).
+  bool QueueJournal() {
+    for (std::size_t i : enabled_) {
+      const StageInstance& s = *stages_[i];
+      if (unstored_[i].empty() || !s.journal) continue;
+      auto& store = *s.journal;
+      if (!store.ready()) {
+        s.logger->error("could not journal the message for guest " + guest() + " (" + unstored_[i] +
+                        "): the journal's table in database '" + store.database().name() +
+                        "' is not ready (see its error above); this message will not be replayed to the stage");
+        unstored_[i].clear();
+        continue;
+      }
+      auto entry = journal::JournalStore::Record(s.name(), guest(), request_->message, outcome_.attributes,
+                                                  unstored_[i]);
+      Status queued = transactions_.AddToCommit(store.database(), Deadline::After(kSettleTimeout),
+                                                std::move(entry.text), std::move(entry.params));
+      if (queued.ok()) continue;
+      const std::string reason = "the journal entry of stage '" + s.name() + "' could not be queued in database '" +
+                                 store.database().name() + "'";
+      s.logger->error(reason + " for guest " + guest() + ": " + queued.ToString());
+      Undo(reason, WriteOp::kAbandon);
+      return Fail(store.database().name(), Status::Unavailable(reason + ": " + queued.message()));
+    }
+    return true;
+  }
+
+  // After the COMMIT: counts the entries journaled.
+  void CountJournaled() {
+    for (std::size_t i : enabled_) {
+      const StageInstance& s = *stages_[i];
+      if (unstored_[i].empty() || !s.journal) continue;
+      if (s.metrics.journaled) s.metrics.journaled->Add();
+    }
   }
 
   bool QueueClaim() {
@@ -355,6 +403,9 @@ class WriteRun {
   std::vector<StageState> state_;
   // Stages let through by their breaker whose write outcome is still owed to it.
   std::vector<bool> owed_;
+  // Why each best_effort stage did not store the message; empty when it did
+  // (or was never asked to).
+  std::vector<std::string> unstored_;
 };
 
 }  // namespace

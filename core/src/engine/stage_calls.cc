@@ -44,6 +44,11 @@ StageMetrics MetricsOf(observability::Registry& registry, const std::string& sta
   m.skipped = &registry.counter(kCalls, kCallsHelp, {{"stage", stage}, {"outcome", "skipped"}});
   m.duration = &registry.histogram("stowage_stage_duration_seconds", "Duration of stage calls, in seconds.",
                                    {{"stage", stage}});
+  m.journaled = &registry.counter("stowage_journal_recorded_total",
+                                  "Messages a best_effort stage failed to store, journaled for replay.",
+                                  {{"stage", stage}});
+  m.replayed = &registry.counter("stowage_journal_replayed_total",
+                                 "Journal entries replayed into their stage and removed.", {{"stage", stage}});
   return m;
 }
 
@@ -170,11 +175,13 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
   if (target.keeps_deadlines) {
     WriteCall done{Status::Ok(), attributes};
     stowage::WriteContext ctx{request->guest_id, request->message, deadline, *target.log, done.attributes};
+    ctx.replay = request->replay;
     done.status = Invoke(*target.stage, op, ctx);
     return done;
   }
   auto call = [target, request, attributes = Attributes(attributes), deadline, op]() mutable -> WriteCall {
     stowage::WriteContext ctx{request->guest_id, request->message, deadline, *target.log, attributes};
+    ctx.replay = request->replay;
     Status status = Invoke(*target.stage, op, ctx);
     return {std::move(status), std::move(attributes)};
   };
@@ -184,6 +191,7 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
       if (!done.status.ok()) return;
       stowage::WriteContext ctx{request->guest_id, request->message, Deadline::After(target.timeout),
                                 *target.log, done.attributes};
+      ctx.replay = request->replay;
       Status undone = target.stage->compensate(ctx);
       if (undone.ok()) {
         target.counters->compensated.fetch_add(1, std::memory_order_relaxed);
@@ -216,6 +224,7 @@ WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactio
   WriteCall call{Status::Ok(), attributes};
   stowage::WriteContext ctx{request->guest_id, request->message, deadline,
                             *s.logger,         call.attributes,  &session};
+  ctx.replay = request->replay;
   call.status = Invoke(*s.stage, op, ctx);
   if (call.status.ok() && deadline.expired()) call.status = TimeoutStatus(NameOf(op), s.settings.timeout);
   if (!call.status.ok() && !s.required()) {

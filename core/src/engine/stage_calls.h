@@ -24,6 +24,7 @@ namespace stowage::engine {
 struct Request {
   std::string guest_id;
   stowage::Message message;
+  bool replay = false;  // a replay from the journal (WriteContext::replay)
 };
 
 // Everything a stage call needs, captured by the call itself.

@@ -16,7 +16,7 @@ Status Transactions::Connection(database::PostgresDatabase& db, stowage::Deadlin
   if (!acquired.status.ok()) return acquired.status;
   acquired.lease->set_deadline(deadline);
   const database::DeferredId begin = acquired.lease->Defer("BEGIN");
-  open_.push_back({&db, std::move(acquired.lease), begin, std::nullopt});
+  open_.push_back({&db, std::move(acquired.lease), begin, {}});
   *out = &*open_.back().lease;
   return Status::Ok();
 }
@@ -27,14 +27,13 @@ Status Transactions::AddToCommit(database::PostgresDatabase& db, stowage::Deadli
   if (Status got = Connection(db, deadline, &connection); !got.ok()) return got;
   for (auto& open : open_) {
     if (open.db != &db) continue;
-    if (open.with_commit) return Status::Internal("a statement is already queued with the COMMIT of '" + db.name() + "'");
-    open.with_commit = open.lease->Defer(std::move(statement), std::move(params));
+    open.with_commit.push_back(open.lease->Defer(std::move(statement), std::move(params)));
   }
   return Status::Ok();
 }
 
 bool Transactions::HasWork(const Open& open) noexcept {
-  return open.with_commit || open.lease->deferred_state(open.begin) != database::DeferredState::kWaiting;
+  return !open.with_commit.empty() || open.lease->deferred_state(open.begin) != database::DeferredState::kWaiting;
 }
 
 CommitResult Transactions::CommitAll(stowage::Deadline deadline) {
@@ -50,9 +49,10 @@ CommitResult Transactions::CommitAll(stowage::Deadline deadline) {
     // A COMMIT the server answered with an error did not commit; one whose
     // answer never came may have.
     result.outcome_unknown = open.lease->broken();
-    result.queued_statement_failed =
-        !result.outcome_unknown && open.with_commit &&
-        open.lease->deferred_state(*open.with_commit) == database::DeferredState::kFailed;
+    for (database::DeferredId queued : open.with_commit) {
+      if (!result.outcome_unknown && open.lease->deferred_state(queued) == database::DeferredState::kFailed)
+        result.queued_statement_failed = true;
+    }
     // When the queued statement failed, the COMMIT never ran and the
     // transaction is still open (aborted): end it, so the connection can be
     // reused. A COMMIT that failed on the server ended it already.

@@ -25,7 +25,7 @@ struct CommitResult {
   // that database's transaction may have committed, or may still commit.
   // Otherwise a failure means it did not commit.
   bool outcome_unknown = false;
-  // The statement queued with AddToCommit failed (e.g. kConflict for a
+  // A statement queued with AddToCommit failed (e.g. kConflict for a
   // unique key): the COMMIT did not run and nothing of that transaction
   // committed.
   bool queued_statement_failed = false;
@@ -43,8 +43,9 @@ class Transactions {
 
   // Queues `statement` (with $1..$n bound to `params`, no rows wanted) in
   // `db`'s transaction, to be sent with its COMMIT in the same round trip:
-  // the COMMIT runs only if the statement succeeds. At most one per
-  // database. The statement's text is quoted in errors; values go in params.
+  // the COMMIT runs only if the statement succeeds. Several may be queued
+  // (the Idempotency-Key's row, journal entries); they run in the order
+  // queued. The statement's text is quoted in errors; values go in params.
   stowage::Status AddToCommit(database::PostgresDatabase& db, stowage::Deadline deadline, std::string statement,
                               std::vector<stowage::SqlValue> params);
 
@@ -64,7 +65,7 @@ class Transactions {
     database::PostgresDatabase* db;
     database::Lease lease;
     database::DeferredId begin;
-    std::optional<database::DeferredId> with_commit;  // the statement AddToCommit queued
+    std::vector<database::DeferredId> with_commit;  // the statements AddToCommit queued
   };
   // Whether the transaction has something for the server: its BEGIN was
   // sent, or a statement waits to go with the COMMIT.
