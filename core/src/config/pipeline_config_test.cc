@@ -371,6 +371,39 @@ TEST(PipelineConfigTest, AdminStartupAndCircuitKeysAreReadWithTheirDefaults) {
   EXPECT_EQ(bad.key, "stage[a].circuit_threshold");
 }
 
+TEST(PipelineConfigTest, JournalKeysAreReadWithTheirDefaults) {
+  LoadResult defaults = Parse(kMinimalStage);
+  ASSERT_TRUE(defaults.config) << FormatErrors(defaults.errors);
+  EXPECT_FALSE(defaults.config->stages[0].journal.has_value());
+  EXPECT_EQ(defaults.config->stages[0].replay_max_attempts, 10);
+  EXPECT_EQ(defaults.config->stages[0].replay_max_age, std::chrono::hours(24));
+
+  LoadResult set = Parse(
+      "[[stage]]\nname = \"a\"\nplugin = \"redis\"\npolicy = \"best_effort\"\njournal = false\n"
+      "replay_max_attempts = 3\nreplay_max_age = \"30m\"\n"
+      "[[stage]]\nname = \"b\"\nplugin = \"redis\"\npolicy = \"best_effort\"\nreplay_max_age = 90\n");
+  ASSERT_TRUE(set.config) << FormatErrors(set.errors);
+  EXPECT_EQ(set.config->stages[0].journal, std::optional<bool>(false));
+  EXPECT_EQ(set.config->stages[0].replay_max_attempts, 3);
+  EXPECT_EQ(set.config->stages[0].replay_max_age, std::chrono::minutes(30));
+  EXPECT_EQ(set.config->stages[1].replay_max_age, std::chrono::seconds(90));
+}
+
+TEST(PipelineConfigTest, JournalOnARequiredStageAndBadDurationsAreRefusedAtTheirKey) {
+  ConfigError bad = OnlyError(Parse("[[stage]]\nname = \"a\"\nplugin = \"redis\"\njournal = true\n"));
+  EXPECT_EQ(bad.key, "stage[a].journal");
+  EXPECT_EQ(bad.where.line, 4);
+  EXPECT_NE(bad.message.find("required"), std::string::npos) << bad.message;
+  for (const char* age : {"\"24\"", "\"1w\"", "\"h\"", "\"0s\"", "0", "1.5"}) {
+    bad = OnlyError(Parse("[[stage]]\nname = \"a\"\nplugin = \"redis\"\npolicy = \"best_effort\"\n"
+                          "replay_max_age = " + std::string(age) + "\n"));
+    EXPECT_EQ(bad.key, "stage[a].replay_max_age") << age;
+    EXPECT_EQ(bad.where.line, 5) << age;
+  }
+  bad = OnlyError(Parse("[[stage]]\nname = \"a\"\nplugin = \"redis\"\nreplay_max_attempts = 0\n"));
+  EXPECT_EQ(bad.key, "stage[a].replay_max_attempts");
+}
+
 TEST(PipelineConfigTest, SameSettingsIgnoresWhereValuesWereWritten) {
   LoadResult a = Parse(kMinimalStage);
   LoadResult b = Parse("# moved down a line\n" + std::string(kMinimalStage));

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -30,6 +31,10 @@ struct SqlStage {
   std::map<std::string, ConfigValue> config;
   bool with_database = true;
   std::string plugin = kTestStage;
+  // Journal settings (config::StageSettings), as pipeline.toml would set them.
+  std::optional<bool> journal;
+  int replay_max_attempts = 10;
+  int circuit_threshold = 5;
 };
 
 class PipelineSqlTest : public ::testing::Test {
@@ -100,6 +105,9 @@ class PipelineSqlTest : public ::testing::Test {
       s.policy = spec.policy;
       s.timeout = std::chrono::milliseconds(5000);
       s.database = spec.with_database ? "main" : "";
+      s.journal = spec.journal;
+      s.replay_max_attempts = spec.replay_max_attempts;
+      s.circuit_threshold = spec.circuit_threshold;
       s.config["target"] = config::RawValue{std::string(spec.with_database ? "postgresql" : "memory"), s.where};
       s.config["journal"] = config::RawValue{journal_.string(), s.where};
       for (const auto& [key, value] : spec.config) s.config[key] = config::RawValue{value, s.where};
