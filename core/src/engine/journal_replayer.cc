@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <numeric>
 
 #include "engine/stage_calls.h"
 #include "engine/transaction.h"
@@ -144,17 +145,27 @@ void JournalReplayer::Replay(std::size_t index) {
   // passed, as it lets a request through.
   if (s.breaker && !s.breaker->Allow()) return;
 
+  // The first batch alone (it may be a half-open circuit's probe), then
+  // `concurrency` batches at a time, each claiming entries of its own.
   for (int round = 0; round < kBatchesPerRound && !stopping(); ++round) {
-    int failures = 0;
-    const std::size_t claimed = ReplayBatch(index, &failures);
-    if (claimed == 0 && round == 0) Unprobed(s);
-    if (failures >= kFailuresToPause || (failures > 0 && claimed < options_.batch)) {
+    const std::size_t lanes = round == 0 ? 1 : options_.concurrency;
+    std::vector<int> failures(lanes, 0);
+    std::vector<std::size_t> claimed(lanes, 0);
+    std::vector<std::thread> helpers;
+    for (std::size_t lane = 1; lane < lanes; ++lane)
+      helpers.emplace_back([&, lane] { claimed[lane] = ReplayBatch(index, &failures[lane]); });
+    claimed[0] = ReplayBatch(index, &failures[0]);
+    for (auto& helper : helpers) helper.join();
+    const std::size_t total = std::accumulate(claimed.begin(), claimed.end(), std::size_t{0});
+    const int worst = *std::max_element(failures.begin(), failures.end());
+    if (total == 0 && round == 0) Unprobed(s);
+    if (worst >= kFailuresToPause || (worst > 0 && total < options_.batch * lanes)) {
       state.pause = std::clamp(state.pause * 2, kFirstPause, kLongestPause);
       state.paused_until = Clock::now() + state.pause;
       return;
     }
     state.pause = std::chrono::milliseconds(0);
-    if (claimed < options_.batch) return;
+    if (total < options_.batch * lanes) return;
     if (s.breaker && s.breaker->state() != CircuitBreaker::State::kClosed) return;
   }
 }
@@ -184,6 +195,7 @@ std::size_t JournalReplayer::ReplayBatch(std::size_t index, int* failures) {
   }
 
   std::uint64_t replayed = 0;
+  std::vector<std::int64_t> done;
   for (const journal::Entry& entry : entries) {
     if (stopping()) break;
     auto request = std::make_shared<const Request>(Request{entry.guest_id, entry.message, true});
@@ -205,7 +217,7 @@ std::size_t JournalReplayer::ReplayBatch(std::size_t index, int* failures) {
     connection->set_deadline(Deadline::After(kSettleTimeout));
     Status noted;
     if (call.status.ok()) {
-      noted = journal::JournalStore::Done(*connection, entry.id);
+      done.push_back(entry.id);  // deleted together, before the COMMIT
       ++replayed;
       *failures = 0;
     } else {
@@ -231,6 +243,15 @@ std::size_t JournalReplayer::ReplayBatch(std::size_t index, int* failures) {
     }
     if (*failures >= kFailuresToPause) break;
     if (s.breaker && s.breaker->state() == CircuitBreaker::State::kOpen) break;
+  }
+  if (!done.empty()) {
+    connection->set_deadline(Deadline::After(kSettleTimeout));
+    if (Status deleted = journal::JournalStore::Done(*connection, done); !deleted.ok()) {
+      transactions.RollbackAll(Deadline::After(kSettleTimeout));
+      s.logger->warn("could not remove replayed entries from the journal (tried again later): " + deleted.ToString());
+      *failures = kFailuresToPause;
+      return entries.size();
+    }
   }
   CommitResult committed = transactions.CommitAll(Deadline::After(kSettleTimeout));
   if (!committed.status.ok()) {

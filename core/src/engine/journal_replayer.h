@@ -5,9 +5,9 @@
 // /metrics and /v1/admin/pipeline), parks the entries older than their
 // stage's replay_max_age, and replays the due entries of each enabled,
 // journaled stage whose circuit is not open: oldest first, `batch` entries
-// per transaction, on one thread, so that replay holds at most one
-// connection of a database's pool at a time and live requests keep the
-// rest. For each entry it calls the stage's admit() and write() with
+// per transaction, at most `concurrency` (2) transactions at once, so that
+// replay holds at most two connections of a database's pool and live
+// requests keep the rest. For each entry it calls the stage's admit() and write() with
 // WriteContext::replay set, the original message and attributes:
 // - a stage with a database runs them in a SAVEPOINT of the transaction
 //   that deletes the entry, so its work and the entry's removal commit
@@ -41,6 +41,9 @@ class JournalReplayer {
   struct Options {
     std::chrono::milliseconds interval{1000};
     std::size_t batch = 32;
+    // Batches of one stage replayed at once, each in a transaction (and on
+    // a connection) of its own.
+    std::size_t concurrency = 2;
   };
 
   // Starts the thread. `pipeline` and `metrics` (may be null) outlive the replayer.

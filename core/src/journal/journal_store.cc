@@ -62,7 +62,7 @@ constexpr const char* kAttributes =
     "SELECT j.id, a.key, a.value FROM stowage_journal j, jsonb_each_text(j.attributes) a"
     " WHERE j.id = ANY($1::bigint[])";
 
-constexpr const char* kDone = "DELETE FROM stowage_journal WHERE id = $1::bigint";
+constexpr const char* kDone = "DELETE FROM stowage_journal WHERE id = ANY($1::bigint[])";
 
 constexpr const char* kFailed =
     "UPDATE stowage_journal SET attempts = attempts + 1, last_error = $2,"
@@ -172,8 +172,10 @@ Status JournalStore::ClaimDue(stowage::SqlSession& sql, const std::string& stage
   return ReadEntries(sql, result, out);
 }
 
-Status JournalStore::Done(stowage::SqlSession& sql, std::int64_t id) {
-  return sql.execute(kDone, {std::to_string(id)}, nullptr);
+Status JournalStore::Done(stowage::SqlSession& sql, const std::vector<std::int64_t>& ids) {
+  std::string list = "{";
+  for (std::int64_t id : ids) list += (list.size() > 1 ? "," : "") + std::to_string(id);
+  return sql.execute(kDone, {list + "}"}, nullptr);
 }
 
 Status JournalStore::Failed(stowage::SqlSession& sql, std::int64_t id, const std::string& error, int max_attempts,

@@ -94,8 +94,8 @@ class JournalStore {
   // another transaction holds.
   static stowage::Status ClaimDue(stowage::SqlSession& sql, const std::string& stage, std::size_t limit,
                                   std::vector<Entry>* out);
-  // In the caller's transaction: deletes the entry (replayed).
-  static stowage::Status Done(stowage::SqlSession& sql, std::int64_t id);
+  // In the caller's transaction: deletes the entries (replayed).
+  static stowage::Status Done(stowage::SqlSession& sql, const std::vector<std::int64_t>& ids);
   // In the caller's transaction: counts a failed replay of the entry, due
   // again after a backoff (1 s doubling per attempt, at most 5 min); parked
   // once it reached `max_attempts` attempts. Sets *parked accordingly.
