@@ -2,10 +2,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <charconv>
 #include <exception>
+#include <iterator>
+#include <map>
+#include <optional>
 
 #include "api/api_error.h"
+#include "api/query_string.h"
+#include "journal/journal_store.h"
 
 namespace stowage::api {
 namespace {
@@ -29,6 +36,147 @@ http::Response Unauthorized(std::string message) {
   http::Response response = ErrorResponse(ApiError{401, "unauthorized", std::move(message)});
   response.headers.emplace_back("WWW-Authenticate", "Bearer");
   return response;
+}
+
+http::Response MethodNotAllowed(const http::Request& request, const std::string& path, const char* allowed) {
+  http::Response response = ErrorResponse(ApiError::MethodNotAllowed(
+      "method " + request.method + " is not allowed on " + path + "; use " + allowed));
+  response.headers.emplace_back("Allow", allowed);
+  return response;
+}
+
+// {"stage",...} or, for a stage of the pipeline, {"enabled",...}.
+json::object BacklogJson(const journal::Backlog& backlog, std::optional<bool> enabled = std::nullopt) {
+  json::object out;
+  if (enabled)
+    out["enabled"] = *enabled;
+  else
+    out["stage"] = backlog.stage;
+  out["pending"] = backlog.pending;
+  out["parked"] = backlog.parked;
+  out["oldest_pending_age_s"] = backlog.oldest_pending_age_s;
+  return out;
+}
+
+void ReplaceAll(std::string& text, const std::string& what, const std::string& by) {
+  if (what.empty()) return;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + by.size()))
+    text.replace(at, what.size(), by);
+}
+
+// `text` without the host and port of `address` ("host:port/db"): an admin
+// answer names a database by its [[database]] name only (the stowaged log
+// has the address).
+std::string WithoutAddress(std::string text, const std::string& address) {
+  // libpq's "connection to server at "h" (1.2.3.4), port 5432 failed: ...".
+  constexpr std::string_view kServer = "connection to server ";
+  for (auto at = text.find(kServer); at != std::string::npos; at = text.find(kServer, at + 1)) {
+    const auto failed = text.find(" failed", at);
+    if (failed == std::string::npos) break;
+    text.replace(at, failed - at, "connection to the server");
+  }
+  ReplaceAll(text, " at " + address, "");
+  ReplaceAll(text, address, "(address)");
+  const auto slash = address.find('/');
+  const auto colon = address.rfind(':', slash);
+  if (colon != std::string::npos && colon > 0) {
+    std::string host = address.substr(0, colon);
+    const std::string port =
+        address.substr(colon + 1, slash == std::string::npos ? slash : slash - colon - 1);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    ReplaceAll(text, "\"" + host + "\"", "(host)");
+    // A bare name only when it cannot be an ordinary word (an address, a domain name).
+    if (host.find_first_of(".:") != std::string::npos) ReplaceAll(text, host, "(host)");
+    if (!port.empty()) {
+      ReplaceAll(text, "port " + port, "port (port)");
+      ReplaceAll(text, ":" + port, "");
+    }
+  }
+  return text;
+}
+
+// A journal database that failed `doing`: 503, naming the database by its
+// name, never by its address.
+ApiError JournalFailure(const journal::JournalStore& store, const stowage::Status& status,
+                        const std::string& doing) {
+  const std::string& name = store.database().name();
+  spdlog::warn("admin journal route: {} in database '{}' failed: {}", doing, name, status.ToString());
+  return {503, "journal_unavailable",
+          doing + " in the journal of database '" + name +
+              "' failed: " + WithoutAddress(status.ToString(), store.database().address()) +
+              "; retry once database '" + name + "' answers (the stowaged log has the details)"};
+}
+
+// A parameter's value as an error message quotes it: at most 64 bytes.
+std::string Shown(const std::string& value) {
+  return value.size() <= 64 ? value : value.substr(0, 64) + "...";
+}
+
+bool ValidStageName(const std::string& name) {
+  return !name.empty() && name.size() <= 128 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+}
+
+template <typename T>
+bool ParseWhole(const std::string& text, T* out) {
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return error == std::errc() && end == text.data() + text.size();
+}
+
+// The entries a journal route's query string selects; `with_limit` for the
+// list, which takes `limit`. An error names the parameter that is wrong.
+std::optional<ApiError> ParseSelection(const std::string& query, bool with_limit, journal::Selection* out) {
+  const char* known = with_limit ? "stage, id, parked and limit" : "stage, id and parked";
+  auto values = ParseQueryString(query);
+  if (!values) {
+    return ApiError::InvalidField(
+        std::string("the query string has a malformed %-escape; encode it as "
+                    "application/x-www-form-urlencoded, e.g. ?stage=embeddings&parked=true"));
+  }
+  for (const auto& [name, value] : *values) {
+    if (name == "stage") {
+      if (!ValidStageName(value)) {
+        return ApiError::InvalidField(
+            "parameter 'stage' must be a stage name (1 to 128 letters, digits, _ "
+            "and -); it is '" +
+            Shown(value) + "'");
+      }
+      out->stage = value;
+    } else if (name == "id") {
+      std::int64_t id = 0;
+      if (!ParseWhole(value, &id) || id < 1) {
+        return ApiError::InvalidField("parameter 'id' must be an entry's id, a whole number from 1; it is '" +
+                                      Shown(value) + "'");
+      }
+      out->id = id;
+    } else if (name == "parked") {
+      if (value != "true" && value != "false") {
+        return ApiError::InvalidField(
+            "parameter 'parked' must be true (only parked entries) or false; it is '" + Shown(value) + "'");
+      }
+      out->parked_only = value == "true";
+    } else if (name == "limit" && with_limit) {
+      std::size_t limit = 0;
+      if (!ParseWhole(value, &limit) || limit < 1 || limit > 1000) {
+        return ApiError::InvalidField("parameter 'limit' must be a whole number from 1 to 1000; it is '" +
+                                      Shown(value) + "'");
+      }
+      out->limit = limit;
+    } else {
+      return ApiError::InvalidField("unknown parameter '" + Shown(name) + "'; this route takes " + known);
+    }
+  }
+  return std::nullopt;
+}
+
+// What a selection names, for the access log: "stage=x id=3 parked".
+std::string SelectionNote(const journal::Selection& selection) {
+  std::string note;
+  if (!selection.stage.empty()) note += " stage=" + selection.stage;
+  if (selection.id) note += " id=" + std::to_string(*selection.id);
+  if (selection.parked_only) note += " parked";
+  return note;
 }
 
 }  // namespace
@@ -144,12 +292,7 @@ http::Response AdminApi::Route(const http::Request& request) {
         "'Authorization: Bearer <token>'");
 
   if (path == "/v1/admin/reload") {
-    if (request.method != "POST") {
-      http::Response response = ErrorResponse(ApiError::MethodNotAllowed(
-          "method " + request.method + " is not allowed on " + path + "; use POST"));
-      response.headers.emplace_back("Allow", "POST");
-      return response;
-    }
+    if (request.method != "POST") return MethodNotAllowed(request, path, "POST");
     engine::ReloadReport report = Reload();
     http::Response response;
     response.status = report.ok ? 200 : 400;
@@ -158,22 +301,31 @@ http::Response AdminApi::Route(const http::Request& request) {
     return response;
   }
   if (path == "/v1/admin/pipeline") {
-    if (request.method != "GET") {
-      http::Response response = ErrorResponse(ApiError::MethodNotAllowed(
-          "method " + request.method + " is not allowed on " + path + "; use GET"));
-      response.headers.emplace_back("Allow", "GET");
-      return response;
-    }
+    if (request.method != "GET") return MethodNotAllowed(request, path, "GET");
     return Pipeline();
   }
-  return ErrorResponse(
-      ApiError::NotFound("no route for " + request.method + " " + path +
-                         "; the admin routes are POST /v1/admin/reload and GET /v1/admin/pipeline"));
+  const auto question = request.target.find('?');
+  const std::string query = question == std::string::npos ? "" : request.target.substr(question + 1);
+  if (path == kJournalPath) {
+    if (request.method != "GET") return MethodNotAllowed(request, path, "GET");
+    return Journal(query);
+  }
+  if (path == kJournalReplayPath || path == kJournalDropPath) {
+    if (request.method != "POST") return MethodNotAllowed(request, path, "POST");
+    return JournalAct(query, path == kJournalDropPath);
+  }
+  return ErrorResponse(ApiError::NotFound(
+      "no route for " + request.method + " " + path +
+      "; the admin routes are POST /v1/admin/reload, GET /v1/admin/pipeline, GET /v1/admin/journal, "
+      "POST /v1/admin/journal/replay and POST /v1/admin/journal/drop"));
 }
 
 http::Response AdminApi::Pipeline() {
   std::shared_ptr<engine::Pipeline> pipeline = holder_.current();
   std::vector<engine::StageHealth> health = pipeline->Health(kHealthTimeout);
+  // The replayer's last count; a stage without entries has none.
+  std::map<std::string, journal::Backlog> backlogs;
+  for (auto& backlog : pipeline->JournalBacklogs()) backlogs[backlog.stage] = std::move(backlog);
   json::array stages;
   for (std::size_t i = 0; i < pipeline->stages().size(); ++i) {
     const engine::StageInstance& s = *pipeline->stages()[i];
@@ -200,13 +352,116 @@ http::Response AdminApi::Pipeline() {
       stage["circuit"] = engine::CircuitStateName(s.breaker->state());
     else
       stage["circuit"] = nullptr;
+    journal::Backlog counted;
+    if (auto it = backlogs.find(s.name()); it != backlogs.end()) {
+      counted = it->second;
+      backlogs.erase(it);
+    }
+    stage["journal"] = BacklogJson(counted, s.journal != nullptr);
     stages.push_back(std::move(stage));
   }
+  // Entries of stages no longer in the pipeline stay until they are dropped.
+  json::array others;
+  for (const auto& [name, backlog] : backlogs) others.push_back(BacklogJson(backlog));
   json::object out;
   out["generation"] = pipeline->generation();
   out["config"] = config_file_.string();
   out["stages"] = std::move(stages);
+  out["journal_other_stages"] = std::move(others);
   return Json(200, out);
+}
+
+http::Response AdminApi::Journal(const std::string& query) {
+  journal::Selection selection;
+  if (auto error = ParseSelection(query, true, &selection)) return ErrorResponse(*error);
+  std::shared_ptr<engine::Pipeline> pipeline = holder_.current();
+  std::vector<journal::Entry> entries;
+  std::map<std::string, journal::Backlog> backlogs;
+  for (const auto& store : pipeline->journals()) {
+    std::vector<journal::Entry> listed;
+    stowage::Status listing = store->List(selection, stowage::Deadline::After(kJournalTimeout), &listed);
+    if (!listing.ok()) return ErrorResponse(JournalFailure(*store, listing, "listing the entries"));
+    std::move(listed.begin(), listed.end(), std::back_inserter(entries));
+    std::vector<journal::Backlog> counted;
+    stowage::Status counting = store->Backlogs(stowage::Deadline::After(kJournalTimeout), &counted);
+    if (!counting.ok()) return ErrorResponse(JournalFailure(*store, counting, "counting the entries"));
+    for (const auto& backlog : counted) {
+      if (!selection.stage.empty() && backlog.stage != selection.stage) continue;
+      journal::Backlog& sum = backlogs[backlog.stage];
+      sum.stage = backlog.stage;
+      sum.pending += backlog.pending;
+      sum.parked += backlog.parked;
+      sum.oldest_pending_age_s = std::max(sum.oldest_pending_age_s, backlog.oldest_pending_age_s);
+    }
+  }
+  std::sort(entries.begin(), entries.end(), [](const journal::Entry& a, const journal::Entry& b) {
+    return a.created_at != b.created_at ? a.created_at < b.created_at : a.id < b.id;
+  });
+  if (entries.size() > selection.limit) entries.resize(selection.limit);
+
+  json::array listed;
+  for (const auto& entry : entries) {
+    json::object item;
+    item["id"] = entry.id;
+    item["stage"] = entry.stage;
+    item["guest_id"] = entry.guest_id;
+    item["role"] = entry.message.role;
+    item["timestamp"] = entry.message.timestamp;
+    // The content stays in the database: a guest's words are not for the operator's screen.
+    item["content_bytes"] = entry.message.content.size();
+    item["reason"] = entry.reason;
+    item["attempts"] = entry.attempts;
+    item["last_error"] = entry.last_error;
+    item["parked"] = entry.parked;
+    item["created_at"] = entry.created_at;
+    item["next_attempt_at"] = entry.next_attempt_at;
+    json::object attributes;
+    for (const auto& [key, value] : entry.attributes.all()) attributes[key] = value;
+    item["attributes"] = std::move(attributes);
+    listed.push_back(std::move(item));
+  }
+  json::array backlog;
+  for (const auto& [name, counted] : backlogs) backlog.push_back(BacklogJson(counted));
+  json::object out;
+  out["entries"] = std::move(listed);
+  out["backlog"] = std::move(backlog);
+  http::Response response = Json(200, out);
+  response.log_note = "entries=" + std::to_string(entries.size());
+  return response;
+}
+
+http::Response AdminApi::JournalAct(const std::string& query, bool drop) {
+  journal::Selection selection;
+  if (auto error = ParseSelection(query, false, &selection)) return ErrorResponse(*error);
+  if (drop && selection.stage.empty() && !selection.id) {
+    return ErrorResponse(ApiError::InvalidField(
+        "name a stage or an id: dropping every entry of every stage is not done by accident; "
+        "e.g. POST /v1/admin/journal/drop?stage=embeddings&parked=true"));
+  }
+  std::shared_ptr<engine::Pipeline> pipeline = holder_.current();
+  std::uint64_t total = 0;
+  for (const auto& store : pipeline->journals()) {
+    std::uint64_t count = 0;
+    const stowage::Deadline deadline = stowage::Deadline::After(kJournalTimeout);
+    stowage::Status done =
+        drop ? store->Drop(selection, deadline, &count) : store->Requeue(selection, deadline, &count);
+    total += count;
+    if (!done.ok()) {
+      ApiError error = JournalFailure(*store, done, drop ? "dropping the entries" : "requeueing the entries");
+      if (total > 0) {
+        error.message += "; " + std::to_string(total) + " entries of other databases were " +
+                         (drop ? "dropped" : "requeued") + " already";
+      }
+      return ErrorResponse(error);
+    }
+  }
+  const char* field = drop ? "dropped" : "requeued";
+  json::object out;
+  out[field] = total;
+  spdlog::info("admin: {} {} journal entries{}", field, total, SelectionNote(selection));
+  http::Response response = Json(200, out);
+  response.log_note = std::string(field) + "=" + std::to_string(total) + SelectionNote(selection);
+  return response;
 }
 
 }  // namespace stowage::api

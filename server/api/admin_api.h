@@ -3,7 +3,16 @@
 //   POST /v1/admin/reload     reload pipeline.toml; 200 with what changed, or
 //                             400 with why it was refused (nothing changed)
 //   GET  /v1/admin/pipeline   the stages in force, in order: policy, enabled,
-//                             plugin file and version, health, circuit state
+//                             plugin file and version, health, circuit state,
+//                             journal backlog
+//   GET  /v1/admin/journal    the journaled entries (never their content) and
+//                             the backlog per stage, from every database that
+//                             keeps a journal; ?stage= &id= &parked= &limit=
+//   POST /v1/admin/journal/replay
+//                             the selected entries due now (parked ones
+//                             pending again); ?stage= &id= &parked=
+//   POST /v1/admin/journal/drop
+//                             deletes the selected entries; needs stage or id
 //
 // Access: with no token configured (the variable named by [server]
 // admin_token_env unset or empty) every admin route answers 404; otherwise a
@@ -22,9 +31,14 @@
 namespace stowage::api {
 
 inline constexpr std::string_view kAdminPrefix = "/v1/admin/";
+inline constexpr std::string_view kJournalPath = "/v1/admin/journal";
+inline constexpr std::string_view kJournalReplayPath = "/v1/admin/journal/replay";
+inline constexpr std::string_view kJournalDropPath = "/v1/admin/journal/drop";
 
 // How long /v1/admin/pipeline and /readyz wait for a stage's health().
 inline constexpr std::chrono::milliseconds kHealthTimeout{1000};
+// How long the journal routes wait for each database.
+inline constexpr std::chrono::milliseconds kJournalTimeout{5000};
 
 class AdminApi {
  public:
@@ -45,6 +59,9 @@ class AdminApi {
  private:
   http::Response Route(const http::Request& request);
   http::Response Pipeline();
+  http::Response Journal(const std::string& query);
+  // Replay (JournalStore::Requeue) or, with `drop`, JournalStore::Drop.
+  http::Response JournalAct(const std::string& query, bool drop);
 
   engine::PipelineHolder& holder_;
   const std::filesystem::path config_file_;

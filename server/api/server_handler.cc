@@ -18,7 +18,8 @@ constexpr std::string_view kSearchSuffix = "/search";
 
 std::string RouteOf(const std::string& path) {
   if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/admin/reload" ||
-      path == "/v1/admin/pipeline")
+      path == "/v1/admin/pipeline" || path == kJournalPath || path == kJournalReplayPath ||
+      path == kJournalDropPath)
     return path;
   if (path.size() > kChatPrefix.size() && path.starts_with(kChatPrefix)) {
     const std::size_t slash = path.find('/', kChatPrefix.size());
@@ -110,7 +111,8 @@ http::Response ServerHandler::Route(const http::Request& request, const std::str
   if (listener_ == Listener::kAdminOnly && path != "/healthz") {
     return ErrorResponse(ApiError::NotFound("no route for " + request.method + " " + path +
                                             "; this is the admin listener: it serves /v1/admin/reload, "
-                                            "/v1/admin/pipeline, /healthz, /readyz and /metrics"));
+                                            "/v1/admin/pipeline, /v1/admin/journal (and its replay and "
+                                            "drop), /healthz, /readyz and /metrics"));
   }
   return api_.Handle(request);
 }

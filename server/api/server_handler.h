@@ -50,7 +50,8 @@ class ServerHandler final : public http::Handler {
 
 // The route pattern of a path, for metric labels: "/v1/guest/chat/{guest_id}",
 // "/v1/guest/chat/{guest_id}/search", "/healthz", "/readyz", "/metrics",
-// "/v1/admin/reload", "/v1/admin/pipeline", or "other".
+// "/v1/admin/reload", "/v1/admin/pipeline", "/v1/admin/journal",
+// "/v1/admin/journal/replay", "/v1/admin/journal/drop", or "other".
 std::string RouteOf(const std::string& path);
 
 }  // namespace stowage::api

@@ -5,26 +5,35 @@
 //                           (unless --no-environment) each enabled stage's target
 //   stowage migrate FILE    prepare every enabled stage's storage (schemas) and check it
 //   stowage graph FILE      the pipeline as Graphviz DOT
+//   stowage journal list|replay|drop FILE [options]
+//                           what best_effort stages failed to store, in the
+//                           journal of each [[database]]: list, make due, drop
 //   stowage version         the SDK version and the host's ABI
 //
 // `validate --no-environment` loads each plugin and checks the stage's config
 // table against the plugin's schema, but constructs no stage: it touches no
 // storage target. Without the flag it then builds the pipeline and asks each
 // enabled stage for its health.
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <exception>
 #include <future>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 #include "config/pipeline_config.h"
+#include "database/postgres_database.h"
 #include "engine/pipeline.h"
+#include "journal/journal_store.h"
 #include "loader/plugin_loader.h"
 #include "logging/logging.h"
 #include "stowage/version.h"
@@ -50,6 +59,26 @@ constexpr const char* kUsage = R"(Usage:
                           its stages in order (required solid, best_effort dashed,
                           disabled grey) and its [[database]] entries. Contacts
                           nothing. Render it with e.g. `stowage graph FILE | dot -Tsvg`.
+  stowage journal list FILE [--stage S] [--parked] [--id N] [--limit N]
+                          list what best_effort stages failed to store and is kept
+                          for replay in the journal (table stowage_journal) of each
+                          [[database]] of FILE, oldest first, at most N (1 to 1000,
+                          default 100): one line per entry,
+                          "ID  STAGE  GUEST  created=...  attempts=N  parked|pending
+                          reason: ...  last error: ...", then per stage the counts of
+                          pending and parked entries. The message's content is not
+                          shown. --parked lists parked entries only (those that
+                          failed replay_max_attempts times or outlived
+                          replay_max_age, and wait for an operator).
+  stowage journal replay FILE [--stage S] [--id N] [--parked]
+                          make the selected entries due now: parked ones become
+                          pending again with their attempts reset; a running
+                          stowaged replays them at its next round. Prints
+                          "requeued N entries".
+  stowage journal drop FILE (--stage S | --id N) [--parked]
+                          delete the selected entries for good (their messages are
+                          then never stored by that stage); needs --stage or --id.
+                          Prints "dropped N entries".
   stowage version         print the stowage version, the SDK version and the host ABI
   stowage --help          print this help
 
@@ -58,7 +87,9 @@ Exit codes:
      answered; migrate: every stage is ready; graph: the graph was printed)
   1  validate, graph: the file or a plugin has errors; each is printed to stderr
      with file:line:column and the key. migrate: the same, or a stage could not
-     prepare or reach its storage (the stage and the reason are printed)
+     prepare or reach its storage (the stage and the reason are printed).
+     journal: the file has errors or no [[database]], or a database failed (its
+     name and the reason are printed; the other databases were still done)
   2  usage error
   3  validate: the file is valid but an enabled stage's target did not answer
      (each such stage and the reason are printed to stderr)
@@ -286,6 +317,188 @@ int Graph(const std::string& file) {
   return 0;
 }
 
+// ---------------------------------------------------------------------------
+// stowage journal
+
+// The arguments of `stowage journal ACTION FILE [options]`.
+struct JournalArgs {
+  std::string action;  // list, replay or drop
+  std::string file;
+  stowage::journal::Selection selection;
+};
+
+bool ValidStageName(std::string_view name) {
+  return !name.empty() && name.size() <= 128 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+}
+
+template <typename T>
+bool ParseWhole(std::string_view text, T* out) {
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return error == std::errc() && end == text.data() + text.size();
+}
+
+// Parses `args` (after "journal"); returns the usage error, empty when fine.
+std::string ParseJournalArgs(const std::vector<std::string_view>& args, JournalArgs* out) {
+  if (args.empty())
+    return "'journal' needs an action: list, replay or drop, e.g. stowage journal list pipeline.toml";
+  out->action = std::string(args[0]);
+  const bool list = out->action == "list", drop = out->action == "drop";
+  if (!list && !drop && out->action != "replay")
+    return "'journal' has no action '" + out->action + "'; use list, replay or drop";
+  const std::string what = "'journal " + out->action + "'";
+  const std::string options = list ? "--stage, --parked, --id and --limit" : "--stage, --id and --parked";
+  std::vector<std::string_view> files;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    std::string_view value;
+    bool has_value = false;
+    if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    const bool takes_value = arg == "--stage" || arg == "--id" || (list && arg == "--limit");
+    if (takes_value && !has_value) {
+      if (i + 1 >= args.size()) return what + ": option " + std::string(arg) + " needs a value";
+      value = args[++i];
+    }
+    if (arg == "--stage") {
+      if (!ValidStageName(value))
+        return what + ": --stage must be a stage name (letters, digits, _ and -); it is '" +
+               std::string(value) + "'";
+      out->selection.stage = std::string(value);
+    } else if (arg == "--id") {
+      std::int64_t id = 0;
+      if (!ParseWhole(value, &id) || id < 1)
+        return what + ": --id must be an entry's id, a whole number from 1; it is '" + std::string(value) +
+               "'";
+      out->selection.id = id;
+    } else if (list && arg == "--limit") {
+      std::size_t limit = 0;
+      if (!ParseWhole(value, &limit) || limit < 1 || limit > 1000)
+        return what + ": --limit must be a whole number from 1 to 1000; it is '" + std::string(value) + "'";
+      out->selection.limit = limit;
+    } else if (arg == "--parked" && !has_value) {
+      out->selection.parked_only = true;
+    } else if (arg.starts_with("-") && arg != "-") {
+      return what + " has no option '" + std::string(args[i]) + "'; it knows " + options;
+    } else {
+      files.push_back(arg);
+    }
+  }
+  if (files.size() != 1)
+    return what + " takes exactly one FILE, e.g. stowage journal " + out->action + " pipeline.toml";
+  out->file = std::string(files[0]);
+  if (drop && out->selection.stage.empty() && !out->selection.id)
+    return "'journal drop' needs --stage or --id: dropping every entry of every stage is not done by "
+           "accident";
+  return "";
+}
+
+// A number of seconds as "12.3s".
+std::string Seconds(double seconds) {
+  std::ostringstream out;
+  out.setf(std::ios::fixed);
+  out.precision(1);
+  out << seconds << "s";
+  return out.str();
+}
+
+int Journal(const JournalArgs& args) {
+  namespace journal = stowage::journal;
+  auto loaded = LoadOrReport(args.file);
+  if (!loaded) return 1;
+  if (loaded->databases.empty()) {
+    std::cerr << args.file
+              << ": the pipeline has no [[database]], so there is no journal: what best_effort stages "
+              << "fail to store is journaled in a [[database]] only; nothing to " << args.action << "\n";
+    return 1;
+  }
+  // The journal's own log lines (its table created on first use) would mix
+  // with the listing on stdout: warnings and errors only.
+  stowage::logging::SetLevel(loaded->log.level == "error" ? "error" : "warn");
+  constexpr auto kDatabaseDeadline = std::chrono::seconds(10);
+
+  int failed = 0;
+  std::vector<std::pair<std::string, journal::Entry>> entries;  // database, entry
+  std::map<std::string, journal::Backlog> backlogs;
+  std::uint64_t total = 0;
+  for (const auto& settings : loaded->databases) {
+    const std::string& name = settings.name;
+    auto fail = [&](const std::string& doing, const std::string& reason) {
+      ++failed;
+      std::cerr << "database '" << name << "': " << doing << " failed: " << reason
+                << "; once that is fixed, run the command again\n";
+    };
+    try {
+      auto database = std::make_shared<stowage::database::PostgresDatabase>(
+          settings, stowage::logging::MakeStageLogger("Database " + name));
+      journal::JournalStore store(database, stowage::logging::MakeStageLogger("Journal " + name));
+      if (args.action == "list") {
+        std::vector<journal::Entry> listed;
+        stowage::Status s = store.List(args.selection, stowage::Deadline::After(kDatabaseDeadline), &listed);
+        if (!s.ok()) {
+          fail("listing the journal", s.ToString());
+          continue;
+        }
+        for (auto& entry : listed) entries.emplace_back(name, std::move(entry));
+        std::vector<journal::Backlog> counted;
+        s = store.Backlogs(stowage::Deadline::After(kDatabaseDeadline), &counted);
+        if (!s.ok()) {
+          fail("counting the journal's entries", s.ToString());
+          continue;
+        }
+        for (const auto& backlog : counted) {
+          if (!args.selection.stage.empty() && backlog.stage != args.selection.stage) continue;
+          journal::Backlog& sum = backlogs[backlog.stage];
+          sum.stage = backlog.stage;
+          sum.pending += backlog.pending;
+          sum.parked += backlog.parked;
+          sum.oldest_pending_age_s = std::max(sum.oldest_pending_age_s, backlog.oldest_pending_age_s);
+        }
+      } else {
+        std::uint64_t count = 0;
+        const stowage::Deadline deadline = stowage::Deadline::After(kDatabaseDeadline);
+        const bool drop = args.action == "drop";
+        stowage::Status s = drop ? store.Drop(args.selection, deadline, &count)
+                                 : store.Requeue(args.selection, deadline, &count);
+        total += count;
+        if (!s.ok()) fail(drop ? "dropping journal entries" : "requeueing journal entries", s.ToString());
+      }
+    } catch (const std::exception& e) {
+      fail("opening the journal", e.what());
+    }
+  }
+
+  if (args.action == "list") {
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+      return a.second.created_at != b.second.created_at ? a.second.created_at < b.second.created_at
+                                                        : a.second.id < b.second.id;
+    });
+    if (entries.size() > args.selection.limit) entries.resize(args.selection.limit);
+    const bool several = loaded->databases.size() > 1;
+    for (const auto& [database, e] : entries) {
+      std::cout << e.id << "  " << e.stage << "  " << e.guest_id << "  created=" << e.created_at
+                << "  attempts=" << e.attempts << "  " << (e.parked ? "parked" : "pending")
+                << "  reason: " << e.reason << "  last error: " << (e.last_error.empty() ? "-" : e.last_error)
+                << (several ? "  database=" + database : "") << "\n";
+    }
+    if (entries.empty())
+      std::cout << "no journal entries" << (failed ? " in the databases that answered" : "") << "\n";
+    for (const auto& [stage, backlog] : backlogs) {
+      std::cout << "stage " << stage << ": pending=" << backlog.pending << "  parked=" << backlog.parked;
+      if (backlog.pending > 0)
+        std::cout << "  oldest pending " << Seconds(backlog.oldest_pending_age_s) << " old";
+      std::cout << "\n";
+    }
+  } else {
+    std::cout << (args.action == "drop" ? "dropped " : "requeued ") << total << " entries\n";
+  }
+  return failed == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -322,6 +535,12 @@ int main(int argc, char** argv) {
   if (command == "graph") {
     if (args.size() != 2) return Usage("'graph' takes exactly one FILE, e.g. stowage graph pipeline.toml");
     return Graph(std::string(args[1]));
+  }
+  if (command == "journal") {
+    JournalArgs journal;
+    if (std::string error = ParseJournalArgs({args.begin() + 1, args.end()}, &journal); !error.empty())
+      return Usage(error);
+    return Journal(journal);
   }
   if (command == "migrate") {
     if (args.size() != 2)

@@ -1,6 +1,6 @@
 // End-to-end tests of stowage, the command-line tool: the real binary with
 // the real plugins, against the suite's Redis and PostgreSQL and against a
-// private PostgreSQL that the test stops.
+// private PostgreSQL that the test stops; `journal` against a scratch database.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "journal/journal_store.h"
+#include "scratch_database.h"
 #include "support/process.h"
 #include "support/services.h"
 
@@ -143,6 +145,7 @@ TEST_F(StowageCliTest, HelpDocumentsTheExitCodes) {
   EXPECT_TRUE(Contains(run.output, "--no-environment")) << run.output;
   EXPECT_TRUE(Contains(run.output, "stowage graph FILE")) << run.output;
   EXPECT_TRUE(Contains(run.output, "\n  3  validate:")) << run.output;
+  EXPECT_TRUE(Contains(run.output, "stowage journal drop FILE (--stage S | --id N)")) << run.output;
 }
 
 // ---------------------------------------------------------------------------
@@ -212,6 +215,141 @@ TEST_F(StowageCliTest, GraphOfABadFileExitsOneWithTheErrors) {
   EXPECT_TRUE(Contains(run.output, file.string() + ":")) << run.output;
   EXPECT_TRUE(Contains(run.output, "policy")) << run.output;
   EXPECT_FALSE(Contains(run.output, "digraph")) << run.output;
+}
+
+// ---------------------------------------------------------------------------
+// stowage journal
+
+// A pipeline whose [[database]] `main` is at `database_url`, with one stage on it.
+std::string JournalPipeline(const std::string& database_url) {
+  return "[[database]]\nname = \"main\"\nurl = \"" + database_url +
+         "\"\nconnect_timeout_ms = 1000\n\n"
+         "[[stage]]\nname = \"store\"\nplugin = \"" TEST_STAGE_PATH
+         "\"\npolicy = \"required\"\ndatabase = \"main\"\n";
+}
+
+// Journals a message of `guest` for `stage` as the engine does; parked
+// (after 5 attempts) when `parked`. Returns its id.
+std::string Journal(ScratchDatabase& scratch, const std::string& stage, const std::string& guest,
+                    bool parked = false) {
+  Message message{"user", "the guest's secret words", "2024-05-01T12:00:00.000000Z"};
+  Attributes attributes;
+  attributes.set("message_id", "41");
+  auto statement =
+      journal::JournalStore::Record(stage, guest, message, attributes, "unavailable: target down");
+  std::string id = scratch.Scalar(statement.text + " RETURNING id", statement.params);
+  if (parked) {
+    scratch.Query(
+        "UPDATE stowage_journal SET parked_at = now(), attempts = 5, last_error = 'still down',"
+        " next_attempt_at = now() + interval '1 hour' WHERE id = $1::bigint",
+        {id});
+  }
+  return id;
+}
+
+TEST_F(StowageCliTest, JournalListsReplaysAndDropsTheEntriesOfTheDatabase) {
+  ScratchDatabase scratch("journal_cli");
+  ASSERT_TRUE(scratch.ok());
+  journal::JournalStore store(
+      std::shared_ptr<database::PostgresDatabase>(std::shared_ptr<void>(), &scratch.database()),
+      std::make_shared<CapturingLogger>());
+  ASSERT_TRUE(store.EnsureSchema(Deadline::After(std::chrono::seconds(10))).ok());
+  const std::string pending = Journal(scratch, "gone", "g-pending");
+  const std::string parked = Journal(scratch, "gone", "g-parked", true);
+  const std::string other = Journal(scratch, "retired", "g-other");
+  fs::path file = WritePipeline(JournalPipeline(scratch.url()));
+
+  Run list = Stowage({"journal", "list", file.string()});
+  ASSERT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_TRUE(Contains(list.output, pending + "  gone  g-pending  created=")) << list.output;
+  EXPECT_TRUE(
+      Contains(list.output, "  attempts=0  pending  reason: unavailable: target down  last error: -\n"))
+      << list.output;
+  EXPECT_TRUE(Contains(list.output, parked + "  gone  g-parked  created=")) << list.output;
+  EXPECT_TRUE(Contains(list.output,
+                       "  attempts=5  parked  reason: unavailable: target down  last error: still down\n"))
+      << list.output;
+  EXPECT_TRUE(Contains(list.output, other + "  retired  g-other  ")) << list.output;
+  EXPECT_LT(list.output.find(pending + "  gone"), list.output.find(parked + "  gone")) << list.output;
+  EXPECT_LT(list.output.find(parked + "  gone"), list.output.find(other + "  retired")) << list.output;
+  EXPECT_TRUE(Contains(list.output, "stage gone: pending=1  parked=1")) << list.output;
+  EXPECT_TRUE(Contains(list.output, "stage retired: pending=1  parked=0")) << list.output;
+  EXPECT_FALSE(Contains(list.output, "secret")) << list.output;
+
+  Run only_parked = Stowage({"journal", "list", file.string(), "--parked", "--stage", "gone"});
+  ASSERT_EQ(only_parked.exit_code, 0) << only_parked.output;
+  EXPECT_TRUE(Contains(only_parked.output, parked + "  gone  g-parked")) << only_parked.output;
+  EXPECT_FALSE(Contains(only_parked.output, "g-pending")) << only_parked.output;
+  EXPECT_FALSE(Contains(only_parked.output, "retired")) << only_parked.output;
+  Run one = Stowage({"journal", "list", file.string(), "--id", other});
+  EXPECT_TRUE(Contains(one.output, other + "  retired")) << one.output;
+  EXPECT_FALSE(Contains(one.output, "g-pending")) << one.output;
+  Run limited = Stowage({"journal", "list", file.string(), "--limit=1"});
+  EXPECT_TRUE(Contains(limited.output, "g-pending")) << limited.output;
+  EXPECT_FALSE(Contains(limited.output, "g-parked  ")) << limited.output;
+
+  Run replay = Stowage({"journal", "replay", file.string(), "--id", parked});
+  ASSERT_EQ(replay.exit_code, 0) << replay.output;
+  EXPECT_EQ(replay.output, "requeued 1 entries\n");
+  EXPECT_EQ(
+      scratch.Scalar("SELECT (parked_at IS NULL) || ':' || attempts || ':' || (next_attempt_at <= now())"
+                     " FROM stowage_journal WHERE id = $1::bigint",
+                     {parked}),
+      "true:0:true");
+
+  Journal(scratch, "gone", "g-parked-2", true);
+  Run drop = Stowage({"journal", "drop", file.string(), "--stage", "gone", "--parked"});
+  ASSERT_EQ(drop.exit_code, 0) << drop.output;
+  EXPECT_EQ(drop.output, "dropped 1 entries\n");
+  EXPECT_EQ(scratch.Scalar("SELECT string_agg(guest_id, ' ' ORDER BY id) FROM stowage_journal"),
+            "g-pending g-parked g-other");
+  Run drop_one = Stowage({"journal", "drop", file.string(), "--id", other});
+  EXPECT_EQ(drop_one.output, "dropped 1 entries\n");
+  EXPECT_EQ(scratch.Scalar("SELECT string_agg(guest_id, ' ' ORDER BY id) FROM stowage_journal"),
+            "g-pending g-parked");
+
+  // Dropping needs a stage or an id.
+  Run everything = Stowage({"journal", "drop", file.string()});
+  EXPECT_EQ(everything.exit_code, 2) << everything.output;
+  EXPECT_TRUE(Contains(everything.output, "--stage or --id")) << everything.output;
+  Run parked_only = Stowage({"journal", "drop", file.string(), "--parked"});
+  EXPECT_EQ(parked_only.exit_code, 2) << parked_only.output;
+  EXPECT_EQ(scratch.Scalar("SELECT count(*) FROM stowage_journal"), "2");
+}
+
+TEST_F(StowageCliTest, JournalUsageErrorsExitTwo) {
+  fs::path file = WritePipeline(JournalPipeline("postgresql://stowage@127.0.0.1:1/stowage"));
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"journal"},
+                                             {"journal", "show", file.string()},
+                                             {"journal", "list"},
+                                             {"journal", "list", file.string(), "--limit", "0"},
+                                             {"journal", "list", file.string(), "--limit", "1001"},
+                                             {"journal", "list", file.string(), "--id", "x"},
+                                             {"journal", "list", file.string(), "--stage", "a$b"},
+                                             {"journal", "list", file.string(), "--stage"},
+                                             {"journal", "replay", file.string(), "--limit", "5"},
+                                             {"journal", "list", file.string(), "--bogus"}}) {
+    Run run = Stowage(args);
+    EXPECT_EQ(run.exit_code, 2) << args.size() << " " << run.output;
+    EXPECT_TRUE(Contains(run.output, "Usage:")) << run.output;
+  }
+}
+
+TEST_F(StowageCliTest, JournalWithoutADatabaseOrWithOneDownExitsOne) {
+  fs::path bare = WritePipeline("[[stage]]\nname = \"cache\"\nplugin = \"" TEST_STAGE_PATH "\"\n");
+  Run none = Stowage({"journal", "list", bare.string()});
+  EXPECT_EQ(none.exit_code, 1) << none.output;
+  EXPECT_TRUE(Contains(none.output, "no [[database]], so there is no journal")) << none.output;
+
+  fs::path down = WritePipeline(
+      JournalPipeline("postgresql://stowage@127.0.0.1:" + std::to_string(FreePort()) + "/stowage"));
+  for (const char* action : {"list", "replay"}) {
+    Run run = Stowage({"journal", action, down.string()});
+    EXPECT_EQ(run.exit_code, 1) << run.output;
+    EXPECT_TRUE(Contains(run.output, "database 'main': ")) << run.output;
+    EXPECT_TRUE(Contains(run.output, "cannot reach")) << run.output;
+  }
 }
 
 }  // namespace

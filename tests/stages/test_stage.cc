@@ -18,12 +18,15 @@
 //                        "compensate <guest> <content>", ...), so tests see call order
 //                        across stages and processes
 //   prepare    "ok"      ok | fail: prepare() and prepare_erase() of the after-commit variant
+//   fail_while ""        a file: write() fails while it exists (a target that is down, then back);
+//                        a replayed write journals "write <guest> <content> replay"
 //
 // Built three times: test_stage; test_stage_inline, which declares
 // kKeepsDeadlines; and test_stage_after_commit, which declares kAfterCommit
 // (a copy of the store: prepared before the COMMIT, written after it) and
 // journals "prepare", "abandon rolled_back|unknown" and "prepare_erase".
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -59,7 +62,8 @@ class TestStage final : public stowage::Stage {
         .optional("journal", std::string(""), "file every call appends a line to")
         .optional("write_sql", std::string(""), "statement run in write(): $1 guest id, $2 content")
         .optional("erase_sql", std::string(""), "statement run in erase(): $1 guest id")
-        .optional("prepare", std::string("ok"), "ok | fail: prepare() and prepare_erase()");
+        .optional("prepare", std::string("ok"), "ok | fail: prepare() and prepare_erase()")
+        .optional("fail_while", std::string(""), "write() fails while this file exists");
   }
 
   TestStage(const stowage::StageConfig& config, stowage::StageEnvironment& env)
@@ -73,6 +77,7 @@ class TestStage final : public stowage::Stage {
         write_sql_(config.string("write_sql")),
         erase_sql_(config.string("erase_sql")),
         prepare_(config.string("prepare")),
+        fail_while_(config.string("fail_while")),
         log_(env.log) {
     if (config.string("construct") == "throw") throw std::runtime_error("told to throw in the constructor");
   }
@@ -91,6 +96,8 @@ class TestStage final : public stowage::Stage {
       if (!ran.ok()) return ran;
     }
     if (write_ == "fail") return Status::Unavailable("told to fail");
+    if (!fail_while_.empty() && std::filesystem::exists(fail_while_))
+      return Status::Unavailable("told to fail while " + fail_while_ + " exists");
     if (write_ == "throw") throw std::runtime_error("told to throw");
     if (write_ == "hang") std::this_thread::sleep_for(hang_);
     if (write_ == "skip") return Status::Ok();
@@ -100,7 +107,7 @@ class TestStage final : public stowage::Stage {
     }
     if (auto eq = set_attribute_.find('='); eq != std::string::npos)
       ctx.attributes.set(set_attribute_.substr(0, eq), set_attribute_.substr(eq + 1));
-    Journal("write " + ctx.guest_id + " " + ctx.message.content);
+    Journal("write " + ctx.guest_id + " " + ctx.message.content + (ctx.replay ? " replay" : ""));
     log_.info("stored message for guest " + ctx.guest_id);
     return Status::Ok();
   }
@@ -181,7 +188,7 @@ class TestStage final : public stowage::Stage {
 
   const std::string target_, write_, read_, erase_;
   const std::chrono::milliseconds hang_;
-  const std::string set_attribute_, journal_, write_sql_, erase_sql_, prepare_;
+  const std::string set_attribute_, journal_, write_sql_, erase_sql_, prepare_, fail_while_;
   stowage::Logger& log_;
   std::mutex mu_, journal_mu_;
   std::map<std::string, std::vector<stowage::Message>> messages_;

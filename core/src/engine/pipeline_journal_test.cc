@@ -4,6 +4,9 @@
 // failing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "engine/pipeline_sql_fixture.h"
@@ -98,7 +101,9 @@ TEST_F(JournalTest, AFailedBestEffortWriteIsJournaledWithTheMessageAndItsAttribu
 }
 
 TEST_F(JournalTest, AJournaledMessageIsReplayedOnceItsTargetIsBackAndStoredOnce) {
-  auto p = Build({Store(), Extra()});
+  // No circuit: a replay that comes before the table would open it for its
+  // cool-down (30 s) and hold the replay back that long.
+  auto p = Build({Store(), Extra(10, /*circuit_threshold=*/0)});
   ASSERT_TRUE(p);
   p->StartReplay();
   for (const char* content : {"one", "two", "three"}) ASSERT_TRUE(p->Write(guest_, Msg(content)).status.ok());
@@ -193,6 +198,26 @@ TEST_F(JournalTest, AnEntryThatKeepsFailingIsParkedAfterItsAttemptsAndNotReplaye
   EXPECT_EQ(requeued, 1u);
   ASSERT_TRUE(Eventually([&] { return Entries().empty(); }));
   EXPECT_EQ(Stored(), 1);
+}
+
+TEST_F(JournalTest, AStageWithoutADatabaseIsJournaledInTheStoresDatabaseAndReplayedOnce) {
+  const auto down = std::filesystem::temp_directory_path() / (guest_ + ".down");
+  std::ofstream(down) << "down";
+  SqlStage remote{stage_, Policy::kBestEffort, {{"fail_while", down.string()}}, /*with_database=*/false};
+  auto p = Build({Store(), remote});
+  ASSERT_TRUE(p);
+  p->StartReplay();
+  auto out = p->Write(guest_, Msg("hello"));
+  ASSERT_TRUE(out.status.ok()) << out.status.ToString();
+  EXPECT_EQ(out.degraded, (std::vector<std::string>{stage_}));
+  ASSERT_EQ(Entries().size(), 1u);
+  EXPECT_EQ(Entries()[0].sequence, "7");
+  std::filesystem::remove(down);  // the target is back
+  ASSERT_TRUE(Eventually([&] { return Entries().empty(); }));
+  std::this_thread::sleep_for(1500ms);
+  const auto calls = Journal();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "memory write g hello replay"), 1)
+      << ::testing::PrintToString(calls);
 }
 
 }  // namespace
