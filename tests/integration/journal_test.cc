@@ -11,6 +11,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <sstream>
@@ -371,6 +372,50 @@ TEST(JournalTest, AnEntryThatNeverSucceedsIsParkedListedAndDroppedByTheOperator)
   EXPECT_EQ(dropped.exit_code, 0) << dropped.output;
   EXPECT_NE(dropped.output.find("dropped 3"), std::string::npos) << dropped.output;
   EXPECT_EQ(pg.Scalar("SELECT count(*) FROM stowage_journal WHERE guest_id = $1", "parked-1"), "0");
+}
+
+TEST(JournalTest, AStageSwitchedOffJournalsNothingKeepsItsEntriesAndReplaysThemWhenSwitchedOnAgain) {
+  ScratchDatabase db("journal_rollback");
+  ASSERT_TRUE(db.ok());
+  FakeProvider provider(Vertex());
+  provider.set_mode(FakeProvider::Mode::kErrorStatus, 503);
+  const std::string on = Pipeline(db.url(), provider, "");
+  const std::string off =
+      Pipeline(db.url(), provider, "", "enabled = false\ncircuit_threshold = 5\ncircuit_cooldown_ms = 1000\n");
+  auto server = StowagedProcess::FromText(on, Env());
+  ASSERT_TRUE(server->running());
+  PostgresProbe pg(db.url());
+  HttpClient client(server->port());
+  auto post = [&](const std::string& guest, int n) {
+    for (int i = 0; i < n; ++i) {
+      HttpResult r = client.Send("POST", "/v1/guest/chat/" + guest,
+                                 json::serialize(json::object{{"role", "user"}, {"content", "note " + std::to_string(i)}}));
+      ASSERT_EQ(r.status, 200) << r.body;
+    }
+  };
+  auto reload = [&](const std::string& text) {
+    std::ofstream(server->config(), std::ios::trunc) << text;
+    std::vector<std::pair<std::string, std::string>> auth{{"Authorization", std::string("Bearer ") + kToken}};
+    HttpResult r = HttpClient(server->port()).Send("POST", "/v1/admin/reload", "", "", auth);
+    ASSERT_EQ(r.status, 200) << r.body;
+  };
+  auto entries = [&] { return pg.Scalar("SELECT count(*) FROM stowage_journal WHERE stage = $1", "embeddings"); };
+
+  post("rollback-down-1", 10);  // the provider is down: journaled
+  EXPECT_EQ(entries(), "10");
+  EXPECT_EQ(HttpClient(server->port()).Send("GET", "/readyz").status, 200);  // best_effort: still ready
+
+  reload(off);  // the operator rolls embeddings back
+  provider.set_mode(FakeProvider::Mode::kOk);
+  post("rollback-off-1", 5);  // not embedded, not journaled
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_EQ(entries(), "10") << "a stage switched off is not replayed, and its entries are kept";
+  EXPECT_EQ(WithoutEmbedding(pg, "rollback"), 15);
+
+  reload(on);
+  EXPECT_TRUE(Within(15s, [&] { return entries() == "0"; })) << entries();
+  EXPECT_EQ(WithoutEmbedding(pg, "rollback-down"), 0);
+  EXPECT_EQ(WithoutEmbedding(pg, "rollback-off"), 5);  // never journaled: rolled back means off
 }
 
 }  // namespace
