@@ -207,6 +207,12 @@ TEST(JournalTest, MessagesStoredWhileTheEmbeddingProviderWasDownGetTheirEmbeddin
   // Within 30 s of the provider's return, every message has its embedding.
   auto drained = Within(30s, [&] { return WithoutEmbedding(pg, prefix) == 0; });
   const auto since_back = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - back);
+  if (!drained || since_back > 30s) {  // what the replay did, for the failure's reader
+    std::istringstream lines(server->log());
+    for (std::string line; std::getline(lines, line);)
+      if (line.find("journal") != std::string::npos || line.find("circuit") != std::string::npos)
+        std::cout << line << "\n";
+  }
   ASSERT_TRUE(drained) << WithoutEmbedding(pg, prefix) << " of the " << degraded
                        << " messages stored during the outage still lack an embedding";
   EXPECT_LE(since_back, 30s);

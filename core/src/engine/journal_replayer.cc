@@ -23,7 +23,7 @@ constexpr int kBatchesPerRound = 50;
 // Replays failing in a row that pause a stage's replay.
 constexpr int kFailuresToPause = 3;
 constexpr std::chrono::milliseconds kFirstPause{1000};
-constexpr std::chrono::milliseconds kLongestPause{30000};
+constexpr std::chrono::milliseconds kLongestPause{5000};
 
 // A write-like call of `s` in a replay: in `transactions` when the stage has
 // a database, as in a write otherwise.
@@ -32,6 +32,17 @@ WriteCall ReplayCall(const StageInstance& s, std::size_t index, CallRunner& runn
                      bool* lost) {
   if (s.database) return CallWithDatabase(s, index, transactions, request, attributes, op, lost);
   return CallWrite(runner, TargetOf(s), request, attributes, op);
+}
+
+// The stage's health(), an exception turned into a Status.
+Status HealthOf(stowage::Stage& stage, Deadline deadline) {
+  try {
+    return stage.health(deadline);
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("health() threw: ") + e.what());
+  } catch (...) {
+    return Status::Internal("health() threw a non-standard exception");
+  }
 }
 
 }  // namespace
@@ -141,6 +152,15 @@ void JournalReplayer::Replay(std::size_t index) {
   for (const auto& b : backlogs())
     if (b.stage == s.name()) pending = b.pending > 0;
   if (!pending) return;
+  // After failed replays, the stage must say it is healthy again first.
+  if (state.pause.count() > 0) {
+    Status health = HealthOf(*s.stage, Deadline::After(s.settings.timeout));
+    if (!health.ok()) {
+      state.pause = std::clamp(state.pause * 2, kFirstPause, kLongestPause);
+      state.paused_until = Clock::now() + state.pause;
+      return;
+    }
+  }
   // An open circuit lets a replay through as its probe once the cooldown
   // passed, as it lets a request through.
   if (s.breaker && !s.breaker->Allow()) return;
@@ -153,24 +173,27 @@ void JournalReplayer::Replay(std::size_t index) {
     std::vector<std::size_t> claimed(lanes, 0);
     std::vector<std::thread> helpers;
     for (std::size_t lane = 1; lane < lanes; ++lane)
-      helpers.emplace_back([&, lane] { claimed[lane] = ReplayBatch(index, &failures[lane]); });
-    claimed[0] = ReplayBatch(index, &failures[0]);
+      helpers.emplace_back([&, lane, lanes] { claimed[lane] = ReplayBatch(index, lane, lanes, &failures[lane]); });
+    claimed[0] = ReplayBatch(index, 0, lanes, &failures[0]);
     for (auto& helper : helpers) helper.join();
     const std::size_t total = std::accumulate(claimed.begin(), claimed.end(), std::size_t{0});
     const int worst = *std::max_element(failures.begin(), failures.end());
     if (total == 0 && round == 0) Unprobed(s);
-    if (worst >= kFailuresToPause || (worst > 0 && total < options_.batch * lanes)) {
+    // A lane that found a full batch has more to do; lanes hold guests of
+    // their own, so one may run dry before another.
+    const bool more = *std::max_element(claimed.begin(), claimed.end()) == options_.batch;
+    if (worst >= kFailuresToPause || (worst > 0 && !more)) {
       state.pause = std::clamp(state.pause * 2, kFirstPause, kLongestPause);
       state.paused_until = Clock::now() + state.pause;
       return;
     }
     state.pause = std::chrono::milliseconds(0);
-    if (total < options_.batch * lanes) return;
+    if (!more) return;
     if (s.breaker && s.breaker->state() != CircuitBreaker::State::kClosed) return;
   }
 }
 
-std::size_t JournalReplayer::ReplayBatch(std::size_t index, int* failures) {
+std::size_t JournalReplayer::ReplayBatch(std::size_t index, std::size_t lane, std::size_t lanes, int* failures) {
   const StageInstance& s = *pipeline_.stages()[index];
   journal::JournalStore& store = *s.journal;
   Transactions transactions;
@@ -182,7 +205,7 @@ std::size_t JournalReplayer::ReplayBatch(std::size_t index, int* failures) {
     return 0;
   }
   std::vector<journal::Entry> entries;
-  if (Status claimed = journal::JournalStore::ClaimDue(*connection, s.name(), options_.batch, &entries);
+  if (Status claimed = journal::JournalStore::ClaimDue(*connection, s.name(), options_.batch, lane, lanes, &entries);
       !claimed.ok()) {
     transactions.RollbackAll(Deadline::After(kSettleTimeout));
     s.logger->warn("could not read the journal (tried again in a second): " + claimed.ToString());

@@ -17,7 +17,11 @@
 //   tolerates (WriteContext::replay).
 // A failed replay is counted on the entry (parked after replay_max_attempts)
 // and due again after a backoff; three failures in a row stop the stage's
-// replay for a pause that doubles up to 30 s while the failures go on.
+// replay for a pause that doubles up to 5 s while the failures go on, and
+// after a pause the replay resumes only once the stage's health() is ok.
+// The lanes that run side by side each take the entries of their own
+// guests (a hash of the guest id), so one guest's entries are replayed
+// oldest first.
 // Replay calls count in the stage's metrics and circuit breaker like any
 // other call.
 #pragma once
@@ -71,10 +75,10 @@ class JournalReplayer {
   void Loop();
   void CountEntries();
   void Replay(std::size_t index);
-  // One transaction: up to `batch` entries of the stage at `index`. Returns
-  // the entries claimed; *failures counts the replays that failed in a row
-  // at the end of the batch.
-  std::size_t ReplayBatch(std::size_t index, int* failures);
+  // One transaction: up to `batch` entries of the stage at `index`, of the
+  // guests of lane `lane` of `lanes`. Returns the entries claimed;
+  // *failures counts the replays that failed in a row at the end of the batch.
+  std::size_t ReplayBatch(std::size_t index, std::size_t lane, std::size_t lanes, int* failures);
   bool stopping() const;
 
   const Pipeline& pipeline_;

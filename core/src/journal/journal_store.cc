@@ -49,6 +49,7 @@ constexpr const char* kInsert =
 constexpr const char* kClaimDue =
     "SELECT " STOWAGE_JOURNAL_COLUMNS
     " FROM stowage_journal WHERE stage = $1 AND parked_at IS NULL AND next_attempt_at <= now()"
+    " AND abs(hashtext(guest_id)::bigint) % $3::integer = $4::integer"
     " ORDER BY id LIMIT $2::integer FOR UPDATE SKIP LOCKED";
 
 // $1 stage ('' for all), $2 id (NULL for all), $3 parked only.
@@ -166,9 +167,12 @@ JournalStore::Statement JournalStore::Record(const std::string& stage, const std
 }
 
 Status JournalStore::ClaimDue(stowage::SqlSession& sql, const std::string& stage, std::size_t limit,
-                              std::vector<Entry>* out) {
+                              std::size_t lane, std::size_t lanes, std::vector<Entry>* out) {
   stowage::SqlResult result;
-  if (Status s = sql.execute(kClaimDue, {stage, std::to_string(limit)}, &result); !s.ok()) return s;
+  if (Status s = sql.execute(kClaimDue, {stage, std::to_string(limit), std::to_string(lanes), std::to_string(lane)},
+                             &result);
+      !s.ok())
+    return s;
   return ReadEntries(sql, result, out);
 }
 

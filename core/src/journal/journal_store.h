@@ -91,9 +91,11 @@ class JournalStore {
 
   // In the caller's transaction on `sql`: locks and returns up to `limit`
   // pending entries of `stage` that are due, oldest first, skipping those
-  // another transaction holds.
+  // another transaction holds. Only the guests of lane `lane` of `lanes`
+  // (by a hash of the guest id): replays running side by side in lanes of
+  // their own never take entries of one guest out of order.
   static stowage::Status ClaimDue(stowage::SqlSession& sql, const std::string& stage, std::size_t limit,
-                                  std::vector<Entry>* out);
+                                  std::size_t lane, std::size_t lanes, std::vector<Entry>* out);
   // In the caller's transaction: deletes the entries (replayed).
   static stowage::Status Done(stowage::SqlSession& sql, const std::vector<std::int64_t>& ids);
   // In the caller's transaction: counts a failed replay of the entry, due
