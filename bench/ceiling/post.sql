@@ -20,10 +20,10 @@ INSERT INTO usage_metrics AS u (user_id, tier, total_requests, cache_hits, cache
 WITH conversation AS ( INSERT INTO conversation_cache (platform, user_id, message_count) VALUES (:c_postgres_1, :guest, 1) ON CONFLICT (platform, user_id) DO UPDATE SET message_count = conversation_cache.message_count + 1, updated_at = now() RETURNING id, message_count - 1 AS seq) INSERT INTO message_cache (conversation_id, sequence, role, content, message_hash, "timestamp") SELECT id, seq, :c_postgres_3, :c_postgres_4, :c_postgres_5, CAST(:c_postgres_6 AS timestamptz) FROM conversation RETURNING id, conversation_id, sequence \gset
 \startpipeline
 SAVEPOINT stowage_stage_2;
-INSERT INTO cache_embeddings (conversation_id, message_id, embedding, embedding_model, embedding_dim, text_chunk, chunk_index) VALUES (:conversation_id::bigint, :id::bigint, :c_embeddings_3::jsonb, :c_embeddings_4::text, :c_embeddings_5::integer, :c_embeddings_6::text, :c_embeddings_7::integer);
+INSERT INTO cache_embeddings (conversation_id, message_id, embedding, embedding_model, embedding_dim, text_chunk, chunk_index) VALUES (:conversation_id::bigint, :id::bigint, :c_embeddings_3::jsonb, :c_embeddings_4::text, :c_embeddings_5::integer, :c_embeddings_6::text, :c_embeddings_7::integer) ON CONFLICT (message_id, chunk_index) DO NOTHING;
 \endpipeline
 \startpipeline
 SAVEPOINT stowage_stage_4;
-INSERT INTO cache_content_mapping (cache_type, cache_id, content_id, user_id, cache_backend, content_backend, is_synced) VALUES (:c_mapping_1, :id::bigint, :id::bigint, :guest, :c_mapping_5, :c_mapping_6, :c_mapping_7::boolean);
+INSERT INTO cache_content_mapping (cache_type, cache_id, content_id, user_id, cache_backend, content_backend, is_synced) VALUES (:c_mapping_1, :id::bigint, :id::bigint, :guest, :c_mapping_5, :c_mapping_6, :c_mapping_7::boolean) ON CONFLICT (cache_type, cache_id) DO NOTHING;
 \endpipeline
 COMMIT;
