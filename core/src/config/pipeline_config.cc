@@ -254,7 +254,8 @@ const std::vector<std::string> kServerKeys = {"listen",          "io_threads",  
                                               "admin_token_env", "admin_listen",      "startup_timeout_ms"};
 const std::vector<std::string> kLogKeys = {"level"};
 const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error"};
-const std::vector<std::string> kDatabaseKeys = {"name", "url", "pool_size", "connect_timeout_ms"};
+const std::vector<std::string> kDatabaseKeys = {"name", "url", "pool_size", "connect_timeout_ms",
+                                                "prepared_statements"};
 const std::vector<std::string> kStageKeys = {"name",
                                              "plugin",
                                              "policy",
@@ -649,6 +650,8 @@ class Parser {
         if (auto v = Integer(value, key, 1, std::numeric_limits<std::int64_t>::max() / 1000000)) {
           database.connect_timeout = std::chrono::milliseconds(*v);
         }
+      } else if (name == "prepared_statements") {
+        if (auto v = Boolean(value, key)) database.prepared_statements = *v;
       } else {
         Error(k.source(), key, UnknownKeyMessage(name, kDatabaseKeys, false));
       }
@@ -974,7 +977,7 @@ bool SameSettings(const StageSettings& a, const StageSettings& b) {
 
 bool SameSettings(const DatabaseSettings& a, const DatabaseSettings& b) {
   return a.name == b.name && a.url == b.url && a.pool_size == b.pool_size &&
-         a.connect_timeout == b.connect_timeout;
+         a.connect_timeout == b.connect_timeout && a.prepared_statements == b.prepared_statements;
 }
 
 std::string SuggestKey(const std::string& unknown, const std::vector<std::string>& known) {

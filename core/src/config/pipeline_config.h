@@ -80,6 +80,12 @@ struct DatabaseSettings {
   std::string url;     // libpq URL, e.g. postgresql://user@host:5432/db
   int pool_size = 16;  // connections kept open at most
   std::chrono::milliseconds connect_timeout{2000};
+  // true: a statement with parameters or rows is prepared once per
+  // connection under a name (s1, s2, ...) and reused. false: every statement
+  // is sent unnamed (parse, bind and execute each time), so that nothing
+  // depends on a server-side prepared statement outliving its transaction,
+  // as behind pgbouncer in transaction pooling mode.
+  bool prepared_statements = true;
   SourceLocation where;  // the [[database]] header
 };
 

@@ -711,6 +711,54 @@ connect_timeout_ms = "soon"
       "pipeline.toml:5:22: database[main].connect_timeout_ms: expected an integer, got string \"soon\"");
 }
 
+TEST(PipelineConfigDatabaseTest, PreparedStatementsDefaultsToTrueAndIsABoolean) {
+  constexpr std::string_view kText = R"([[database]]
+name = "main"
+url = "postgresql://a@h/d"
+
+[[database]]
+name = "pooled"
+url = "postgresql://a@h:6432/d"
+prepared_statements = false
+
+[[database]]
+name = "from-env"
+url = "postgresql://a@h:6432/d"
+prepared_statements = "${PREPARED:-true}"
+)";
+  LoadResult result = Parse(WithStage(kText), {{"PREPARED", "false"}});
+  ASSERT_TRUE(result.config.has_value()) << FormatErrors(result.errors);
+  const auto& databases = result.config->databases;
+  ASSERT_EQ(databases.size(), 3u);
+  EXPECT_TRUE(databases[0].prepared_statements);
+  EXPECT_FALSE(databases[1].prepared_statements);
+  EXPECT_FALSE(databases[2].prepared_statements);
+
+  // A change of the key is a change of the database's settings (a reload
+  // opens new connections), where it was written is not.
+  DatabaseSettings moved = databases[0];
+  moved.where.line += 3;
+  EXPECT_TRUE(SameSettings(databases[0], moved));
+  moved.prepared_statements = false;
+  EXPECT_FALSE(SameSettings(databases[0], moved));
+
+  ConfigError bad = OnlyError(Parse(WithStage(R"([[database]]
+name = "main"
+url = "postgresql://a@h/d"
+prepared_statements = 0
+)")));
+  EXPECT_EQ(bad.ToString(),
+            "pipeline.toml:4:23: database[main].prepared_statements: expected a boolean, got integer 0");
+  bad = OnlyError(Parse(WithStage(R"([[database]]
+name = "main"
+url = "postgresql://a@h/d"
+prepared_statement = false
+)")));
+  EXPECT_EQ(bad.ToString(),
+            "pipeline.toml:4:1: database[main].prepared_statement: unknown key; did you mean "
+            "'prepared_statements'?");
+}
+
 TEST(PipelineConfigDatabaseTest, MalformedUrlIsRefusedWithoutShowingThePassword) {
   constexpr std::string_view kText = R"([[database]]
 name = "main"

@@ -12,8 +12,17 @@
 namespace stowage::database {
 namespace {
 
-void ForwardNotice(void* arg, const char* message) {
-  std::string text(message);
+// Logs a notice of level WARNING or INFO (INFO always reaches the client).
+// The server sends no lower level (the connection asks for
+// client_min_messages=warning) unless that startup option was dropped on
+// the way (pgbouncer's ignore_startup_parameters): those are left out here.
+void ForwardNotice(void* arg, const PGresult* notice) {
+  const char* severity = PQresultErrorField(notice, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (severity != nullptr) {
+    const std::string_view level(severity);
+    if (level == "NOTICE" || level == "LOG" || level == "DEBUG") return;
+  }
+  std::string text(PQresultErrorMessage(notice));
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   static_cast<stowage::Logger*>(arg)->warn("server notice: " + text);
 }
@@ -91,12 +100,14 @@ bool HoldsSeveralStatements(std::string_view statement) {
 }
 
 PgConnection::PgConnection(const Endpoint& endpoint, const Target& target, CancelWatchdog& watchdog,
-                           stowage::Logger& log, std::atomic<std::uint64_t>* round_trips)
+                           stowage::Logger& log, std::atomic<std::uint64_t>* round_trips,
+                           bool named_statements)
     : target_(target),
       watchdog_(watchdog),
       session_(soci::postgresql, endpoint.conninfo),
-      total_round_trips_(round_trips) {
-  PQsetNoticeProcessor(native(), ForwardNotice, &log);
+      total_round_trips_(round_trips),
+      named_statements_(named_statements) {
+  PQsetNoticeReceiver(native(), ForwardNotice, &log);
   cancel_ = PQgetCancel(native());
 }
 
@@ -184,6 +195,12 @@ PgConnection::Ran PgConnection::RunAlone(const std::string& text, bool simple,
     ran.result.reset(PQexec(conn, text.c_str()));
     return ran;
   }
+  if (!named_statements_) {
+    CountRoundTrip();
+    ran.result.reset(PQexecParams(conn, text.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
+                                  nullptr, nullptr, 0));
+    return ran;
+  }
   auto it = prepared_.find(text);
   if (it == prepared_.end()) {
     std::string name = "s" + std::to_string(next_statement_);
@@ -229,6 +246,9 @@ stowage::Status PgConnection::RunPipeline(const std::string* text, bool simple,
   if (sent && text != nullptr) {
     if (simple) {
       sent = PQsendQueryParams(conn, text->c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+    } else if (!named_statements_) {
+      sent = PQsendQueryParams(conn, text->c_str(), static_cast<int>(values.size()), nullptr, values.data(),
+                               nullptr, nullptr, 0) == 1;
     } else {
       auto it = prepared_.find(*text);
       if (it == prepared_.end()) {

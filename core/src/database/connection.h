@@ -29,9 +29,10 @@ class PgConnection final : public Connection {
   // Connects with the endpoint's connection string. Throws soci::soci_error
   // whose text holds libpq's reason. `target`, `watchdog`, `log` and
   // `round_trips` (when given: every round trip adds one to it too) must
-  // outlive the connection; server notices go to `log`.
+  // outlive the connection; server notices go to `log`. With
+  // `named_statements` false, nothing is prepared under a name: see execute().
   PgConnection(const Endpoint& endpoint, const Target& target, CancelWatchdog& watchdog, stowage::Logger& log,
-               std::atomic<std::uint64_t>* round_trips = nullptr);
+               std::atomic<std::uint64_t>* round_trips = nullptr, bool named_statements = true);
   ~PgConnection() override;
   PgConnection(const PgConnection&) = delete;
   PgConnection& operator=(const PgConnection&) = delete;
@@ -46,6 +47,12 @@ class PgConnection final : public Connection {
   // parameterless one of the simple kind as an unnamed statement). Text
   // holding several statements cannot join a pipeline: the commands go in
   // a round trip of their own before it. The deadline covers the whole.
+  //
+  // Without named statements ([[database]] prepared_statements = false),
+  // what would be prepared is sent as the unnamed statement instead (parse,
+  // bind, describe and execute in one message group, PQexecParams or, in a
+  // pipeline, PQsendQueryParams): no server-side state outlives the
+  // statement, at the cost of parsing and planning it every time.
   stowage::Status execute(std::string_view statement, const std::vector<stowage::SqlValue>& params,
                           stowage::SqlResult* result = nullptr) noexcept override;
   const std::string& database() const noexcept override { return target_.name; }
@@ -66,7 +73,8 @@ class PgConnection final : public Connection {
   // libpq's view of the transaction (PQTRANS_IDLE outside one).
   PGTransactionStatusType TransactionStatus() const noexcept;
 
-  // The number of statements prepared on this connection.
+  // The number of named statements prepared on this connection (always 0
+  // without named statements).
   std::size_t prepared() const noexcept { return prepared_.size(); }
 
   soci::session& session() noexcept { return session_; }
@@ -110,6 +118,7 @@ class PgConnection final : public Connection {
   DeferredId next_deferred_ = 1;
   std::uint64_t round_trips_ = 0;
   std::atomic<std::uint64_t>* total_round_trips_;  // may be null
+  const bool named_statements_;  // [[database]] prepared_statements
 };
 
 // Whether `statement`, run without parameters, goes through PQexec rather

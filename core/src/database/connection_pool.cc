@@ -9,6 +9,7 @@ namespace stowage::database {
 ConnectionPool::ConnectionPool(const config::DatabaseSettings& settings, std::shared_ptr<stowage::Logger> log)
     : size_(settings.pool_size < 1 ? 1 : static_cast<std::size_t>(settings.pool_size)),
       connect_timeout_(settings.connect_timeout),
+      named_statements_(settings.prepared_statements),
       log_(std::move(log)) {
   target_.name = settings.name;
   try {
@@ -62,7 +63,8 @@ PostgresDatabase::Acquired ConnectionPool::Acquire(stowage::Deadline deadline) {
   ++open_;
   lock.unlock();
   try {
-    auto connection = std::make_unique<PgConnection>(*endpoint_, target_, watchdog_, *log_, &round_trips_);
+    auto connection = std::make_unique<PgConnection>(*endpoint_, target_, watchdog_, *log_, &round_trips_,
+                                                   named_statements_);
     return {stowage::Status::Ok(), Lease(shared_from_this(), std::move(connection))};
   } catch (const std::exception& e) {
     {

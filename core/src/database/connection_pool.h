@@ -54,6 +54,7 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
   Target target_;
   const std::size_t size_;
   const std::chrono::milliseconds connect_timeout_;
+  const bool named_statements_;  // [[database]] prepared_statements
   std::shared_ptr<stowage::Logger> log_;
   CancelWatchdog watchdog_;  // outlives the connections below
   std::atomic<std::uint64_t> round_trips_{0};

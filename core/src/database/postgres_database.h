@@ -5,7 +5,9 @@
 // pool_size, and replaced when broken (never reused after an I/O error). A
 // statement runs through libpq's extended protocol on the session's own
 // connection, with text parameters and text results, prepared once per
-// connection (by its text) and kept as long as the connection. Commands
+// connection (by its text) and kept as long as the connection, or, with
+// prepared_statements = false (behind pgbouncer's transaction pooling), sent
+// as the unnamed statement every time. Commands
 // deferred on a connection (the engine's BEGIN and SAVEPOINTs) are sent with
 // the next statement in one libpq pipeline: one round trip for all of them.
 #pragma once

@@ -282,6 +282,58 @@ TEST_F(PostgresDatabaseTest, DeferredCommandsTravelWithTheNextStatement) {
   EXPECT_FALSE(lease->broken());
 }
 
+// [[database]] prepared_statements = false (for pgbouncer's transaction
+// pooling; tests/integration/pgbouncer_test.cc runs it behind one): the same
+// results and round trips, the unnamed statement every time, no name kept.
+TEST_F(PostgresDatabaseTest, WithoutPreparedStatementsNothingIsPreparedUnderAName) {
+  config::DatabaseSettings settings = Settings(url_);
+  settings.prepared_statements = false;
+  PostgresDatabase unnamed(settings, log_);
+  auto acquired = unnamed.Acquire(Soon());
+  ASSERT_TRUE(acquired.status.ok()) << acquired.status.ToString();
+  Lease& lease = acquired.lease;
+  lease->set_deadline(Soon());
+  ASSERT_TRUE(lease->execute("CREATE TEMP TABLE unnamed (id int PRIMARY KEY, who text)", {}).ok());
+  const std::string insert = "INSERT INTO unnamed VALUES ($1::int, $2) RETURNING id, who";
+  const std::uint64_t before = lease->round_trips();
+
+  // Alone: one round trip each, the first time as the next.
+  SqlResult result;
+  for (int id : {1, 2}) {
+    Status status = lease->execute(insert, {std::to_string(id), std::string("alone")}, &result);
+    ASSERT_TRUE(status.ok()) << status.ToString();
+    EXPECT_EQ(result.columns, (std::vector<std::string>{"id", "who"}));
+    EXPECT_EQ(result.value(0, 0), SqlValue(std::to_string(id)));
+    EXPECT_EQ(result.affected, 1u);
+  }
+  EXPECT_EQ(lease->round_trips() - before, 2u);
+
+  // In a pipeline, as the engine sends a message: (BEGIN, SAVEPOINT,
+  // INSERT), (SAVEPOINT, INSERT), (deferred INSERT, COMMIT).
+  const DeferredId begin = lease->Defer("BEGIN");
+  lease->Defer("SAVEPOINT stage_1");
+  ASSERT_TRUE(lease->execute(insert, {std::string("3"), std::string("piped")}, &result).ok());
+  EXPECT_EQ(result.value(0, 1), SqlValue("piped"));
+  EXPECT_EQ(lease->deferred_state(begin), DeferredState::kRan);
+  lease->Defer("SAVEPOINT stage_2");
+  ASSERT_TRUE(lease->execute(insert, {std::string("4"), std::string("piped")}).ok());
+  const DeferredId key = lease->Defer("INSERT INTO unnamed VALUES ($1::int, $2)", {std::string("5"), std::string("key")});
+  ASSERT_TRUE(lease->execute("COMMIT", {}).ok());
+  EXPECT_EQ(lease->deferred_state(key), DeferredState::kRan);
+  EXPECT_EQ(lease->round_trips() - before, 5u);
+
+  // A failure is reported as with prepared statements, and the connection goes on.
+  Status duplicate = lease->execute(insert, {std::string("1"), std::string("again")});
+  EXPECT_EQ(duplicate.code(), StatusCode::kConflict) << duplicate.ToString();
+  ASSERT_TRUE(lease->execute("SELECT count(*) FROM unnamed WHERE id > $1::int", {std::string("0")}, &result).ok());
+  EXPECT_EQ(result.value(0, 0), SqlValue("5"));
+  EXPECT_EQ(Pg(lease).prepared(), 0u);
+  SqlResult named;
+  ASSERT_TRUE(lease->execute("SELECT count(*) FROM pg_prepared_statements", {}, &named).ok());
+  EXPECT_EQ(named.value(0, 0), SqlValue("0"));
+  EXPECT_FALSE(lease->broken());
+}
+
 TEST_F(PostgresDatabaseTest, BeginSavepointStatementSavepointStatementCommitTakeThreeRoundTrips) {
   Lease lease = Take();
   ASSERT_TRUE(lease);
