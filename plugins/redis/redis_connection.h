@@ -1,5 +1,7 @@
 // RedisConnection: one blocking hiredis connection, ready for commands
-// (authenticated, database selected).
+// (authenticated, database selected). Over rediss:// the socket carries TLS
+// (OpenSSL) and hiredis only encodes and decodes the protocol (redisReader);
+// redis:// and unix:// use hiredis's own I/O, unchanged.
 #pragma once
 
 #include <chrono>
@@ -7,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "redis_tls.h"
 #include "redis_url.h"
 #include "stowage/status.h"
 
@@ -25,17 +28,20 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 // Not thread-safe: one user at a time (RedisPool hands it out).
 class RedisConnection {
  public:
-  // Connects to `url`, then sends AUTH and SELECT as the url asks, each step
-  // bounded by `timeout`. On failure returns a non-ok Status naming the
-  // address (never the password) and leaves *out empty.
+  // Connects to `url`, then (rediss://) makes the TLS handshake with `tls`,
+  // verifying the server's certificate and host name, then sends AUTH and
+  // SELECT as the url asks, each step bounded by `timeout`. On failure
+  // returns a non-ok Status naming the address (never the password) and
+  // leaves *out empty. `tls` is required for a rediss:// url, unused otherwise.
   static Status Open(const RedisUrl& url, std::chrono::milliseconds timeout,
-                     std::unique_ptr<RedisConnection>* out);
+                     std::unique_ptr<RedisConnection>* out, const TlsContext* tls = nullptr);
 
   ~RedisConnection();
   RedisConnection(const RedisConnection&) = delete;
   RedisConnection& operator=(const RedisConnection&) = delete;
 
-  // Sends `argv` and waits at most `timeout` (at least 1 ms) for the reply.
+  // Sends `argv` and waits at most `timeout` (at least 1 ms) for the reply
+  // (over TLS: for the whole exchange, sending included).
   // The socket's timeout is set only when it differs from the last one (two
   // system calls saved per command), and SIGPIPE is blocked around the write
   // only when the process does not ignore it (stowaged does).
@@ -54,13 +60,20 @@ class RedisConnection {
   bool LooksAlive() const noexcept;
 
  private:
+  struct Tls;  // the TLS session and the protocol reader of a rediss:// connection
+
   RedisConnection(redisContext* context, std::string address);
+  Status TlsCommand(const std::vector<std::string_view>& argv, std::chrono::milliseconds timeout,
+                    bool deadline_bound, ReplyPtr* reply);
+  bool TlsLooksAlive() const noexcept;
+  Status TimedOut(const std::string& name, std::chrono::milliseconds timeout, bool deadline_bound) const;
 
   redisContext* context_;
   std::string address_;
   bool broken_ = false;
   std::chrono::milliseconds socket_timeout_{-1};  // the one set last; -1: none yet
   bool sigpipe_ignored_ = false;                  // by the process, when the connection opened
+  std::unique_ptr<Tls> tls_;                      // rediss:// only; null for redis:// and unix://
 };
 
 }  // namespace stowage::redis

@@ -87,7 +87,8 @@ Status RedisPool::Acquire(Deadline deadline, Lease* lease) {
       remaining.count() <= 0
           ? Status::DeadlineExceeded("the request's deadline passed before connecting to Redis at " +
                                      url_.Address())
-          : RedisConnection::Open(url_, std::min(remaining, options_.connect_timeout), &connection);
+          : RedisConnection::Open(url_, std::min(remaining, options_.connect_timeout), &connection,
+                                  options_.tls.get());
   if (!status.ok()) {
     std::lock_guard lock(mu_);
     --open_;

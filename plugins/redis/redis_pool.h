@@ -21,6 +21,8 @@ struct PoolOptions {
   std::size_t size = 8;
   std::chrono::milliseconds connect_timeout{1000};
   std::chrono::milliseconds command_timeout{1000};
+  // Certificates for a rediss:// url (required then); null for redis:// and unix://.
+  std::shared_ptr<const TlsContext> tls;
 };
 
 // Thread-safe. Connections are opened lazily (constructing a pool never

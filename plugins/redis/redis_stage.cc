@@ -17,6 +17,11 @@ std::int64_t InRange(const StageConfig& config, const std::string& key, std::int
   return value;
 }
 
+// A key added with TLS: the host fills in its default, but a config built
+// by hand before it existed (tools, tests) may lack it.
+std::string StringOrEmpty(const StageConfig& config, const std::string& key) {
+  return config.values().count(key) != 0 ? config.string(key) : std::string();
+}
 
 }  // namespace
 
@@ -24,8 +29,17 @@ ConfigSchema RedisStage::config_schema() {
   return ConfigSchema()
       .required(
           "url", ConfigType::kString,
-          "where Redis listens: redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket[?db=N]")
+          "where Redis listens: redis://[[user]:password@]host[:port][/db], rediss://... for TLS, or "
+          "unix:///path/to/socket[?db=N]")
       .secret()
+      .optional("ca_file", std::string(""),
+                "rediss:// only: PEM file of the CA(s) that Redis's certificate must chain to; empty: the "
+                "system's trusted certificates. The certificate must also name the url's host")
+      .optional("cert_file", std::string(""),
+                "rediss:// only: PEM client certificate (chain) for a Redis that asks for one "
+                "(tls-auth-clients); needs key_file")
+      .optional("key_file", std::string(""),
+                "rediss:// only: unencrypted PEM private key of cert_file; needs cert_file")
       .optional("key_prefix", std::string("guest:"),
                 "each guest's key is key_prefix followed by the guest id; its version record is "
                 "key_prefix{key}:version")
@@ -54,6 +68,20 @@ ChatStoreOptions RedisStage::OptionsFromConfig(const StageConfig& config) {
   options.pool.connect_timeout = std::chrono::milliseconds(InRange(config, "connect_timeout_ms", 1, 600000));
   options.pool.command_timeout = std::chrono::milliseconds(InRange(config, "command_timeout_ms", 1, 600000));
   options.change_lifetime = std::chrono::milliseconds(InRange(config, "change_lifetime_ms", 1000, 3600000));
+  TlsOptions tls;
+  tls.ca_file = StringOrEmpty(config, "ca_file");
+  tls.cert_file = StringOrEmpty(config, "cert_file");
+  tls.key_file = StringOrEmpty(config, "key_file");
+  if (options.url.tls) {
+    options.pool.tls = TlsContext::Create(tls);
+  } else {
+    for (const char* key : {"ca_file", "cert_file", "key_file"}) {
+      if (!StringOrEmpty(config, key).empty())
+        throw std::invalid_argument(std::string("stage[redis].config.") + key +
+                                    " is set but url is not rediss://; use a rediss:// url for TLS, or remove " +
+                                    key);
+    }
+  }
   return options;
 }
 

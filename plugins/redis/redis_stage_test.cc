@@ -1007,7 +1007,10 @@ TEST(RedisStageConfigTest, SchemaDeclaresTheKeysWithTheirDefaults) {
                                                  {"pool_size", std::int64_t{8}},
                                                  {"connect_timeout_ms", std::int64_t{1000}},
                                                  {"command_timeout_ms", std::int64_t{1000}},
-                                                 {"change_lifetime_ms", std::int64_t{30000}}};
+                                                 {"change_lifetime_ms", std::int64_t{30000}},
+                                                 {"ca_file", std::string("")},
+                                                 {"cert_file", std::string("")},
+                                                 {"key_file", std::string("")}};
   for (const auto& [name, value] : expected) {
     const ConfigKey* key = schema.find(name);
     ASSERT_NE(key, nullptr) << name;

@@ -8,7 +8,8 @@ namespace stowage::redis {
 namespace {
 
 constexpr std::string_view kExpectedForms =
-    "expected redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket[?db=N]";
+    "expected redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or "
+    "unix:///path/to/socket[?db=N]";
 
 [[noreturn]] void Fail(std::string_view url, std::string_view why) {
   throw std::invalid_argument("stage[redis].config.url '" + RedactRedisUrl(url) +
@@ -72,8 +73,9 @@ RedisUrl ParseUnix(std::string_view url, std::string_view rest) {
   return parsed;
 }
 
-RedisUrl ParseTcp(std::string_view url, std::string_view rest) {
+RedisUrl ParseTcp(std::string_view url, std::string_view rest, bool tls) {
   RedisUrl parsed;
+  parsed.tls = tls;
   std::string_view authority = rest.substr(0, rest.find('/'));
   std::string_view path = rest.substr(authority.size());
   if (auto at = authority.rfind('@'); at != std::string_view::npos) {
@@ -113,7 +115,7 @@ RedisUrl ParseTcp(std::string_view url, std::string_view rest) {
   if (!path.empty()) {
     std::string_view db_text = path.substr(1);
     if (db_text.find('?') != std::string_view::npos)
-      Fail(url, "query parameters are not supported for redis://");
+      Fail(url, "query parameters are not supported for redis:// and rediss://");
     if (!db_text.empty() && !ParseNumber(db_text, 0, 1 << 20, &parsed.db))
       Fail(url, "the database after '/' must be a non-negative integer, not '" + std::string(db_text) + "'");
   }
@@ -130,12 +132,10 @@ std::string RedisUrl::Address() const {
 
 RedisUrl ParseRedisUrl(std::string_view url) {
   constexpr std::string_view kRedis = "redis://", kUnix = "unix://", kTls = "rediss://";
-  if (url.substr(0, kRedis.size()) == kRedis) return ParseTcp(url, url.substr(kRedis.size()));
+  if (url.substr(0, kRedis.size()) == kRedis) return ParseTcp(url, url.substr(kRedis.size()), false);
+  if (url.substr(0, kTls.size()) == kTls) return ParseTcp(url, url.substr(kTls.size()), true);
   if (url.substr(0, kUnix.size()) == kUnix) return ParseUnix(url, url.substr(kUnix.size()));
-  if (url.substr(0, kTls.size()) == kTls)
-    Fail(url,
-         "TLS (rediss://) is not supported by this stage; reach Redis over a local socket or a TLS tunnel");
-  Fail(url, "it must start with redis:// or unix://");
+  Fail(url, "it must start with redis://, rediss:// or unix://");
 }
 
 std::string RedactRedisUrl(std::string_view url) {

@@ -8,12 +8,14 @@ namespace stowage::redis {
 
 // A parsed `url` value. Accepted forms:
 //   redis://[[user]:password@]host[:port][/db]   (port 6379 and db 0 by default)
+//   rediss://[[user]:password@]host[:port][/db]  (the same over TLS)
 //   unix:///path/to/socket[?db=N]
 // User and password may be percent-encoded (e.g. "%40" for '@').
 struct RedisUrl {
   enum class Kind { kTcp, kUnix };
 
   Kind kind = Kind::kTcp;
+  bool tls = false;         // kTcp: rediss://
   std::string host;         // kTcp: a name or an address, without IPv6 brackets
   int port = 6379;          // kTcp
   std::string socket_path;  // kUnix

@@ -68,11 +68,27 @@ TEST(RedisUrlTest, UnixSocket) {
   EXPECT_EQ(ParseRedisUrl("unix:///tmp/r.sock").db, 0);
 }
 
+TEST(RedisUrlTest, Tls) {
+  RedisUrl url = ParseRedisUrl("rediss://default:s%40cret@eu1-x.upstash.io:6379/2");
+  EXPECT_EQ(url.kind, RedisUrl::Kind::kTcp);
+  EXPECT_TRUE(url.tls);
+  EXPECT_EQ(url.host, "eu1-x.upstash.io");
+  EXPECT_EQ(url.port, 6379);
+  EXPECT_EQ(url.user, "default");
+  EXPECT_EQ(url.password, "s@cret");
+  EXPECT_EQ(url.db, 2);
+  EXPECT_EQ(url.Address(), "eu1-x.upstash.io:6379");
+  EXPECT_EQ(ParseRedisUrl("rediss://h").port, 6379);
+  EXPECT_FALSE(ParseRedisUrl("redis://h").tls);
+  EXPECT_EQ(RedactRedisUrl("rediss://default:pw@h:1/0"), "rediss://default:***@h:1/0");
+}
+
 TEST(RedisUrlTest, RefusesBadForms) {
   for (const char* bad : {"", "localhost:6379", "http://localhost", "redis://",
                           "redis://host:", "redis://host:0", "redis://host:70000", "redis://host:port",
                           "redis://host/x", "redis://host/-1", "redis://[::1", "unix://relative.sock",
-                          "unix:///tmp/r.sock?db=x", "unix:///tmp/r.sock?timeout=3", "rediss://host:6379"}) {
+                          "unix:///tmp/r.sock?db=x", "unix:///tmp/r.sock?timeout=3", "rediss://",
+                          "rediss://host:0", "rediss://host/x"}) {
     std::string refusal = RefusalOf(bad);
     EXPECT_NE(refusal, "") << bad << " was accepted";
     EXPECT_NE(refusal.find("'" + std::string(bad) + "'"), std::string::npos) << refusal;
@@ -89,7 +105,7 @@ TEST(RedisUrlTest, RefusesUserInfoWithoutAColon) {
 
 TEST(RedisUrlTest, RefusalNeverShowsThePassword) {
   for (const char* bad : {"redis://:hunter2@host:notaport", "redis://admin:hunter2@host/x",
-                          "redis://:hunt/er2@host:1", "rediss://:hunter2@host"}) {
+                          "redis://:hunt/er2@host:1", "rediss://:hunter2@host:x"}) {
     std::string refusal = RefusalOf(bad);
     ASSERT_NE(refusal, "") << bad << " was accepted";
     EXPECT_EQ(refusal.find("hunter2"), std::string::npos) << refusal;
