@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <exception>
 #include <numeric>
+#include <set>
 
 #include "engine/stage_calls.h"
 #include "engine/transaction.h"
@@ -219,8 +220,12 @@ std::size_t JournalReplayer::ReplayBatch(std::size_t index, std::size_t lane, st
 
   std::uint64_t replayed = 0;
   std::vector<std::int64_t> done;
+  // A guest whose entry failed keeps its later entries for a later round,
+  // so that a guest's entries are stored oldest first.
+  std::set<std::string> held_back;
   for (const journal::Entry& entry : entries) {
     if (stopping()) break;
+    if (held_back.count(entry.guest_id)) continue;
     auto request = std::make_shared<const Request>(Request{entry.guest_id, entry.message, true});
     bool lost = false;
     const auto began = Clock::now();
@@ -248,6 +253,7 @@ std::size_t JournalReplayer::ReplayBatch(std::size_t index, std::size_t lane, st
       noted = journal::JournalStore::Failed(*connection, entry.id, call.status.ToString(),
                                             s.settings.replay_max_attempts, &parked);
       ++*failures;
+      held_back.insert(entry.guest_id);
       if (parked) {
         s.logger->warn("parked journal entry " + std::to_string(entry.id) + " (guest " + entry.guest_id + ") after " +
                        std::to_string(s.settings.replay_max_attempts) + " failed replays: " +

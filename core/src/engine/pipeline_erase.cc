@@ -13,6 +13,7 @@
 
 #include "engine/pipeline.h"
 #include "engine/stage_calls.h"
+#include "journal/journal_store.h"
 
 namespace stowage::engine {
 
@@ -104,6 +105,19 @@ EraseOutcome Pipeline::Erase(const std::string& guest_id) {
       continue;
     }
     failed(s, std::move(status), "erase");
+  }
+  // The guest's journal entries (its messages' content) go with the erase.
+  for (const auto& journal : journals_) {
+    if (!journal->ready()) continue;  // no table yet: no entries
+    auto erase = journal::JournalStore::EraseGuest(guest_id);
+    Status queued = transactions.AddToCommit(journal->database(), Deadline::After(kSettleTimeout),
+                                             std::move(erase.text), std::move(erase.params));
+    if (!queued.ok() && outcome.status.ok()) {
+      outcome.status = Status::Unavailable("the journal entries of guest " + guest_id + " in database '" +
+                                           journal->database().name() + "' could not be erased: " +
+                                           queued.message() + "; retry the DELETE");
+      outcome.failed_stage = journal->database().name();
+    }
   }
   CommitResult committed = transactions.CommitAll(Deadline::After(kSettleTimeout));
   for (std::size_t i = 0; i < stages_.size(); ++i) {

@@ -200,6 +200,20 @@ TEST_F(JournalTest, AnEntryThatKeepsFailingIsParkedAfterItsAttemptsAndNotReplaye
   EXPECT_EQ(Stored(), 1);
 }
 
+TEST_F(JournalTest, ErasingAGuestErasesItsJournalEntries) {
+  auto p = Build({{"store", Policy::kRequired, Insert("store", {{"erase_sql", std::string(
+                                                                   "DELETE FROM engine_sql_rows WHERE guest = $1")}})},
+                  Extra(10, /*circuit_threshold=*/0)});
+  ASSERT_TRUE(p);
+  p->StartReplay();
+  ASSERT_TRUE(p->Write(guest_, Msg("secret")).status.ok());
+  ASSERT_EQ(Entries().size(), 1u);
+  auto erased = p->Erase(guest_);
+  ASSERT_TRUE(erased.status.ok()) << erased.status.ToString();
+  EXPECT_TRUE(Entries().empty()) << "the erased guest's message stays in the journal";
+  EXPECT_TRUE(Rows().empty());
+}
+
 TEST_F(JournalTest, AStageWithoutADatabaseIsJournaledInTheStoresDatabaseAndReplayedOnce) {
   const auto down = std::filesystem::temp_directory_path() / (guest_ + ".down");
   std::ofstream(down) << "down";

@@ -31,6 +31,9 @@ CREATE TABLE stowage_journal (
 );
 CREATE INDEX stowage_journal_pending ON stowage_journal (stage, id) WHERE parked_at IS NULL;
 )sql"},
+      {2, "index stowage_journal by guest, for erasing a guest", R"sql(
+CREATE INDEX stowage_journal_guest ON stowage_journal (guest_id);
+)sql"},
   };
   return migrations;
 }
@@ -48,8 +51,11 @@ constexpr const char* kInsert =
 
 constexpr const char* kClaimDue =
     "SELECT " STOWAGE_JOURNAL_COLUMNS
-    " FROM stowage_journal WHERE stage = $1 AND parked_at IS NULL AND next_attempt_at <= now()"
+    " FROM stowage_journal j WHERE stage = $1 AND parked_at IS NULL AND next_attempt_at <= now()"
     " AND abs(hashtext(guest_id)::bigint) % $3::integer = $4::integer"
+    // Not before an older entry of the guest that waits for its backoff.
+    " AND NOT EXISTS (SELECT 1 FROM stowage_journal o WHERE o.guest_id = j.guest_id AND o.stage = j.stage"
+    " AND o.id < j.id AND o.parked_at IS NULL AND o.next_attempt_at > now())"
     " ORDER BY id LIMIT $2::integer FOR UPDATE SKIP LOCKED";
 
 // $1 stage ('' for all), $2 id (NULL for all), $3 parked only.
@@ -164,6 +170,10 @@ JournalStore::Statement JournalStore::Record(const std::string& stage, const std
                                              const std::string& reason) {
   return {kInsert,
           {stage, guest_id, message.role, message.content, message.timestamp, AttributesJson(attributes), reason}};
+}
+
+JournalStore::Statement JournalStore::EraseGuest(const std::string& guest_id) {
+  return {"DELETE FROM stowage_journal WHERE guest_id = $1", {guest_id}};
 }
 
 Status JournalStore::ClaimDue(stowage::SqlSession& sql, const std::string& stage, std::size_t limit,

@@ -89,9 +89,14 @@ class JournalStore {
   static Statement Record(const std::string& stage, const std::string& guest_id, const stowage::Message& message,
                           const stowage::Attributes& attributes, const std::string& reason);
 
+  // The DELETE of every entry of `guest_id` (parked ones too): an erased
+  // guest's messages leave the journal in the erase's transaction.
+  static Statement EraseGuest(const std::string& guest_id);
+
   // In the caller's transaction on `sql`: locks and returns up to `limit`
   // pending entries of `stage` that are due, oldest first, skipping those
-  // another transaction holds. Only the guests of lane `lane` of `lanes`
+  // another transaction holds, and those with an older pending entry of
+  // their guest that is not due yet. Only the guests of lane `lane` of `lanes`
   // (by a hash of the guest id): replays running side by side in lanes of
   // their own never take entries of one guest out of order.
   static stowage::Status ClaimDue(stowage::SqlSession& sql, const std::string& stage, std::size_t limit,
