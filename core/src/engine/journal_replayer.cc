@@ -35,17 +35,6 @@ WriteCall ReplayCall(const StageInstance& s, std::size_t index, CallRunner& runn
   return CallWrite(runner, TargetOf(s), request, attributes, op);
 }
 
-// The stage's health(), an exception turned into a Status.
-Status HealthOf(stowage::Stage& stage, Deadline deadline) {
-  try {
-    return stage.health(deadline);
-  } catch (const std::exception& e) {
-    return Status::Internal(std::string("health() threw: ") + e.what());
-  } catch (...) {
-    return Status::Internal("health() threw a non-standard exception");
-  }
-}
-
 }  // namespace
 
 JournalReplayer::JournalReplayer(const Pipeline& pipeline, observability::Registry* metrics, Options options)

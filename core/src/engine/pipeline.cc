@@ -233,17 +233,7 @@ std::vector<StageHealth> Pipeline::Health(std::chrono::milliseconds timeout) con
     auto answer = std::make_shared<std::promise<Status>>();
     pending.back() = answer->get_future();
     std::shared_ptr<stowage::Stage> stage = s->stage;
-    runner_->Submit([stage, answer, deadline]() {
-      Status status;
-      try {
-        status = stage->health(deadline);
-      } catch (const std::exception& e) {
-        status = Status::Internal(std::string("health() threw: ") + e.what());
-      } catch (...) {
-        status = Status::Internal("health() threw a non-standard exception");
-      }
-      answer->set_value(std::move(status));
-    });
+    runner_->Submit([stage, answer, deadline]() { answer->set_value(HealthOf(*stage, deadline)); });
   }
   for (std::size_t i = 0; i < out.size(); ++i) {
     if (!pending[i]) continue;

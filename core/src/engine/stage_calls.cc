@@ -212,6 +212,16 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
   return std::move(*result);
 }
 
+Status HealthOf(stowage::Stage& stage, Deadline deadline) {
+  try {
+    return stage.health(deadline);
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("health() threw: ") + e.what());
+  } catch (...) {
+    return Status::Internal("health() threw a non-standard exception");
+  }
+}
+
 std::string SavepointOf(std::size_t index) {
   return "stowage_stage_" + std::to_string(index);
 }

@@ -67,6 +67,9 @@ bool Admitted(const StageInstance& s);
 // request ended first) counts as failed, so the breaker probes again later.
 void Unprobed(const StageInstance& s);
 
+// The stage's health(), an exception it throws turned into a kInternal Status.
+stowage::Status HealthOf(stowage::Stage& stage, stowage::Deadline deadline);
+
 // Failures and timeouts of the stage so far, for log lines.
 std::uint64_t FailuresOf(const StageCounters& counters);
 
