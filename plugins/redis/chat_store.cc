@@ -40,7 +40,12 @@ ChatStore::ChatStore(ChatStoreOptions options)
       ttl_text_(std::to_string(options_.ttl.count())),
       change_lifetime_text_(std::to_string(options_.change_lifetime.count())),
       keep_text_(std::to_string(KeepSeconds(options_))),
-      pool_(options_.url, options_.pool),
+      where_(options_.cluster_seeds.empty() ? "Redis at " + options_.url.Address()
+                                            : RedisCluster::Describe(options_.cluster_seeds)),
+      replica_wait_text_(std::to_string(options_.replica_wait.count())),
+      pool_(options_.cluster_seeds.empty() ? std::make_unique<RedisPool>(options_.url, options_.pool) : nullptr),
+      cluster_(options_.cluster_seeds.empty() ? nullptr
+                                              : std::make_unique<RedisCluster>(options_.cluster_seeds, options_.pool)),
       read_(CacheScript(kReadScript)),
       prepare_(CacheScript(kPrepareScript)),
       apply_(CacheScript(kApplyScript)),
@@ -72,9 +77,32 @@ std::string ChatStore::NewToken() {
 
 Status ChatStore::Script(LuaScript& script, const GuestKeys& keys, const std::vector<std::string_view>& args,
                          Deadline deadline, ReplyPtr* reply) {
-  RedisPool::Lease lease;
-  if (Status s = pool_.Acquire(deadline, &lease); !s.ok()) return s;
-  return script.Run(lease, {keys.array, keys.version}, args, reply);
+  if (cluster_ == nullptr) {
+    RedisPool::Lease lease;
+    if (Status s = pool_->Acquire(deadline, &lease); !s.ok()) return s;
+    return script.Run(lease, {keys.array, keys.version}, args, reply);
+  }
+  const bool changes = &script != &read_ && options_.replica_wait.count() > 0;
+  return cluster_->Run(
+      keys.array, deadline,
+      [&](RedisPool::Lease& lease, const ClusterCall& call, ReplyPtr* answer) {
+        Status s = script.Run(lease, {keys.array, keys.version}, args, answer, call.asking);
+        if (!s.ok() || !changes || !call.replicated || (*answer)->type == REDIS_REPLY_ERROR) return s;
+        return WaitForReplica(lease, keys);
+      },
+      reply);
+}
+
+Status ChatStore::WaitForReplica(RedisPool::Lease& lease, const GuestKeys& keys) {
+  ReplyPtr reply;
+  if (Status s = lease.Command({"WAIT", "1", replica_wait_text_}, &reply); !s.ok()) return s;
+  if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= 1) return Status::Ok();
+  return Status::Unavailable(
+      "Redis at " + lease.url().Address() + " changed key " + keys.array + " but no replica held the change within " +
+      replica_wait_text_ + " ms (WAIT 1 answered " +
+      (reply->type == REDIS_REPLY_INTEGER ? std::to_string(reply->integer) : std::string(reply->str, reply->len)) +
+      "), so a failover could lose it; check the replicas' links (INFO replication), or raise "
+      "stage[redis].config.replica_wait_ms");
 }
 
 Status ChatStore::Refused(std::string_view what, const std::string& key, const ReplyPtr& reply) const {
@@ -82,7 +110,7 @@ Status ChatStore::Refused(std::string_view what, const std::string& key, const R
                                reply->type == REDIS_REPLY_STRING
                            ? std::string(reply->str, reply->len)
                            : "an answer of type " + std::to_string(reply->type);
-  return Status::Internal("Redis at " + options_.url.Address() + " refused to " + std::string(what) + " key " +
+  return Status::Internal(where_ + " refused to " + std::string(what) + " key " +
                           key + ": " + answer);
 }
 
@@ -208,12 +236,13 @@ Status ChatStore::Remove(const GuestKeys& keys, std::string_view entry, Deadline
 }
 
 Status ChatStore::Ping(Deadline deadline) {
+  if (cluster_ != nullptr) return cluster_->Ping(deadline);
   RedisPool::Lease lease;
-  if (Status s = pool_.Acquire(deadline, &lease); !s.ok()) return s;
+  if (Status s = pool_->Acquire(deadline, &lease); !s.ok()) return s;
   ReplyPtr reply;
   if (Status s = lease.Command({"PING"}, &reply); !s.ok()) return s;
   if (reply->type == REDIS_REPLY_ERROR)
-    return Status::Unavailable("Redis at " + options_.url.Address() + " answered PING with " +
+    return Status::Unavailable(where_ + " answered PING with " +
                                std::string(reply->str, reply->len));
   return Status::Ok();
 }

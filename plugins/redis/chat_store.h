@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "lua_script.h"
+#include "redis_cluster.h"
 #include "redis_pool.h"
 #include "redis_url.h"
 #include "stowage/context.h"
@@ -24,6 +26,13 @@ namespace stowage::redis {
 
 struct ChatStoreOptions {
   RedisUrl url;
+  // Not empty: `url` is one node of a Redis Cluster and these are all the
+  // nodes the config named (`url` among them): the seeds of its slot map.
+  std::vector<RedisUrl> cluster_seeds;
+  // Redis Cluster only: after a script that changed a guest's keys, how long
+  // to wait for a replica of the node to hold the change too (WAIT 1), so
+  // that a failover cannot lose it. 0: no WAIT.
+  std::chrono::milliseconds replica_wait{100};
   std::string key_prefix = "guest:";
   std::chrono::seconds ttl{86400};
   // How long a change in flight keeps the guest's array from being served
@@ -48,7 +57,8 @@ bool KeyPrefixKeepsGuestKeysInOneSlot(std::string_view key_prefix);
 
 // Thread-safe. Every call finishes by its deadline, reports a Redis that
 // cannot be reached as Unavailable naming its address, and is a single
-// atomic step on the server.
+// atomic step on the server (in a cluster: on the master of the guest's
+// slot, and copied to a replica before it is reported done).
 class ChatStore {
  public:
   // Does not connect: connections are opened by the first calls.
@@ -110,9 +120,13 @@ class ChatStore {
   Status Ping(Deadline deadline);
 
  private:
-  // Runs `script` on a pooled connection with the guest's two keys.
+  // Runs `script` on a pooled connection with the guest's two keys (in a
+  // cluster: to the master of their slot, and waits for a replica to hold
+  // what a script other than read_ changed).
   Status Script(LuaScript& script, const GuestKeys& keys, const std::vector<std::string_view>& args,
                 Deadline deadline, ReplyPtr* reply);
+  // WAIT 1 replica_wait on `lease`, after `script` changed `keys`.
+  Status WaitForReplica(RedisPool::Lease& lease, const GuestKeys& keys);
   // An error reply as a Status naming the key and what was being done.
   Status Refused(std::string_view what, const std::string& key, const ReplyPtr& reply) const;
   // Drops the array of `keys` if RememberDrop asked for it.
@@ -122,7 +136,10 @@ class ChatStore {
   const std::string ttl_text_;
   const std::string change_lifetime_text_;
   const std::string keep_text_;  // the version record's TTL: at least ttl and a change's lifetime
-  RedisPool pool_;
+  const std::string where_;                // "Redis at host:port" or "Redis Cluster (seeds ...)"
+  const std::string replica_wait_text_;    // WAIT's timeout
+  std::unique_ptr<RedisPool> pool_;        // one Redis: null in a cluster
+  std::unique_ptr<RedisCluster> cluster_;  // a cluster: null for one Redis
   LuaScript read_;
   LuaScript prepare_;
   LuaScript apply_;

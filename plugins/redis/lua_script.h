@@ -19,13 +19,15 @@ class LuaScript {
 
   // Runs the script on `lease` with KEYS = `keys`, ARGV = `args`. An error
   // the script raises comes back as an error reply with an ok Status.
+  // `asking`: the keys' slot is being moved to the node (Redis Cluster ASK),
+  // so each EVALSHA or EVAL is preceded by ASKING.
   Status Run(RedisPool::Lease& lease, const std::vector<std::string_view>& keys,
-             const std::vector<std::string_view>& args, ReplyPtr* reply);
+             const std::vector<std::string_view>& args, ReplyPtr* reply, bool asking = false);
 
  private:
   Status Eval(RedisPool::Lease& lease, std::string_view command, std::string_view script,
               const std::vector<std::string_view>& keys, const std::vector<std::string_view>& args,
-              ReplyPtr* reply);
+              bool asking, ReplyPtr* reply);
 
   const std::string source_;
   std::mutex mu_;

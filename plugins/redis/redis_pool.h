@@ -46,6 +46,9 @@ class RedisPool {
     // DeadlineExceeded without sending anything.
     Status Command(const std::vector<std::string_view>& argv, ReplyPtr* reply);
 
+    // Where the connection goes.
+    const RedisUrl& url() const noexcept { return pool_->url(); }
+
    private:
     friend class RedisPool;
     Lease(RedisPool* pool, std::unique_ptr<RedisConnection> connection, Deadline deadline)

@@ -30,8 +30,15 @@ ConfigSchema RedisStage::config_schema() {
       .required(
           "url", ConfigType::kString,
           "where Redis listens: redis://[[user]:password@]host[:port][/db], rediss://... for TLS, or "
-          "unix:///path/to/socket[?db=N]")
+          "unix:///path/to/socket[?db=N]; with cluster = true, one or more nodes of the cluster: "
+          "redis://host1:port1,host2:port2")
       .secret()
+      .optional("cluster", false,
+                "url names nodes of a Redis Cluster: keys go to their slot's master, the slot map is learned "
+                "from the cluster and follows its redirections and failovers")
+      .optional("replica_wait_ms", std::int64_t{100},
+                "cluster only: after a change, how long to wait for a replica to hold it (WAIT 1) before the "
+                "change counts as failed; 0: do not wait (a failover may then lose recent changes)")
       .optional("ca_file", std::string(""),
                 "rediss:// only: PEM file of the CA(s) that Redis's certificate must chain to; empty: the "
                 "system's trusted certificates. The certificate must also name the url's host")
@@ -56,7 +63,21 @@ ConfigSchema RedisStage::config_schema() {
 
 ChatStoreOptions RedisStage::OptionsFromConfig(const StageConfig& config) {
   ChatStoreOptions options;
-  options.url = ParseRedisUrl(config.string("url"));
+  const bool cluster = config.values().count("cluster") != 0 && config.boolean("cluster");
+  if (cluster) {
+    options.cluster_seeds = ParseRedisUrls(config.string("url"));
+    options.url = options.cluster_seeds.front();
+    if (options.url.kind != RedisUrl::Kind::kTcp)
+      throw std::invalid_argument(
+          "stage[redis].config.url must be redis:// or rediss:// with cluster = true: a Redis Cluster's nodes "
+          "announce TCP addresses; name one or more of them (redis://host1:port1,host2:port2)");
+    if (options.url.db != 0)
+      throw std::invalid_argument("stage[redis].config.url selects database " + std::to_string(options.url.db) +
+                                  ", but a Redis Cluster has only database 0; remove /" +
+                                  std::to_string(options.url.db) + " from the url");
+  } else {
+    options.url = ParseRedisUrl(config.string("url"));
+  }
   options.key_prefix = config.string("key_prefix");
   if (!KeyPrefixKeepsGuestKeysInOneSlot(options.key_prefix))
     throw std::invalid_argument(
@@ -68,6 +89,10 @@ ChatStoreOptions RedisStage::OptionsFromConfig(const StageConfig& config) {
   options.pool.connect_timeout = std::chrono::milliseconds(InRange(config, "connect_timeout_ms", 1, 600000));
   options.pool.command_timeout = std::chrono::milliseconds(InRange(config, "command_timeout_ms", 1, 600000));
   options.change_lifetime = std::chrono::milliseconds(InRange(config, "change_lifetime_ms", 1000, 3600000));
+  if (config.values().count("replica_wait_ms") != 0) {
+    options.replica_wait = std::chrono::milliseconds(
+        InRange(config, "replica_wait_ms", 0, options.pool.command_timeout.count() - 1));
+  }
   TlsOptions tls;
   tls.ca_file = StringOrEmpty(config, "ca_file");
   tls.cert_file = StringOrEmpty(config, "cert_file");

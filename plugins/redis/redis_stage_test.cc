@@ -1010,7 +1010,9 @@ TEST(RedisStageConfigTest, SchemaDeclaresTheKeysWithTheirDefaults) {
                                                  {"change_lifetime_ms", std::int64_t{30000}},
                                                  {"ca_file", std::string("")},
                                                  {"cert_file", std::string("")},
-                                                 {"key_file", std::string("")}};
+                                                 {"key_file", std::string("")},
+                                                 {"cluster", false},
+                                                 {"replica_wait_ms", std::int64_t{100}}};
   for (const auto& [name, value] : expected) {
     const ConfigKey* key = schema.find(name);
     ASSERT_NE(key, nullptr) << name;

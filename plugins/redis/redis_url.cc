@@ -90,6 +90,9 @@ RedisUrl ParseTcp(std::string_view url, std::string_view rest, bool tls) {
     if (!parsed.user.empty() && parsed.password.empty())
       Fail(url, "a user needs a password (user:password@)");
   }
+  if (authority.find(',') != std::string_view::npos)
+    Fail(url, "it names several hosts, which only a Redis Cluster takes; set stage[redis].config.cluster = true, "
+              "or name one host");
   std::string_view port_text;
   if (!authority.empty() && authority.front() == '[') {  // [IPv6]:port
     auto close = authority.find(']');
@@ -136,6 +139,27 @@ RedisUrl ParseRedisUrl(std::string_view url) {
   if (url.substr(0, kTls.size()) == kTls) return ParseTcp(url, url.substr(kTls.size()), true);
   if (url.substr(0, kUnix.size()) == kUnix) return ParseUnix(url, url.substr(kUnix.size()));
   Fail(url, "it must start with redis://, rediss:// or unix://");
+}
+
+std::vector<RedisUrl> ParseRedisUrls(std::string_view url) {
+  constexpr std::string_view kRedis = "redis://", kTls = "rediss://";
+  const bool tls = url.substr(0, kTls.size()) == kTls;
+  if (!tls && url.substr(0, kRedis.size()) != kRedis) return {ParseRedisUrl(url)};
+  const std::string_view rest = url.substr(tls ? kTls.size() : kRedis.size());
+  const std::string_view authority = rest.substr(0, rest.find('/'));
+  const std::string_view path = rest.substr(authority.size());
+  const std::size_t at = authority.rfind('@');
+  const std::string_view userinfo = at == std::string_view::npos ? std::string_view() : authority.substr(0, at + 1);
+  std::string_view hosts = at == std::string_view::npos ? authority : authority.substr(at + 1);
+  std::vector<RedisUrl> urls;
+  while (true) {
+    const std::string_view host = hosts.substr(0, hosts.find(','));
+    if (host.empty()) Fail(url, "an entry of its comma-separated host list is empty");
+    urls.push_back(ParseTcp(url, std::string(userinfo) + std::string(host) + std::string(path), tls));
+    if (host.size() == hosts.size()) break;
+    hosts = hosts.substr(host.size() + 1);
+  }
+  return urls;
 }
 
 std::string RedactRedisUrl(std::string_view url) {

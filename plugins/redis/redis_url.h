@@ -3,6 +3,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace stowage::redis {
 
@@ -28,10 +29,16 @@ struct RedisUrl {
   std::string Address() const;
 };
 
-// Parses `url`. Throws std::invalid_argument when it is not one of the
-// accepted forms; the message quotes the url with any password masked, says
+// Parses `url`, which names one host. Throws std::invalid_argument when it is
+// not one of the accepted forms (or lists several hosts); the message quotes the url with any password masked, says
 // what is wrong and lists the accepted forms.
 RedisUrl ParseRedisUrl(std::string_view url);
+
+// Parses a `url` that may name several nodes of one Redis Cluster, its host
+// part a comma-separated list (redis://[[user]:password@]h1:7000,h2:7000[/db]):
+// one RedisUrl per host, each with the url's scheme, user, password and db.
+// A url of one host (or a unix:// one) gives one. Throws as ParseRedisUrl.
+std::vector<RedisUrl> ParseRedisUrls(std::string_view url);
 
 // `url` with the user-info part masked ("redis://user:***@host"), safe to
 // print whether or not the url parses.
