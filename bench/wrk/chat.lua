@@ -9,6 +9,9 @@
 --   BENCH_GUESTS   number of guests (default 1000)
 --   BENCH_PREFIX   guest id prefix (default "bench-")
 --   BENCH_CONTENT  the message content, JSON-safe text (default: 200 bytes of English)
+--   BENCH_DELAY_MS each connection waits this long before each request
+--                  (default 0: back to back); a fixed offered load of about
+--                  connections * 1000 / BENCH_DELAY_MS requests per second
 -- At the end, one JSON line starting
 -- with "WRK_JSON " holds the counts and the latency percentiles (ms).
 
@@ -22,6 +25,14 @@ local content = ("Could you remind me what we said about the delivery window for
 content = os.getenv("BENCH_CONTENT") or (content .. string.rep(" ", 200)):sub(1, 200)
 local body = '{"role":"user","content":"' .. content .. '"}'
 local headers = { ["Content-Type"] = "application/json" }
+
+-- wrk calls delay() before each request only when the script defines it.
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+if delay_ms > 0 then
+  function delay()
+    return delay_ms
+  end
+end
 
 local threads = {}
 local thread_index = 0

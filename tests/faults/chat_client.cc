@@ -99,7 +99,10 @@ void ChatClient::CheckGet(const std::string& guest) {
   // Taken before the GET is sent: all of these must be in its answer.
   auto acked_before = ledger_.AcknowledgedFor(guest);
   int instance = NextInstance();
-  auto shown = GetHistory(*connections_[instance], "stowaged " + std::to_string(instance), guest);
+  const std::string name = static_cast<std::size_t>(instance) < settings_.names.size()
+                               ? settings_.names[instance]
+                               : "stowaged " + std::to_string(instance);
+  auto shown = GetHistory(*connections_[instance], name, guest);
   if (!shown.answered) return;  // a GET that fails during a fault is not a violation
   auto problem = CheckOnlineGet(guest, acked_before, shown.contents);
   if (problem) {

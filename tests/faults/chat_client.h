@@ -38,6 +38,9 @@ struct ClientSettings {
   int index = 0;                     // names the client in keys and contents
   GuestPlan guests;                  // its tag is in every key and content too
   std::vector<std::uint16_t> ports;  // one per stowaged; retries alternate between them
+  // What each port is, in the examples of online violations; "stowaged <i>"
+  // when empty (the scale case sends everything to one port, HAProxy's).
+  std::vector<std::string> names;
   std::chrono::milliseconds request_timeout{5000};
   Seconds give_up = 30;        // a message not stored after this long is abandoned
   double repeat_share = 0.1;   // the share of acknowledged POSTs sent again on purpose

@@ -8,6 +8,22 @@
 //               --redis-dir DIR --redis-port N --redis-url URL
 //               --postgres-dir DIR --postgres-port N --database-url URL [--minutes N]
 //
+// runs cases 1 and 2. tests/scale/run starts a Redis Cluster, PostgreSQL and
+// pgbouncer and calls
+//
+//   fault_suite --scale --work DIR --services FILE --stowaged FILE --config FILE
+//               --haproxy FILE --redis-url URL --redis-cluster-dir DIR --redis-cluster-port N
+//               --database-url URL [--stowaged-database-url URL] [--minutes N]
+//
+// which runs the scale case alone: three stowaged behind HAProxy (started
+// here), the clients sending everything to HAProxy, one stowaged and one
+// Redis master killed in turn. stowaged gets --stowaged-database-url
+// (pgbouncer's) as DATABASE_URL, or else --database-url; the final read of
+// PostgreSQL always uses --database-url (PostgreSQL itself). The final GETs
+// go to each stowaged directly. In that case's examples, an attempt's
+// "stowaged 0" is HAProxy (the clients' one port), which does not say which
+// stowaged answered.
+//
 // Exit codes: 0 every case passed; 1 a check failed (the tables say which);
 // 2 usage error; 3 a server could not be started, restarted or read (the
 // message says which); 130 interrupted (SIGINT, SIGTERM or SIGHUP).
@@ -31,6 +47,7 @@
 #include "chat_client.h"
 #include "checker.h"
 #include "fault_injector.h"
+#include "haproxy.h"
 #include "ledger.h"
 #include "postgres_truth.h"
 #include "stowaged_instance.h"
@@ -48,6 +65,9 @@ constexpr Seconds kWarmUp = 5;          // quiet time before the first fault
 constexpr Seconds kCoolDown = 8;        // quiet time after the last fault's slot
 constexpr Seconds kShortestSlot = 10;   // a fault and the quiet time after it
 constexpr milliseconds kFreeze(3000);
+// In the scale case a killed stowaged stays down this long, so that
+// HAProxy's health checks (every 200 ms, two failures) take it out first.
+constexpr milliseconds kStowagedDownBehindHaproxy(2000);
 constexpr milliseconds kReadyTimeout(30000);
 
 // Set by the signal thread: every wait gives up and the driver exits 130.
@@ -62,11 +82,14 @@ struct UsageError : std::runtime_error {
 };
 
 struct Options {
+  bool scale = false;  // the scale case instead of cases 1 and 2
   fs::path work;
   fs::path stowaged;
   fs::path config;
+  fs::path haproxy;  // the scale case's
   std::string redis_url;
-  std::string database_url;
+  std::string database_url;           // PostgreSQL itself: the truth
+  std::string stowaged_database_url;  // what stowaged connects to
   ServerPlaces places;
   double minutes = 1;
 };
@@ -76,6 +99,10 @@ Options ParseOptions(int argc, char** argv) {
   std::map<std::string, std::string> values;
   for (int i = 1; i < argc; ++i) {
     std::string name = argv[i];
+    if (name == "--scale") {
+      options.scale = true;
+      continue;
+    }
     if (name.rfind("--", 0) != 0 || i + 1 >= argc) {
       throw UsageError("expected '--option value' pairs; got '" + name + "'");
     }
@@ -104,12 +131,20 @@ Options ParseOptions(int argc, char** argv) {
   options.config = take("config");
   options.redis_url = take("redis-url");
   options.database_url = take("database-url");
+  options.stowaged_database_url = take("stowaged-database-url", false);
+  if (options.stowaged_database_url.empty()) options.stowaged_database_url = options.database_url;
   options.places.services_script = take("services");
-  options.places.pg_ctl = take("pg-ctl");
-  options.places.redis_dir = take("redis-dir");
-  options.places.redis_port = port("redis-port");
-  options.places.postgres_dir = take("postgres-dir");
-  options.places.postgres_port = port("postgres-port");
+  if (options.scale) {
+    options.haproxy = take("haproxy");
+    options.places.redis_cluster_dir = take("redis-cluster-dir");
+    options.places.redis_cluster_port = port("redis-cluster-port");
+  } else {
+    options.places.pg_ctl = take("pg-ctl");
+    options.places.redis_dir = take("redis-dir");
+    options.places.redis_port = port("redis-port");
+    options.places.postgres_dir = take("postgres-dir");
+    options.places.postgres_port = port("postgres-port");
+  }
   if (std::string minutes = take("minutes", false); !minutes.empty()) {
     char* end = nullptr;
     options.minutes = std::strtod(minutes.c_str(), &end);
@@ -134,7 +169,7 @@ void SleepUntil(const CaseClock& clock, Seconds t) {
   }
 }
 
-enum class Fault { kRedisKill, kPostgresCrash, kStowagedKill, kPostgresFreeze };
+enum class Fault { kRedisKill, kPostgresCrash, kStowagedKill, kPostgresFreeze, kRedisMasterKill };
 
 struct CaseDefinition {
   std::string title;
@@ -142,6 +177,9 @@ struct CaseDefinition {
   std::string tag;     // in every guest id, key and content of the case
   int instances = 1;
   std::vector<Fault> faults;  // injected in this order, cycling when time allows
+  // The clients send every request to HAProxy in front of the instances,
+  // instead of to the instances in turn.
+  bool through_haproxy = false;
 };
 
 // The client threads of a case. Stopping lets each finish the message it
@@ -193,7 +231,7 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
     instances.push_back(std::make_unique<StowagedInstance>(
         i, options.stowaged, options.config, folder,
         std::map<std::string, std::string>{{"REDIS_URL", options.redis_url},
-                                           {"DATABASE_URL", options.database_url}}));
+                                           {"DATABASE_URL", options.stowaged_database_url}}));
     instances.back()->Start();
     if (!instances.back()->WaitReady(kReadyTimeout)) {
       throw std::runtime_error(instances.back()->name() + " did not become ready (GET /readyz) within " +
@@ -202,6 +240,20 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
     }
     ports.push_back(instances.back()->port());
     std::cout << instances.back()->name() << " listens on 127.0.0.1:" << ports.back() << std::endl;
+  }
+
+  // HAProxy, started last so that its first health checks find every
+  // instance ready; the clients then know only its port.
+  std::unique_ptr<Haproxy> haproxy;
+  std::vector<std::uint16_t> client_ports = ports;
+  std::vector<std::string> client_names;
+  if (definition.through_haproxy) {
+    haproxy = std::make_unique<Haproxy>(options.haproxy, ports, folder);
+    haproxy->Start();
+    client_ports = {haproxy->port()};
+    client_names = {"haproxy"};
+    std::cout << "haproxy listens on 127.0.0.1:" << haproxy->port() << " (log " << haproxy->log_file().string()
+              << "); the clients send every request there" << std::endl;
   }
 
   GuestPlan plan;
@@ -213,7 +265,8 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
     ClientSettings one;
     one.index = c;
     one.guests = plan;
-    one.ports = ports;
+    one.ports = client_ports;
+    one.names = client_names;
     settings.push_back(std::move(one));
   }
 
@@ -249,15 +302,22 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
           event = injector.CrashPostgres();
           break;
         case Fault::kStowagedKill:
-          event = injector.KillStowaged(*instances[stowaged_kills++ % instances.size()]);
+          event = injector.KillStowaged(*instances[stowaged_kills++ % instances.size()],
+                                        definition.through_haproxy ? kStowagedDownBehindHaproxy
+                                                                   : milliseconds(0));
           break;
         case Fault::kPostgresFreeze:
           event = injector.FreezePostgres(kFreeze);
+          break;
+        case Fault::kRedisMasterKill:
+          event = injector.KillRedisMaster();
           break;
       }
       evidence.faults.push_back(event);
       std::cout << At(event.started) << " fault: " << event.name << "; cleared at " << At(event.cleared)
                 << std::endl;
+      if (definition.faults[i % definition.faults.size()] == Fault::kRedisMasterKill)
+        std::cout << "            " << injector.last_detail() << std::endl;
       WaitReady(instances, clock);
     }
     SleepUntil(clock, std::max(length, kWarmUp + slots * slot));
@@ -265,6 +325,12 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
               << std::endl;
     clients.StopAndJoin();
     if (g_interrupted) throw Interrupted();
+  }
+  if (haproxy) {
+    const auto retries = haproxy->ReadRetries();
+    std::cout << At(clock.Now()) << " haproxy's stats: " << retries.retries << " retries, "
+              << retries.redispatches << " redispatches to another stowaged (-1: could not be read)"
+              << std::endl;
   }
 
   // The first GET of each guest after the faults cleared, on every stowaged,
@@ -284,6 +350,7 @@ CaseReport RunCase(const CaseDefinition& definition, const Options& options) {
   evidence.online_checks = ledger.online_checks();
   evidence.online_violations = ledger.online_violations();
   evidence.online_examples = ledger.online_examples();
+  if (haproxy) haproxy->Stop();
   for (auto& instance : instances) instance->Stop();
   return CheckCase(evidence);
 }
@@ -311,12 +378,12 @@ int Main(int argc, char** argv) {
   try {
     options = ParseOptions(argc, argv);
   } catch (const UsageError& error) {
-    std::cerr << "fault_suite: " << error.what() << "; tests/faults/run passes every option (see its header)"
-              << std::endl;
+    std::cerr << "fault_suite: " << error.what()
+              << "; tests/faults/run and tests/scale/run pass every option (see their headers)" << std::endl;
     return 2;
   }
   const std::string run = std::to_string(::getpid());
-  const std::vector<CaseDefinition> cases = {
+  std::vector<CaseDefinition> cases = {
       {"case 1: one stowaged; Redis killed, PostgreSQL crashed, stowaged killed, PostgreSQL frozen",
        "case1",
        "f" + run + "a",
@@ -328,6 +395,15 @@ int Main(int argc, char** argv) {
        2,
        {Fault::kStowagedKill, Fault::kRedisKill}},
   };
+  if (options.scale) {
+    cases = {{"scale case: three stowaged behind HAProxy, Redis Cluster (3 masters, 3 replicas), PostgreSQL "
+              "behind pgbouncer; stowaged killed, Redis master killed",
+              "scale",
+              "f" + run + "s",
+              3,
+              {Fault::kStowagedKill, Fault::kRedisMasterKill},
+              true}};
+  }
   std::vector<std::pair<std::string, CaseReport>> reports;
   try {
     for (const auto& definition : cases) {
