@@ -92,7 +92,9 @@ void LogStages(const stowage::engine::Pipeline& pipeline) {
   for (const auto& stage : pipeline.stages()) {
     const auto& settings = stage->settings;
     std::string plugin = stage->plugin ? stage->plugin->path().string() : settings.plugin;
-    std::string version = stage->plugin ? std::string(" v") + stage->plugin->info().version : "";
+    std::string version = stage->plugin ? std::string(" v") + stage->plugin->info().version +
+                                              " sha256=" + stage->plugin->sha256().substr(0, 12)
+                                        : "";
     spdlog::info("stage '{}': plugin={}{} policy={} {} timeout={}ms{}", settings.name, plugin, version,
                  stowage::config::PolicyName(settings.policy), settings.enabled ? "enabled" : "disabled",
                  settings.timeout.count(), stage->target.empty() ? "" : " target=" + stage->target);

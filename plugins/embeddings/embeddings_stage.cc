@@ -187,8 +187,10 @@ Status EmbeddingsStage::write(WriteContext& ctx) {
                  ": stored nothing new, it is stored already");
     return Status::Ok();
   }
-  ctx.log.info(std::string(ctx.replay ? "replay: " : "") + "stored " + what + " (" +
-               std::to_string(vector.size()) + " dims, model " + provider_->model() + ")");
+  // The operators' checklist looks for these words.
+  ctx.log.info(std::string("✓ Embedding stored") + (ctx.replay ? " (replay)" : "") + " for message " +
+               *message_id + " of guest " + ctx.guest_id + " (" + std::to_string(vector.size()) + " dims, model " +
+               provider_->model() + ")");
   return Status::Ok();
 }
 

@@ -217,7 +217,7 @@ TEST_F(EmbeddingsStageTest, WriteStoresOneRowWithModelDimensionAndJsonVector) {
   // jsonb keeps the decimal digits as written: the floats come back exactly.
   EXPECT_EQ(*stored, HashEmbedding("Hello, how are you today?", 256));
 
-  EXPECT_EQ(log_->count("stored embedding of message " + message_id + " for guest " + guest +
+  EXPECT_EQ(log_->count("✓ Embedding stored for message " + message_id + " of guest " + guest +
                         " (256 dims, model stowage-hash-v1)"),
             1)
       << log_->all();
@@ -321,7 +321,7 @@ TEST_F(EmbeddingsStageTest, AReplayStoresTheEmbeddingTheStageMissedOnce) {
             {message_id})
           .rows,
       (std::vector<std::vector<SqlValue>>{{"embedded on replay", "test-embed", "16"}}));
-  EXPECT_EQ(log_->count("replay: stored embedding of message " + message_id + " for guest " + guest), 1)
+  EXPECT_EQ(log_->count("✓ Embedding stored (replay) for message " + message_id + " of guest " + guest), 1)
       << log_->all();
   const int calls = fake.requests();
 

@@ -127,8 +127,10 @@ Status MappingStage::write(WriteContext& ctx) {
                              : " is mapped already: stored nothing new"));
     return Status::Ok();
   }
-  ctx.log.info(std::string(ctx.replay ? "replay: " : "") + "mapped message " + *message_id + " (" +
-               cache_backend_ + " -> " + content_backend_ + ") for guest " + ctx.guest_id);
+  // The operators' checklist looks for these words.
+  ctx.log.info(std::string("✓ Created cache_content_mapping entry: ") + (ctx.replay ? "replay: " : "") +
+               "message " + *message_id + " (" + cache_backend_ + " -> " + content_backend_ + ") for guest " +
+               ctx.guest_id);
   return Status::Ok();
 }
 

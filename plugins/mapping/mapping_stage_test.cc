@@ -135,7 +135,8 @@ TEST_F(MappingStageTest, WriteMapsTheMessageWithExactlyTheseValues) {
   EXPECT_EQ(row.rows[0], (std::vector<SqlValue>{"message", id, std::nullopt, guest, "redis", "postgresql",
                                                 "true", "true"}));
   EXPECT_THAT(log_.all(),
-              HasSubstr("info: mapped message " + id + " (redis -> postgresql) for guest " + guest));
+              HasSubstr("info: ✓ Created cache_content_mapping entry: message " + id +
+                        " (redis -> postgresql) for guest " + guest));
 }
 
 TEST_F(MappingStageTest, OneRowPerMessage) {
@@ -186,7 +187,8 @@ TEST_F(MappingStageTest, AReplayMapsAMessageTheStageMissed) {
   ASSERT_EQ(row.rows.size(), 1u);
   EXPECT_EQ(row.rows[0], (std::vector<SqlValue>{"message", id, guest, "redis", "postgresql"}));
   EXPECT_THAT(log_.all(),
-              HasSubstr("info: replay: mapped message " + id + " (redis -> postgresql) for guest " + guest));
+              HasSubstr("info: ✓ Created cache_content_mapping entry: replay: message " + id +
+                        " (redis -> postgresql) for guest " + guest));
 }
 
 TEST_F(MappingStageTest, AReplayOfAMappedMessageStoresNothingNew) {

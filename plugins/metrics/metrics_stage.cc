@@ -101,6 +101,7 @@ Status MetricsStage::admit(WriteContext& ctx) {
   }
   ctx.attributes.set(kMonthRequestsAttribute, std::to_string(counted.month_requests));
   ctx.attributes.set(kMonthlyLimitAttribute, std::to_string(counted.monthly_limit));
+  if (counted.created) ctx.attributes.set(kCreatedAttribute, "1");
   return Status::Ok();
 }
 
@@ -112,8 +113,11 @@ Status MetricsStage::write(WriteContext& ctx) {
                  " was not counted in usage_metrics: admission did not count it (see its failure above)");
     return Status::Ok();
   }
-  ctx.log.info(std::string(ctx.replay ? "counted replayed request " : "counted request ") + *month_requests +
-               " of " + *limit + " this month for " + policy_.tier + " " + ctx.guest_id);
+  // The operators' checklist looks for these words.
+  const bool created = ctx.attributes.get(kCreatedAttribute).has_value();
+  ctx.log.info(std::string(created ? "✓ Created new usage metrics record" : "✓ Updated usage metrics") + ": " +
+               (ctx.replay ? "counted replayed request " : "counted request ") + *month_requests + " of " +
+               *limit + " this month for " + policy_.tier + " " + ctx.guest_id);
   return Status::Ok();
 }
 

@@ -28,6 +28,8 @@ class MetricsStage final : public Stage {
   // the month and the user's limit (decimal strings).
   static constexpr std::string_view kMonthRequestsAttribute = "metrics.month_requests";
   static constexpr std::string_view kMonthlyLimitAttribute = "metrics.monthly_request_limit";
+  // "1" when admit() created the user's usage_metrics row (its first request).
+  static constexpr std::string_view kCreatedAttribute = "metrics.created";
 
   // tier, <tier>_monthly_limit, enforce_limit, flush_interval_ms,
   // flush_timeout_ms.

@@ -119,7 +119,8 @@ TEST_F(MetricsStageTest, FirstPostCreatesTheUsersRow) {
   EXPECT_EQ(Usage(user, "monthly_request_limit"), "1000");
   EXPECT_EQ(Usage(user, "month_requests"), "1");
   EXPECT_EQ(Usage(user, "month_start = date_trunc('month', now() AT TIME ZONE 'UTC')::date"), "true");
-  EXPECT_THAT(log_.all(), HasSubstr("info: counted request 1 of 1000 this month for guest " + user));
+  EXPECT_THAT(log_.all(), HasSubstr("info: ✓ Created new usage metrics record: counted request 1 of 1000 this "
+                                    "month for guest " + user));
 }
 
 TEST_F(MetricsStageTest, EveryPostAddsOneRequestAndOneMiss) {
@@ -131,7 +132,7 @@ TEST_F(MetricsStageTest, EveryPostAddsOneRequestAndOneMiss) {
   EXPECT_EQ(Usage(user, "cache_misses"), "3");
   EXPECT_EQ(Usage(user, "cache_hits"), "0");
   EXPECT_EQ(Usage(user, "month_requests"), "3");
-  EXPECT_THAT(log_.all(), HasSubstr("counted request 3 of 1000 this month for guest " + user));
+  EXPECT_THAT(log_.all(), HasSubstr("✓ Updated usage metrics: counted request 3 of 1000 this month for guest " + user));
   EXPECT_EQ(db_->Scalar("SELECT count(*) FROM usage_metrics WHERE user_id = $1", {user}), "1");
 }
 
@@ -189,7 +190,7 @@ TEST_F(MetricsStageTest, AReplayIsCountedOnceLikeAPost) {
   EXPECT_EQ(Usage(user, "total_requests"), "2");
   EXPECT_EQ(Usage(user, "cache_misses"), "2");
   EXPECT_EQ(Usage(user, "month_requests"), "2");
-  EXPECT_THAT(log_.all(), HasSubstr("info: counted replayed request 2 of 1000 this month for guest " + user));
+  EXPECT_THAT(log_.all(), HasSubstr("info: ✓ Updated usage metrics: counted replayed request 2 of 1000 this month for guest " + user));
 }
 
 TEST_F(MetricsStageTest, AReplayBeyondTheMonthlyLimitIsCountedButNotRefused) {
@@ -205,7 +206,7 @@ TEST_F(MetricsStageTest, AReplayBeyondTheMonthlyLimitIsCountedButNotRefused) {
   EXPECT_EQ(Usage(user, "month_requests"), "3");
   EXPECT_THAT(log_.all(), HasSubstr("info: replayed request of guest " + user +
                                     " is beyond its monthly limit of 2: counted, not refused"));
-  EXPECT_THAT(log_.all(), HasSubstr("info: counted replayed request 3 of 2 this month for guest " + user));
+  EXPECT_THAT(log_.all(), HasSubstr("info: ✓ Updated usage metrics: counted replayed request 3 of 2 this month for guest " + user));
 
   // A new POST is still refused, and not counted.
   EXPECT_EQ(Post(*stage, user).code(), StatusCode::kRejected);

@@ -22,7 +22,7 @@ constexpr const char* kCountWrite =
     " month_start = EXCLUDED.month_start,"
     " updated_at = now()"
     " RETURNING tier, month_requests, monthly_request_limit,"
-    " to_char(month_start + interval '1 month', 'YYYY-MM-DD')";
+    " to_char(month_start + interval '1 month', 'YYYY-MM-DD'), xmax = 0";
 
 constexpr const char* kFlushReads =
     "INSERT INTO usage_metrics AS u (user_id, tier, total_requests, cache_hits, cache_misses,"
@@ -100,6 +100,7 @@ Status UsageLedger::CountWrite(SqlSession& sql, const std::string& user_id, cons
   CountedRequest counted;
   counted.tier = result.value(0, 0).value_or(policy.tier);
   counted.resets_on = result.value(0, 3).value_or("");
+  counted.created = result.value(0, 4).value_or("") == "t";
   if (result.rows.size() != 1 || !ParseInt(result.value(0, 1), counted.month_requests) ||
       !ParseInt(result.value(0, 2), counted.monthly_limit)) {
     return Status::Internal(what + ": the upsert returned " + std::to_string(result.rows.size()) +

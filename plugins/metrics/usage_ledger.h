@@ -18,6 +18,7 @@ struct CountedRequest {
   std::int64_t month_requests = 0;  // this request's number in the month, from 1
   std::int64_t monthly_limit = 0;   // the user's limit, as stored
   std::string resets_on;            // the first day of next month (UTC), YYYY-MM-DD
+  bool created = false;             // this request made the user's row (its first)
 
   bool over_limit() const noexcept { return month_requests > monthly_limit; }
 };

@@ -41,6 +41,9 @@ class PostgresStage final : public stowage::Stage {
   stowage::EraseResult erase(stowage::GuestContext& ctx) override;
   // Migrates if still needed, then SELECT 1, through env.database.
   stowage::Status health(stowage::Deadline deadline) override;
+  // Logs "Message committed!" for a write that committed: write() runs
+  // inside the request's transaction, so only the report knows it held.
+  void observe(const stowage::RequestReport& report) noexcept override;
 
   // Whether the schema is known to be current.
   bool schema_ready() const { return schema_ready_.load(); }

@@ -614,10 +614,31 @@ TEST_F(PostgresStageTest, WriteStoresTheRowsTheSpecDescribes) {
     EXPECT_EQ(row.value(0, 4), MessageHash(message));
     EXPECT_EQ(row.value(0, 4)->size(), 64u);
     EXPECT_EQ(row.value(0, 6), message.timestamp);
-    EXPECT_THAT(log_.All(), HasSubstr("stored message id=" + id + " conversation=" + conversation_id +
+    EXPECT_THAT(log_.All(), HasSubstr("inserted message id=" + id + " conversation=" + conversation_id +
                                       " sequence=" + std::to_string(index) + " for guest " + guest));
     ++index;
   }
+}
+
+// The operators' checklist looks for "[PostgreSQL] Message committed!": it is
+// said once the host reports the write's request done, never before.
+TEST_F(PostgresStageTest, SaysMessageCommittedOnlyForAWriteReportedDone) {
+  const std::string guest = "committed-words";
+  Attributes attributes;
+  attributes.set(Attributes::kMessageId, "41");
+  attributes.set(Attributes::kConversationId, "7");
+  attributes.set(Attributes::kSequence, "3");
+  auto report = [&](stowage::RequestKind kind, bool ok, const Attributes* with) {
+    stowage::RequestReport r{kind, guest, ok, false, std::chrono::microseconds(5), with};
+    stage_->observe(r);
+  };
+  report(stowage::RequestKind::kWrite, false, &attributes);  // failed: nothing committed
+  report(stowage::RequestKind::kRead, true, nullptr);
+  Attributes refused;  // the request was answered before this stage wrote
+  report(stowage::RequestKind::kWrite, true, &refused);
+  EXPECT_THAT(log_.All(), Not(HasSubstr("Message committed!")));
+  report(stowage::RequestKind::kWrite, true, &attributes);
+  EXPECT_THAT(log_.All(), HasSubstr("Message committed! id=41 conversation=7 sequence=3 for guest " + guest));
 }
 
 TEST_F(PostgresStageTest, AValueRefusedByPostgresFailsWithoutEchoingTheMessage) {

@@ -146,7 +146,8 @@ Status RedisStage::write(WriteContext& ctx) {
   }
   ctx.attributes.set(kEntryAttribute, std::move(entry));
   if (stored) {
-    log_.info("stored message for guest " + ctx.guest_id + " in key " + keys.array + " (value now " +
+    // The operators' checklist looks for these words.
+    log_.info("Message stored successfully! guest " + ctx.guest_id + ", key " + keys.array + " (value now " +
               std::to_string(bytes) + " bytes, ttl " + std::to_string(store_.options().ttl.count()) + "s)");
   } else {
     log_.info("dropped key " + keys.array + " of guest " + ctx.guest_id + ": it did not hold exactly the " +

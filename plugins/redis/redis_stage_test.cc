@@ -402,7 +402,7 @@ TEST_F(RedisStageTest, WriteLogsOneInfoLinePerMessage) {
   std::string guest = UniqueGuest("log");
   ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("one")).ok());
   ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("two")).ok());
-  EXPECT_EQ(log_.Count(LogLevel::kInfo, "stored message for guest " + guest + " in key guest:" + guest), 2)
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "Message stored successfully! guest " + guest + ", key guest:" + guest), 2)
       << log_.All();
   EXPECT_EQ(log_.Count(LogLevel::kInfo, "ttl 86400s"), 2) << log_.All();
 }

@@ -204,6 +204,14 @@ std::string ReloadReportJson(const engine::ReloadReport& report) {
     out["reconfigured"] = Names(report.reconfigured);
     out["kept"] = Names(report.kept);
     out["needs_restart"] = Names(report.needs_restart);
+    json::array changed;
+    for (const auto& change : report.plugin_changed) {
+      changed.push_back(json::object{{"stage", change.stage},
+                                     {"plugin", change.plugin.string()},
+                                     {"plugin_sha256_before", change.sha256_before},
+                                     {"plugin_sha256", change.sha256}});
+    }
+    out["plugin_changed"] = std::move(changed);
     out["took_ms"] = report.took.count();
   } else {
     out["errors"] = Names(report.errors);
@@ -334,10 +342,13 @@ http::Response AdminApi::Pipeline() {
     stage["policy"] = config::PolicyName(s.settings.policy);
     stage["enabled"] = s.settings.enabled;
     stage["plugin"] = s.plugin ? s.plugin->path().string() : s.settings.plugin;
-    if (s.plugin)
+    if (s.plugin) {
       stage["plugin_version"] = std::string(s.plugin->info().version);
-    else
+      stage["plugin_sha256"] = s.plugin->sha256();  // of the file's content when it was loaded
+    } else {
       stage["plugin_version"] = nullptr;
+      stage["plugin_sha256"] = nullptr;
+    }
     stage["target"] = s.target;
     stage["timeout_ms"] = s.settings.timeout.count();
     if (!s.stage) {

@@ -3,8 +3,8 @@
 //   POST /v1/admin/reload     reload pipeline.toml; 200 with what changed, or
 //                             400 with why it was refused (nothing changed)
 //   GET  /v1/admin/pipeline   the stages in force, in order: policy, enabled,
-//                             plugin file and version, health, circuit state,
-//                             journal backlog
+//                             plugin file, version and content hash, health,
+//                             circuit state, journal backlog
 //   GET  /v1/admin/journal    the journaled entries (never their content) and
 //                             the backlog per stage, from every database that
 //                             keeps a journal; ?stage= &id= &parked= &limit=

@@ -57,7 +57,17 @@ http::Response ServerHandler::Handle(const http::Request& request) noexcept {
   try {
     const std::string path = request.target.substr(0, request.target.find('?'));
     route = RouteOf(path);
-    response = Route(request, path);
+    if (request.method == "OPTIONS") {
+      response = Options(request, path);
+    } else if (request.method == "HEAD") {
+      // GET's answer, headers only.
+      http::Request get = request;
+      get.method = "GET";
+      response = Route(get, path);
+      response.head_only = true;
+    } else {
+      response = Route(request, path);
+    }
   } catch (const std::exception& e) {
     response = http::Response{};
     response.status = 500;
@@ -69,7 +79,8 @@ http::Response ServerHandler::Handle(const http::Request& request) noexcept {
   }
   // Methods are few and known; anything else is labelled "other" to bound the series.
   const std::string& m = request.method;
-  const bool known = m == "GET" || m == "POST" || m == "DELETE" || m == "PUT" || m == "HEAD" || m == "PATCH";
+  const bool known =
+      m == "GET" || m == "POST" || m == "DELETE" || m == "PUT" || m == "HEAD" || m == "PATCH" || m == "OPTIONS";
   Count(route, known ? m : "other", response.status,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   return response;
@@ -115,6 +126,23 @@ http::Response ServerHandler::Route(const http::Request& request, const std::str
                                             "drop), /healthz, /readyz and /metrics"));
   }
   return api_.Handle(request);
+}
+
+http::Response ServerHandler::Options(const http::Request& request, const std::string& path) {
+  http::Request probe = request;
+  probe.method = "OPTIONS";  // no route takes it: each answers 405 with its Allow
+  http::Response refused = Route(probe, path);
+  if (refused.status != 405) return refused;
+  std::string allow;
+  for (const auto& [name, value] : refused.headers)
+    if (name == "Allow") allow = value;
+  if (allow.find("GET") != std::string::npos) allow += ", HEAD";
+  allow += allow.empty() ? "OPTIONS" : ", OPTIONS";
+  http::Response response;
+  response.status = 204;
+  response.content_type.clear();
+  response.headers.emplace_back("Allow", std::move(allow));
+  return response;
 }
 
 http::Response ServerHandler::Ready() {

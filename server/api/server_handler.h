@@ -38,6 +38,10 @@ class ServerHandler final : public http::Handler {
 
  private:
   http::Response Route(const http::Request& request, const std::string& path);
+  // OPTIONS: 204 with the route's Allow (its methods, HEAD with GET, and
+  // OPTIONS), learned by asking the route with a method it refuses; any
+  // other answer (404, 401) as the route gives it.
+  http::Response Options(const http::Request& request, const std::string& path);
   http::Response Ready();
   void Count(const std::string& route, const std::string& method, int status, double seconds) noexcept;
 

@@ -222,7 +222,8 @@ int Validate(const std::string& file, bool check_environment) {
     for (const auto& error : config_errors) errors.push_back(error.ToString());
     if (!config_errors.empty()) continue;
     lines.push_back(stage.name + "  plugin=" + result.plugin->path().filename().string() + " v" +
-                    result.plugin->info().version + "  policy=" + config::PolicyName(stage.policy) + "  " +
+                    result.plugin->info().version + " sha256=" + result.plugin->sha256().substr(0, 12) +
+                    "  policy=" + config::PolicyName(stage.policy) + "  " +
                     (stage.enabled ? "enabled" : "disabled") +
                     "  timeout=" + std::to_string(stage.timeout.count()) + "ms");
   }

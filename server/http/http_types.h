@@ -41,6 +41,9 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers, e.g. {"Allow", "GET"}
   // Appended to the request's access-log line, e.g. "degraded=metrics".
   std::string log_note;
+  // An answer to HEAD: sent with the headers `body` would have
+  // (Content-Length included), without the body.
+  bool head_only = false;
 };
 
 // Why the HTTP layer refused a request before reading it whole.

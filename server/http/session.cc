@@ -185,11 +185,13 @@ void Session::Respond(Response response, bool refused) {
   response_.version(11);
   response_.result(static_cast<unsigned>(response.status));
   response_.set(bhttp::field::server, "stowaged");
-  response_.set(bhttp::field::content_type, response.content_type);
+  if (!response.content_type.empty()) response_.set(bhttp::field::content_type, response.content_type);
   for (const auto& [name, value] : response.headers) response_.set(name, value);
   response_.body() = std::move(response.body);
   response_.keep_alive(keep_alive);
   response_.prepare_payload();
+  // HEAD: Content-Length stays that of the body, which is not sent.
+  if (response.head_only) response_.body().clear();
   std::size_t bytes = response_.body().size();
   auto status = static_cast<std::size_t>(response.status);
   stream_.expires_after(host_->options().io_timeout);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -89,6 +90,10 @@ TEST_F(StowageCliTest, ValidateReachesEveryTargetOfAGoodFileAndExitsZero) {
   Run run = Stowage({"validate", file.string()});
   EXPECT_EQ(run.exit_code, 0) << run.output;
   EXPECT_TRUE(Contains(run.output, "cache  plugin=redis.so")) << run.output;
+  // The plugin file's content hash, as GET /v1/admin/pipeline shows it in full.
+  EXPECT_TRUE(std::regex_search(run.output,
+                                std::regex("cache  plugin=redis\\.so v\\S+ sha256=[0-9a-f]{12}  policy=")))
+      << run.output;
   EXPECT_TRUE(Contains(run.output, "cache  target=redis  ok\n")) << run.output;
   EXPECT_TRUE(Contains(run.output, "store  target=postgresql  ok\n")) << run.output;
   EXPECT_TRUE(Contains(run.output, "extra  target=-  disabled, not checked\n")) << run.output;

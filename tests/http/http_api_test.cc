@@ -286,6 +286,39 @@ TEST_F(StowagedTest, OtherMethodIsNotAllowedAndSaysWhichAre) {
   EXPECT_EQ(health.header("allow"), "GET");
 }
 
+TEST_F(StowagedTest, HeadAnswersAsGetWithoutTheBody) {
+  HttpClient client(server_->port());
+  ASSERT_EQ(Post(client, "head-1").status, 200);
+  for (const std::string target : {"/healthz", "/v1/guest/chat/head-1", "/metrics"}) {
+    HttpResult got = client.Send("GET", target, "", "");
+    HttpResult head = client.Send("HEAD", target, "", "");
+    ASSERT_EQ(got.status, 200) << target;
+    EXPECT_EQ(head.status, 200) << target;
+    EXPECT_TRUE(head.body.empty()) << target << ": " << head.body;
+    EXPECT_EQ(head.header("content-type"), got.header("content-type")) << target;
+    if (target != "/metrics")  // its counters move between the two requests
+      EXPECT_EQ(head.header("content-length"), std::to_string(got.body.size())) << target;
+  }
+  // The connection still serves the next request: no body was left unread.
+  EXPECT_EQ(client.Send("GET", "/healthz", "", "").status, 200);
+  EXPECT_EQ(client.connections_opened(), 1);
+  // HEAD where GET is not allowed is refused as GET would be.
+  EXPECT_EQ(client.Send("HEAD", "/v1/guest/chat/head-1/nothing-here", "", "").status, 404);
+}
+
+TEST_F(StowagedTest, OptionsSaysWhichMethodsARouteTakes) {
+  HttpClient client(server_->port());
+  HttpResult chat = client.Send("OPTIONS", "/v1/guest/chat/options-1", "", "");
+  EXPECT_EQ(chat.status, 204);
+  EXPECT_EQ(chat.header("allow"), "GET, POST, DELETE, HEAD, OPTIONS");
+  EXPECT_TRUE(chat.body.empty());
+  EXPECT_EQ(client.Send("OPTIONS", "/healthz", "", "").header("allow"), "GET, HEAD, OPTIONS");
+  EXPECT_EQ(client.Send("OPTIONS", "/v1/guest/chat/g1/search", "", "").header("allow"), "GET, HEAD, OPTIONS");
+  EXPECT_EQ(client.Send("OPTIONS", "/no/such/route", "", "").status, 404);
+  // OPTIONS ran nothing: the guest has no messages.
+  EXPECT_EQ(Get(client, "options-1").body, "[]");
+}
+
 TEST_F(StowagedTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   HttpClient client(server_->port());
   EXPECT_EQ(Post(client, "keep-1").status, 200);
@@ -412,10 +445,13 @@ TEST(StowageValidateTest, GoodFilePrintsOneLinePerStage) {
   ASSERT_TRUE(exit_code.has_value());
   std::string out = ReadFile(folder / "out.log");
   EXPECT_EQ(*exit_code, 0) << out;
+  // The plugin's content hash (12 hex digits) names the code each stage runs.
+  std::string hash = out.substr(out.find("sha256=") + 7, 12);
+  EXPECT_EQ(hash.find_first_not_of("0123456789abcdef"), std::string::npos) << out;
   EXPECT_EQ(out,
-            "cache  plugin=test_stage.so v1.0.0  policy=required  enabled  timeout=3000ms\n"
-            "store  plugin=test_stage.so v1.0.0  policy=required  enabled  timeout=3000ms\n"
-            "metrics  plugin=test_stage.so v1.0.0  policy=best_effort  enabled  timeout=250ms\n");
+            "cache  plugin=test_stage.so v1.0.0 sha256=" + hash + "  policy=required  enabled  timeout=3000ms\n"
+            "store  plugin=test_stage.so v1.0.0 sha256=" + hash + "  policy=required  enabled  timeout=3000ms\n"
+            "metrics  plugin=test_stage.so v1.0.0 sha256=" + hash + "  policy=best_effort  enabled  timeout=250ms\n");
 }
 
 TEST(StowageValidateTest, BadFileNamesFileAndLine) {

@@ -102,6 +102,8 @@ HttpResult HttpClient::Send(const std::string& method, const std::string& target
   }
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
+  // An answer to HEAD has the body's Content-Length but no body.
+  if (method == "HEAD") parser.skip(true);
   ec = impl_->Run(timeout_,
                   [&](auto handler) { bhttp::async_read(impl_->stream, impl_->buffer, parser, handler); });
   if (ec) {

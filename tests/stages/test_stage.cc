@@ -14,6 +14,10 @@
 //   write_sql  ""        a statement run on the stage's database in write(), before the outcome
 //                        above is applied; $1 is the guest id, $2 the content
 //   erase_sql  ""        a statement run in erase(); $1 is the guest id; held = rows affected
+//   tx_sql     ""        a statement run without parameters in write(), after write_sql: for the
+//                        host's guard of its transaction ("COMMIT", "SAVEPOINT x", ...)
+//   sql_errors "return"  return | ignore: what write() and erase() do with a statement that
+//                        failed or was refused (ignore: go on and answer ok, a careless stage)
 //   journal    ""        a file each call appends a line to ("write <guest> <content>",
 //                        "compensate <guest> <content>", ...), so tests see call order
 //                        across stages and processes
@@ -21,10 +25,13 @@
 //   fail_while ""        a file: write() fails while it exists (a target that is down, then back);
 //                        a replayed write journals "write <guest> <content> replay"
 //
-// Built three times: test_stage; test_stage_inline, which declares
-// kKeepsDeadlines; and test_stage_after_commit, which declares kAfterCommit
+// Built five times: test_stage; test_stage_inline, which declares
+// kKeepsDeadlines; test_stage_after_commit, which declares kAfterCommit
 // (a copy of the store: prepared before the COMMIT, written after it) and
-// journals "prepare", "abandon rolled_back|unknown" and "prepare_erase".
+// journals "prepare", "abandon rolled_back|unknown" and "prepare_erase"; and
+// test_stage_code_v1 and _v2, two builds of one plugin whose code differs
+// (target() answers "<target>-v1" or "<target>-v2"), for rebuilding a plugin
+// in place.
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +69,8 @@ class TestStage final : public stowage::Stage {
         .optional("journal", std::string(""), "file every call appends a line to")
         .optional("write_sql", std::string(""), "statement run in write(): $1 guest id, $2 content")
         .optional("erase_sql", std::string(""), "statement run in erase(): $1 guest id")
+        .optional("tx_sql", std::string(""), "statement run without parameters in write(), after write_sql")
+        .optional("sql_errors", std::string("return"), "return | ignore: a failed or refused statement")
         .optional("prepare", std::string("ok"), "ok | fail: prepare() and prepare_erase()")
         .optional("fail_while", std::string(""), "write() fails while this file exists");
   }
@@ -76,13 +85,19 @@ class TestStage final : public stowage::Stage {
         journal_(config.string("journal")),
         write_sql_(config.string("write_sql")),
         erase_sql_(config.string("erase_sql")),
+        tx_sql_(config.string("tx_sql")),
+        ignore_sql_errors_(config.string("sql_errors") == "ignore"),
         prepare_(config.string("prepare")),
         fail_while_(config.string("fail_while")),
         log_(env.log) {
     if (config.string("construct") == "throw") throw std::runtime_error("told to throw in the constructor");
   }
 
+#ifdef STOWAGE_TEST_STAGE_CODE
+  std::string target() const override { return target_ + "-" STOWAGE_TEST_STAGE_CODE; }
+#else
   std::string target() const override { return target_; }
+#endif
 
   Status admit(stowage::WriteContext& ctx) override {
     if (write_ == "reject") return Status::Rejected("told to reject guest " + ctx.guest_id);
@@ -93,7 +108,12 @@ class TestStage final : public stowage::Stage {
     if (!write_sql_.empty()) {
       if (ctx.sql == nullptr) return Status::Internal("write_sql is set but the stage has no database");
       Status ran = ctx.sql->execute(write_sql_, {ctx.guest_id, ctx.message.content});
-      if (!ran.ok()) return ran;
+      if (!ran.ok() && !ignore_sql_errors_) return ran;
+    }
+    if (!tx_sql_.empty()) {
+      if (ctx.sql == nullptr) return Status::Internal("tx_sql is set but the stage has no database");
+      Status ran = ctx.sql->execute(tx_sql_, {});
+      if (!ran.ok() && !ignore_sql_errors_) return ran;
     }
     if (write_ == "fail") return Status::Unavailable("told to fail");
     if (!fail_while_.empty() && std::filesystem::exists(fail_while_))
@@ -168,7 +188,7 @@ class TestStage final : public stowage::Stage {
       if (ctx.sql == nullptr) return {Status::Internal("erase_sql is set but the stage has no database"), false};
       stowage::SqlResult result;
       Status ran = ctx.sql->execute(erase_sql_, {ctx.guest_id}, &result);
-      if (!ran.ok()) return {ran, false};
+      if (!ran.ok() && !ignore_sql_errors_) return {ran, false};
       sql_held = result.affected > 0;
     }
     if (erase_ == "fail") return {Status::Unavailable("told to fail"), false};
@@ -188,7 +208,9 @@ class TestStage final : public stowage::Stage {
 
   const std::string target_, write_, read_, erase_;
   const std::chrono::milliseconds hang_;
-  const std::string set_attribute_, journal_, write_sql_, erase_sql_, prepare_, fail_while_;
+  const std::string set_attribute_, journal_, write_sql_, erase_sql_, tx_sql_;
+  const bool ignore_sql_errors_;
+  const std::string prepare_, fail_while_;
   stowage::Logger& log_;
   std::mutex mu_, journal_mu_;
   std::map<std::string, std::vector<stowage::Message>> messages_;

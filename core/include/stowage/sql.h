@@ -53,6 +53,14 @@ class SqlSession {
   // the call's deadline (kDeadlineExceeded). A lost connection is
   // kUnavailable; a value the database refuses (data exception, constraint)
   // is kInvalidArgument or kConflict; the message names the database.
+  //
+  // In ctx.sql the host owns the transaction: a statement that controls it
+  // (BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT,
+  // RELEASE, PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED, SET TRANSACTION,
+  // ...; in text of several statements, any of them) is refused without
+  // being sent (kInternal), and the call that sent it fails whatever it
+  // returns. So does a call that returns ok after one of its statements
+  // failed. To undo its statements a stage returns an error.
   virtual Status execute(std::string_view statement, const std::vector<SqlValue>& params,
                          SqlResult* result = nullptr) noexcept = 0;
 

@@ -58,34 +58,29 @@ inline constexpr long long kSqlMigrationLockKey = 0x73746f7761676500LL;
 
 namespace internal {
 
-// Splits `sql` at the ';' that end its statements, leaving the ones inside
-// quotes, dollar quotes and comments. Pieces holding only blanks and
-// comments are dropped; the others are returned without their ';'.
-inline std::vector<std::string> SplitSqlStatements(std::string_view sql) {
-  std::vector<std::string> statements;
-  std::string current;
-  bool meaningful = false;  // `current` holds more than blanks and comments
+// Calls `visit(statement)` for each statement of `sql`, in order: the text
+// between the ';' that end statements, leaving the ';' inside quotes
+// ('...', E'...', "..."), dollar quotes ($tag$...$tag$) and comments (--,
+// nested /* */). Pieces holding only blanks and comments are skipped; the
+// others are passed as views of `sql`, without their ';'. Allocates nothing.
+template <typename Visit>
+void ForEachSqlStatement(std::string_view sql, Visit&& visit) {
   auto is_ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  std::size_t start = 0;    // where the current statement begins
+  bool meaningful = false;  // it holds more than blanks and comments
   std::size_t i = 0;
   const std::size_t n = sql.size();
-  auto finish = [&] {
-    if (meaningful) statements.push_back(current);
-    current.clear();
-    meaningful = false;
-  };
   while (i < n) {
     char c = sql[i];
     if (c == ';') {
-      finish();
-      ++i;
+      if (meaningful) visit(sql.substr(start, i - start));
+      meaningful = false;
+      start = ++i;
     } else if (c == '-' && i + 1 < n && sql[i + 1] == '-') {
       std::size_t end = sql.find('\n', i);
-      end = end == std::string_view::npos ? n : end;
-      current.append(sql.substr(i, end - i));
-      i = end;
+      i = end == std::string_view::npos ? n : end;
     } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
       // Block comments nest in PostgreSQL.
-      std::size_t start = i;
       int depth = 0;
       while (i < n) {
         if (sql[i] == '/' && i + 1 < n && sql[i + 1] == '*') {
@@ -98,12 +93,11 @@ inline std::vector<std::string> SplitSqlStatements(std::string_view sql) {
           ++i;
         }
       }
-      current.append(sql.substr(start, i - start));
     } else if (c == '\'' || c == '"') {
       // E'...' strings escape with a backslash; all quotes double themselves.
       bool backslash =
           c == '\'' && i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e') && (i < 2 || !is_ident(sql[i - 2]));
-      std::size_t start = i++;
+      ++i;
       while (i < n) {
         if (backslash && sql[i] == '\\') {
           i += 2;
@@ -119,7 +113,6 @@ inline std::vector<std::string> SplitSqlStatements(std::string_view sql) {
         }
       }
       i = i > n ? n : i;
-      current.append(sql.substr(start, i - start));
       meaningful = true;
     } else if (c == '$' && (i == 0 || !is_ident(sql[i - 1]))) {
       // $tag$ ... $tag$, where the tag is empty or an identifier not
@@ -130,21 +123,25 @@ inline std::vector<std::string> SplitSqlStatements(std::string_view sql) {
       if (j < n && sql[j] == '$') {
         std::string_view tag = sql.substr(i, j - i + 1);
         std::size_t close = sql.find(tag, j + 1);
-        std::size_t end = close == std::string_view::npos ? n : close + tag.size();
-        current.append(sql.substr(i, end - i));
-        i = end;
+        i = close == std::string_view::npos ? n : close + tag.size();
       } else {
-        current.push_back(c);
         ++i;
       }
       meaningful = true;
     } else {
-      current.push_back(c);
       if (!std::isspace(static_cast<unsigned char>(c))) meaningful = true;
       ++i;
     }
   }
-  finish();
+  if (meaningful) visit(sql.substr(start));
+}
+
+// Splits `sql` at the ';' that end its statements (ForEachSqlStatement).
+// Pieces holding only blanks and comments are dropped; the others are
+// returned without their ';'.
+inline std::vector<std::string> SplitSqlStatements(std::string_view sql) {
+  std::vector<std::string> statements;
+  ForEachSqlStatement(sql, [&](std::string_view statement) { statements.emplace_back(statement); });
   return statements;
 }
 

@@ -83,6 +83,10 @@ struct RequestReport {
   // and reads served further down, or by no stage, are misses.
   bool cache_hit = false;
   std::chrono::microseconds elapsed{0};  // the pipeline's time for the request
+  // SDK 1.4: a write's attributes once every stage ran (message_id,
+  // conversation_id, sequence, ...): with `ok`, what was committed. Null for
+  // other requests. Valid during observe() only.
+  const Attributes* attributes = nullptr;
 };
 
 class Stage {

@@ -132,6 +132,19 @@ PGTransactionStatusType PgConnection::TransactionStatus() const noexcept {
   return conn ? PQtransactionStatus(conn) : PQTRANS_UNKNOWN;
 }
 
+TransactionState PgConnection::transaction_state() const noexcept {
+  switch (TransactionStatus()) {
+    case PQTRANS_IDLE:
+      return TransactionState::kIdle;
+    case PQTRANS_INTRANS:
+      return TransactionState::kInTransaction;
+    case PQTRANS_INERROR:
+      return TransactionState::kFailed;
+    default:  // PQTRANS_ACTIVE, PQTRANS_UNKNOWN
+      return TransactionState::kUnknown;
+  }
+}
+
 bool PgConnection::Usable() noexcept {
   if (broken()) return false;
   PGconn* conn = native();

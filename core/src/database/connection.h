@@ -58,6 +58,7 @@ class PgConnection final : public Connection {
   const std::string& database() const noexcept override { return target_.name; }
   void set_deadline(stowage::Deadline deadline) noexcept override { deadline_ = deadline; }
   bool broken() const noexcept override;
+  TransactionState transaction_state() const noexcept override;
 
   DeferredId Defer(std::string command, std::vector<stowage::SqlValue> params = {}) override;
   DeferredState deferred_state(DeferredId id) const noexcept override;

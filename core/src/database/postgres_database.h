@@ -37,6 +37,14 @@ enum class DeferredState {
   kUnknown,  // not deferred on this connection, or forgotten by ClearDeferred
 };
 
+// Where a connection stands, as libpq last saw it.
+enum class TransactionState {
+  kIdle,           // outside a transaction (autocommit)
+  kInTransaction,  // inside a transaction block
+  kFailed,         // inside a transaction block aborted by a failed statement
+  kUnknown,        // the connection is bad, or a command is in flight
+};
+
 // A connection lent for one request or one piece of work. Not thread-safe.
 class Connection : public stowage::SqlSession {
  public:
@@ -68,6 +76,9 @@ class Connection : public stowage::SqlSession {
   // True once the connection failed (I/O error, lost server): it will be
   // closed rather than returned to the pool.
   virtual bool broken() const noexcept = 0;
+  // Where the connection stands between statements, without a round trip
+  // (libpq tracks it from the server's answers).
+  virtual TransactionState transaction_state() const noexcept = 0;
 };
 
 // A Connection on loan; returns it to its pool when destroyed (closes it if

@@ -52,13 +52,17 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* p
       for (const auto& candidate : pipeline->databases_)
         if (candidate->name() == settings.database) db = candidate;
     }
-    // An unchanged stage on an unchanged database is the previous one itself.
+    // An unchanged stage on an unchanged database, whose plugin file holds
+    // the same content, is the previous one itself. A plugin rebuilt since
+    // is loaded anew and the stage made again from it; the previous stage
+    // runs the old code until the requests that hold it are done.
     std::shared_ptr<StageInstance> old;
     if (previous) {
       for (const auto& candidate : previous->stages_)
         if (candidate->name() == settings.name) old = candidate;
     }
-    if (old && config::SameSettings(old->settings, settings) && old->database == db) {
+    if (old && config::SameSettings(old->settings, settings) && old->database == db &&
+        (!old->plugin || loader.Load(settings.plugin, base_folder).plugin == old->plugin)) {
       pipeline->stages_.push_back(std::move(old));
       continue;
     }
@@ -249,10 +253,10 @@ std::vector<StageHealth> Pipeline::Health(std::chrono::milliseconds timeout) con
 }
 
 void Pipeline::Report(stowage::RequestKind kind, const std::string& guest_id, bool ok, bool cache_hit,
-                      Clock::time_point started) const noexcept {
+                      Clock::time_point started, const stowage::Attributes* attributes) const noexcept {
   stowage::RequestReport report{
       kind, guest_id, ok, cache_hit,
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started)};
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started), attributes};
   for (const auto& s : stages_)
     if (s->stage) s->stage->observe(report);
 }

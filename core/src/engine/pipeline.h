@@ -190,8 +190,9 @@ class Pipeline {
  public:
   // Loads every stage's plugin, validates its config table against the
   // plugin's schema and creates the enabled stages. With `previous`, every
-  // stage and database whose settings are unchanged is taken from it as it
-  // is (the same objects); `previous` itself is left untouched. Never throws.
+  // stage and database whose settings are unchanged (for a stage, also the
+  // content of its plugin file) is taken from it as it is (the same
+  // objects); `previous` itself is left untouched. Never throws.
   // Stage calls are recorded in `metrics` (the one of `previous` when null);
   // it must outlive the pipeline.
   static BuildResult Build(const config::PipelineConfig& config, const Pipeline* previous = nullptr,
@@ -245,9 +246,9 @@ class Pipeline {
  private:
   Pipeline() = default;
 
-  // Tells every enabled stage how a request went.
+  // Tells every enabled stage how a request went; `attributes`: a write's.
   void Report(stowage::RequestKind kind, const std::string& guest_id, bool ok, bool cache_hit,
-              Clock::time_point started) const noexcept;
+              Clock::time_point started, const stowage::Attributes* attributes = nullptr) const noexcept;
 
   friend class PipelineHolder;
   friend class JournalReplayer;

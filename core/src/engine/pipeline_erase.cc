@@ -23,16 +23,29 @@ using stowage::Status;
 namespace {
 
 // Erases `s` (which has a database) inside its savepoint of `transactions`.
+// When the transaction is lost (the stage ended it, or its failure could not
+// be rolled back to its savepoint), rolls it back and sets `*lost`: the
+// deletions of the stages before it in that database are undone too.
 stowage::EraseResult EraseInTransaction(const StageInstance& s, std::size_t index, Transactions& transactions,
-                                        const std::string& guest_id) {
+                                        const std::string& guest_id, bool* lost) {
   const Deadline deadline = Deadline::After(s.settings.timeout);
   LazySession session(*s.database, &transactions, SavepointOf(index), deadline);
   stowage::GuestContext ctx{guest_id, deadline, *s.logger, &session};
   stowage::EraseResult result = s.stage->erase(ctx);
   if (result.status.ok() && deadline.expired()) result.status = TimeoutStatus("erase", s.settings.timeout);
-  if (!result.status.ok()) {
+  result.status = session.Settle(std::move(result.status), lost);
+  if (!*lost && !result.status.ok()) {
     Status undone = session.RollbackToSavepoint();
-    if (!undone.ok()) transactions.RollbackAll(Deadline::After(kSettleTimeout));
+    if (!undone.ok()) {
+      *lost = true;
+      result.status = Status::Unavailable("the failure could not be rolled back to the stage's savepoint (" +
+                                          undone.ToString() + "), so the transaction of database '" +
+                                          s.database->name() + "' is lost; " + result.status.ToString());
+    }
+  }
+  if (*lost) {
+    transactions.RollbackAll(Deadline::After(kSettleTimeout));
+    result.held = false;
   }
   return result;
 }
@@ -93,8 +106,9 @@ EraseOutcome Pipeline::Erase(const std::string& guest_id) {
     if (!s.stage || after_commit(s)) continue;
     const auto began = Clock::now();
     std::optional<stowage::EraseResult> result;
+    bool lost = false;
     if (s.database != nullptr) {
-      result = EraseInTransaction(s, i, transactions, guest_id);
+      result = EraseInTransaction(s, i, transactions, guest_id, &lost);
     } else {
       result = call_erase(s, std::make_shared<stowage::Attributes>());
     }
@@ -103,6 +117,18 @@ EraseOutcome Pipeline::Erase(const std::string& guest_id) {
     if (status.ok()) {
       held[i] = result->held;
       continue;
+    }
+    if (lost) {
+      // The deletions of the stages before it in its database were rolled
+      // back with the transaction: the erase failed, whatever the policy.
+      for (std::size_t j = 0; j < i; ++j)
+        if (stages_[j]->database == s.database) held[j] = false;
+      if (outcome.status.ok()) {
+        outcome.status =
+            status.WithContext("the erase's transaction of database '" + s.database->name() +
+                               "' was lost at stage '" + s.name() + "', nothing of it is erased");
+        outcome.failed_stage = s.name();
+      }
     }
     failed(s, std::move(status), "erase");
   }

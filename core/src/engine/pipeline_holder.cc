@@ -50,6 +50,12 @@ std::string ReloadReport::Summary() const {
   Append(out, "reconfigured", reconfigured);
   Append(out, "kept", kept);
   Append(out, "server keys that need a restart", needs_restart);
+  std::vector<std::string> changes;
+  for (const auto& change : plugin_changed) {
+    changes.push_back(change.stage + " (" + change.plugin.filename().string() + " " +
+                      change.sha256_before.substr(0, 12) + " -> " + change.sha256.substr(0, 12) + ")");
+  }
+  Append(out, "new plugin code", changes);
   out += ")";
   return out;
 }
@@ -104,6 +110,13 @@ ReloadReport PipelineHolder::Reload(const std::filesystem::path& file, const con
       report.kept.push_back(now.name);
     } else {
       report.reconfigured.push_back(now.name);
+      if (old_instance && new_instance && old_instance->plugin && new_instance->plugin &&
+          old_instance->plugin->path() == new_instance->plugin->path() &&
+          old_instance->plugin->sha256() != new_instance->plugin->sha256()) {
+        report.plugin_changed.push_back(PluginChange{now.name, new_instance->plugin->path(),
+                                                     old_instance->plugin->sha256(),
+                                                     new_instance->plugin->sha256()});
+      }
     }
   }
   for (const auto& was : before)

@@ -21,19 +21,31 @@
 
 namespace stowage::engine {
 
+// A running stage whose plugin file has new content since it was loaded: the
+// reload made the stage again from the new code (it is listed among
+// `reconfigured` as well).
+struct PluginChange {
+  std::string stage;
+  std::filesystem::path plugin;  // the file
+  std::string sha256_before, sha256;
+};
+
 // What a reload did, or why it was refused.
 struct ReloadReport {
   bool ok = false;
   std::uint64_t generation = 0;  // in force after the reload (unchanged when refused)
   // Stage names, by what happened to them.
   std::vector<std::string> added, removed, enabled, disabled, reconfigured, kept;
+  // Running stages whose plugin file has new content; they run the new code.
+  std::vector<PluginChange> plugin_changed;
   // [server] keys that differ from the running ones: not applied until a restart.
   std::vector<std::string> needs_restart;
   std::vector<std::string> errors;  // why it was refused; each names the file and what to fix
   std::vector<std::string> warnings;
   std::chrono::milliseconds took{0};
 
-  // One line for the log: "reload: generation 3 (added: a; disabled: b; kept: c, d)".
+  // One line for the log: "reload: generation 3 (added: a; disabled: b; kept: c, d;
+  // new plugin code: a (a.so 1a2b3c4d5e6f -> 0f9e8d7c6b5a))".
   std::string Summary() const;
 };
 

@@ -208,5 +208,90 @@ TEST_F(PipelineHolderTest, RequestInFlightFinishesOnItsGenerationWhileTheNewOneS
   EXPECT_TRUE(old_generation.expired()) << "the old generation should go with its last request";
 }
 
+// A plugin rebuilt in place: two builds of the test stage whose target()
+// answers "<target>-v1" or "<target>-v2", copied over the file the
+// pipeline names.
+TEST_F(PipelineHolderTest, APluginRebuiltInPlaceRunsItsNewCodeAfterAReloadAndTheRequestInFlightTheOld) {
+  const fs::path plugin = dir_ / "swap.so";
+  const fs::path builds = STOWAGE_TEST_PLUGIN_DIR;
+  fs::copy_file(builds / "test_stage_code_v1.so", plugin);
+  const std::string text =
+      "[[stage]]\nname = \"a\"\nplugin = \"swap.so\"\ntimeout_ms = 3000\n"
+      "[stage.config]\ntarget = \"a\"\nwrite = \"hang\"\nhang_ms = 600\n";
+  auto holder = Start(text);
+  ASSERT_TRUE(holder);
+  const std::string v1 = holder->current()->stage("a")->plugin->sha256();
+  const fs::path v1_copy = holder->current()->stage("a")->plugin->loaded_from();
+  std::weak_ptr<Pipeline> old_generation = holder->current();
+  auto in_flight = std::async(std::launch::async, [&holder] {
+    auto pipeline = holder->current();  // taken once, at the start
+    return pipeline->Write("slow", Msg("old code"));
+  });
+  std::this_thread::sleep_for(100ms);
+
+  // `cp` over the file: the same inode, rewritten while its old code runs.
+  fs::copy_file(builds / "test_stage_code_v2.so", plugin, fs::copy_options::overwrite_existing);
+  auto report = holder->Reload(file_);
+  ASSERT_TRUE(report.ok) << report.Summary();
+  EXPECT_EQ(report.reconfigured, std::vector<std::string>{"a"});
+  EXPECT_TRUE(report.kept.empty());
+  ASSERT_EQ(report.plugin_changed.size(), 1u);
+  EXPECT_EQ(report.plugin_changed[0].stage, "a");
+  EXPECT_EQ(report.plugin_changed[0].plugin, fs::canonical(plugin));
+  EXPECT_EQ(report.plugin_changed[0].sha256_before, v1);
+  const std::string v2 = holder->current()->stage("a")->plugin->sha256();
+  EXPECT_EQ(report.plugin_changed[0].sha256, v2);
+  EXPECT_NE(v2, v1);
+  EXPECT_NE(report.Summary().find("new plugin code: a (swap.so " + v1.substr(0, 12) + " -> " +
+                                  v2.substr(0, 12) + ")"),
+            std::string::npos)
+      << report.Summary();
+  auto fresh = holder->current()->Write("fresh", Msg("new code"));
+  EXPECT_TRUE(fresh.status.ok()) << fresh.status.ToString();
+  EXPECT_EQ(fresh.stored_in, std::vector<std::string>{"a-v2"});
+
+  auto slow = in_flight.get();
+  EXPECT_TRUE(slow.status.ok()) << slow.status.ToString();
+  EXPECT_EQ(slow.stored_in, std::vector<std::string>{"a-v1"})
+      << "the request in flight finishes on the old code";
+  EXPECT_TRUE(old_generation.expired());
+  EXPECT_FALSE(fs::exists(v1_copy)) << "the old code's copy goes with the last generation that ran it";
+
+  // A new file renamed over the old one (as `install` does): the same.
+  fs::copy_file(builds / "test_stage_code_v1.so", dir_ / "swap.so.new");
+  fs::rename(dir_ / "swap.so.new", plugin);
+  report = holder->Reload(file_);
+  ASSERT_TRUE(report.ok) << report.Summary();
+  ASSERT_EQ(report.plugin_changed.size(), 1u);
+  EXPECT_EQ(report.plugin_changed[0].sha256, v1);
+  EXPECT_EQ(holder->current()->Write("again", Msg("first code again")).stored_in,
+            std::vector<std::string>{"a-v1"});
+
+  // Unchanged: the stage is kept, its image and copy too.
+  const auto* stage = holder->current()->stage("a");
+  const fs::path copy = stage->plugin->loaded_from();
+  const auto modified = fs::last_write_time(copy);
+  report = holder->Reload(file_);
+  ASSERT_TRUE(report.ok) << report.Summary();
+  EXPECT_EQ(report.kept, std::vector<std::string>{"a"});
+  EXPECT_TRUE(report.plugin_changed.empty());
+  EXPECT_EQ(holder->current()->stage("a"), stage);
+  EXPECT_EQ(fs::last_write_time(copy), modified);
+}
+
+TEST_F(PipelineHolderTest, AReloadIsRefusedWhenARunningStagesPluginIsGone) {
+  const fs::path plugin = dir_ / "gone.so";
+  fs::copy_file(fs::path(STOWAGE_TEST_PLUGIN_DIR) / "test_stage.so", plugin);
+  auto holder = Start("[[stage]]\nname = \"a\"\nplugin = \"gone.so\"\n");
+  ASSERT_TRUE(holder);
+  fs::remove(plugin);
+  auto report = holder->Reload(file_);
+  EXPECT_FALSE(report.ok);
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_NE(report.errors[0].find("plugin 'gone.so' not found"), std::string::npos) << report.errors[0];
+  EXPECT_EQ(holder->generation(), 1u);
+  EXPECT_TRUE(holder->current()->Write("g", Msg("still served")).status.ok());
+}
+
 }  // namespace
 }  // namespace stowage::engine

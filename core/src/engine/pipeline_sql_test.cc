@@ -205,8 +205,11 @@ TEST_F(TransactionTest, WhatWasNeverSentCostsNothing) {
   {
     LazySession required(*db_, &transactions, "", Deadline::After(5s));
     ASSERT_TRUE(Insert(required, "kept").ok());
-    // Had SAVEPOINT stowage_stage_1 been sent, this would find it.
-    Status none = required.execute("ROLLBACK TO SAVEPOINT stowage_stage_1", {}, nullptr);
+    // Had SAVEPOINT stowage_stage_1 been sent, this would find it (sent on
+    // the connection: a stage's session refuses it).
+    database::Connection* connection = nullptr;
+    ASSERT_TRUE(transactions.Connection(*db_, Deadline::After(5s), &connection).ok());
+    Status none = connection->execute("ROLLBACK TO SAVEPOINT stowage_stage_1", {}, nullptr);
     EXPECT_FALSE(none.ok());
   }
   transactions.RollbackAll(Deadline::After(5s));

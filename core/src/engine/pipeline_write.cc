@@ -135,7 +135,7 @@ class WriteRun {
         continue;
       }
       if (!s.required() && !lost) {
-        s.logger->warn("could not store the message for guest " + guest() + " (best_effort, request goes on; " +
+        s.logger->warn("✗ could not store the message for guest " + guest() + " (best_effort, request goes on; " +
                        "failures so far: " + std::to_string(FailuresOf(*s.counters)) +
                        "): " + written.status.ToString());
         state_[i] = StageState::kFailed;
@@ -143,7 +143,7 @@ class WriteRun {
         unstored_[i] = "write failed: " + written.status.ToString();
         continue;
       }
-      s.logger->error("could not store the message for guest " + guest() + " (" + PolicyText(s) +
+      s.logger->error("✗ could not store the message for guest " + guest() + " (" + PolicyText(s) +
                       ", request fails): " + written.status.ToString());
       Undo("stage '" + s.name() + "' failed", WriteOp::kAbandon);
       return Fail(s.name(), std::move(written.status));
@@ -326,7 +326,7 @@ class WriteRun {
         state_[i] = StageState::kWritten;
         continue;
       }
-      s.logger->warn("could not store the message for guest " + guest() + " after it was committed (" +
+      s.logger->warn("✗ could not store the message for guest " + guest() + " after it was committed (" +
                      PolicyText(s) + ", the message is stored; this stage's copy of the guest stays untrusted " +
                      "until it is settled): " + written.status.ToString());
       state_[i] = StageState::kFailed;
@@ -415,7 +415,7 @@ WriteOutcome Pipeline::Write(const std::string& guest_id, const Message& message
   WriteOutcome outcome = WriteRun(stages_, *runner_, idempotency_.get(), defers_after_commit_, guest_id, message,
                                   claim)
                              .Run();
-  Report(stowage::RequestKind::kWrite, guest_id, outcome.status.ok(), false, started);
+  Report(stowage::RequestKind::kWrite, guest_id, outcome.status.ok(), false, started, &outcome.attributes);
   return outcome;
 }
 

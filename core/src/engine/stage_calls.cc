@@ -237,7 +237,13 @@ WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactio
   ctx.replay = request->replay;
   call.status = Invoke(*s.stage, op, ctx);
   if (call.status.ok() && deadline.expired()) call.status = TimeoutStatus(NameOf(op), s.settings.timeout);
-  if (!call.status.ok() && !s.required()) {
+  // A stage that tried to control the transaction, or left it aborted,
+  // fails; one that ended it loses it for every stage.
+  bool lost = false;
+  call.status = session.Settle(std::move(call.status), &lost);
+  if (lost) {
+    *transaction_lost = true;
+  } else if (!call.status.ok() && !s.required()) {
     Status undone = session.RollbackToSavepoint();
     if (!undone.ok()) {
       *transaction_lost = true;

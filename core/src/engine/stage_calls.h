@@ -112,6 +112,9 @@ std::string SavepointOf(std::size_t index);
 // its statements in the request's transaction. A best_effort stage's
 // statements run inside its own savepoint, rolled back when it fails; when
 // that rollback fails, the transaction is lost and `*transaction_lost` is set.
+// The call fails, whatever the stage returned, when it tried to control the
+// transaction or left it aborted (LazySession::Settle); when the transaction
+// was ended or its connection lost, `*transaction_lost` is set too.
 WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactions& transactions,
                            const std::shared_ptr<const Request>& request, const stowage::Attributes& attributes,
                            WriteOp op, bool* transaction_lost);

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "database/postgres_database.h"
@@ -31,10 +32,34 @@ struct CommitResult {
   bool queued_statement_failed = false;
 };
 
+// The transaction-control command `statement` would run, named by its
+// leading keywords ("COMMIT", "ROLLBACK TO SAVEPOINT", "SET TRANSACTION",
+// ...), or empty when it runs none. Text holding several statements is
+// looked at statement by statement (stowage::internal::ForEachSqlStatement),
+// so "SELECT 1; COMMIT" is one. Only the leading keywords of a statement
+// count: 'commit' in a string, "-- rollback" in a comment, an identifier
+// begin_at are not commands. The commands are BEGIN, START TRANSACTION,
+// COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION,
+// COMMIT PREPARED, ROLLBACK PREPARED, SET TRANSACTION, SET SESSION
+// CHARACTERISTICS, and SET of the transaction_* and default_transaction_*
+// settings (what SET TRANSACTION and SET SESSION CHARACTERISTICS set).
+std::string_view TransactionControlIn(std::string_view statement) noexcept;
+
 // The transactions of one request, at most one per database, begun on first
 // use. Not thread-safe: belongs to the request's thread.
 class Transactions {
  public:
+  // How the transaction of a database stands, from what libpq knows of its
+  // connection (no round trip).
+  enum class Health {
+    kNotBegun,  // nothing sent yet: its BEGIN waits for the first statement
+    kOpen,      // begun, and still open
+    kAborted,   // begun, then aborted by a failed statement: only a rollback is left
+    kEnded,     // begun, then ended (or another begun) by a statement the host did not send
+    kBroken,    // its connection was lost
+  };
+  Health HealthOf(const database::PostgresDatabase& db) const noexcept;
+
   // The connection of `db` in this request's transaction: acquired the first
   // time, with BEGIN deferred to its first statement (sent in the same round
   // trip). Sets `*out`, or returns why it could not.
@@ -49,8 +74,12 @@ class Transactions {
   stowage::Status AddToCommit(database::PostgresDatabase& db, stowage::Deadline deadline, std::string statement,
                               std::vector<stowage::SqlValue> params);
 
-  // COMMIT on every open transaction, in the order they were begun. On a
-  // failure, rolls back the ones not yet committed and names the database.
+  // COMMIT on every open transaction, in the order they were begun. Before
+  // each COMMIT, checks that the transaction is still the one the host began
+  // and is open (Health::kOpen): COMMIT would roll an aborted one back
+  // without an error, and would commit nothing of one already ended, so
+  // either is a failure (kInternal, nothing of it committed by the host). On
+  // a failure, rolls back the ones not yet committed and names the database.
   // (Databases commit one by one: there is no two-phase commit across them.)
   // A transaction in which nothing was sent costs nothing.
   CommitResult CommitAll(stowage::Deadline deadline);
@@ -70,6 +99,7 @@ class Transactions {
   // Whether the transaction has something for the server: its BEGIN was
   // sent, or a statement waits to go with the COMMIT.
   static bool HasWork(const Open& open) noexcept;
+  static Health HealthOf(const Open& open) noexcept;
   std::vector<Open> open_;
 };
 
@@ -79,14 +109,29 @@ class Transactions {
 // not empty, opens that SAVEPOINT with the first statement (deferred on the
 // connection: sent ahead of it, in the same round trip), so a stage that
 // runs no SQL costs no round trip, and one that does costs none more.
+//
+// The host owns the transaction: a statement that controls it
+// (TransactionControlIn) is refused without being sent, in autocommit too.
 class LazySession final : public stowage::SqlSession {
  public:
   LazySession(database::PostgresDatabase& db, Transactions* transactions, std::string savepoint,
               stowage::Deadline deadline);
 
+  // A statement that controls the transaction is refused (kInternal, naming
+  // the command) and remembered, see Settle().
   stowage::Status execute(std::string_view statement, const std::vector<stowage::SqlValue>& params,
                           stowage::SqlResult* result) noexcept override;
   const std::string& database() const noexcept override { return db_.name(); }
+
+  // What the call that used this session comes to, once the stage returned
+  // `returned`. The stage's Status, unless it returned ok although one of
+  // its statements was refused (then the refusal), or although one failed
+  // and left the transaction aborted (then kInternal saying so). When the
+  // transaction is no longer the host's (ended by a statement the host did
+  // not send), or its connection was lost while the stage returned ok,
+  // sets `*lost` (nothing can be rolled back to a savepoint: the whole
+  // transaction is gone) and returns why. Costs no round trip.
+  stowage::Status Settle(stowage::Status returned, bool* lost) const noexcept;
 
   // Undoes this call's statements: ROLLBACK TO its savepoint when the
   // savepoint was opened; nothing when it was never sent (no statement ran).
@@ -104,6 +149,7 @@ class LazySession final : public stowage::SqlSession {
   database::Lease own_;  // autocommit only
   database::Connection* connection_ = nullptr;
   std::optional<database::DeferredId> savepoint_id_;  // set once the SAVEPOINT is deferred
+  std::optional<stowage::Status> refused_;            // the first statement refused
 };
 
 }  // namespace stowage::engine
