@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "http_client.h"
+#include "json_answers.h"
 #include "stowaged_process.h"
 #include "support/process.h"
 #include "support/services.h"
@@ -25,19 +26,6 @@ using namespace std::chrono_literals;
 
 constexpr const char* kToken = "op3rator-t0ken";
 
-json::object Parse(const std::string& text) {
-  boost::system::error_code ec;
-  json::value value = json::parse(text, ec);
-  EXPECT_FALSE(ec) << "not JSON: " << text;
-  return value.is_object() ? value.as_object() : json::object{};
-}
-
-std::vector<std::string> Names(const json::object& answer, const char* key) {
-  std::vector<std::string> names;
-  if (auto* list = answer.if_contains(key))
-    for (const auto& name : list->as_array()) names.emplace_back(name.as_string());
-  return names;
-}
 
 std::string TestStage(const std::string& name, const std::string& extra = "",
                       const std::string& policy = "required") {
@@ -94,13 +82,13 @@ TEST(OperationsTest, AdminRoutesAreOffWithoutATokenAndNeedTheBearerToken) {
   ASSERT_TRUE(on->running());
   HttpResult none = Admin(on->port(), "GET", "/v1/admin/pipeline", "");
   EXPECT_EQ(none.status, 401) << none.body;
-  EXPECT_EQ(Parse(none.body)["error"].as_object()["code"], "unauthorized");
+  EXPECT_EQ(ParseObject(none.body)["error"].as_object()["code"], "unauthorized");
   EXPECT_EQ(Admin(on->port(), "GET", "/v1/admin/pipeline", "wrong").status, 401);
   EXPECT_EQ(Admin(on->port(), "GET", "/v1/admin/pipeline", std::string(kToken) + "x").status, 401);
 
   HttpResult view = Admin(on->port(), "GET", "/v1/admin/pipeline");
   ASSERT_EQ(view.status, 200) << view.body;
-  json::object pipeline = Parse(view.body);
+  json::object pipeline = ParseObject(view.body);
   EXPECT_EQ(pipeline["generation"], 1);
   json::object stage = pipeline["stages"].as_array().at(0).as_object();
   EXPECT_EQ(stage["name"], "a");
@@ -136,28 +124,28 @@ TEST(OperationsTest, ReloadAddsAndDisablesStagesAndRefusesABadFile) {
                                 TestStage("c", "", "best_effort"));
   HttpResult reloaded = Admin(port, "POST", "/v1/admin/reload");
   ASSERT_EQ(reloaded.status, 200) << reloaded.body << server->log();
-  json::object report = Parse(reloaded.body);
+  json::object report = ParseObject(reloaded.body);
   EXPECT_EQ(report["status"], "reloaded");
   EXPECT_EQ(report["generation"], 2);
-  EXPECT_EQ(Names(report, "added"), std::vector<std::string>{"c"});
-  EXPECT_EQ(Names(report, "disabled"), std::vector<std::string>{"b"});
-  EXPECT_EQ(Names(report, "kept"), std::vector<std::string>{"a"});
+  EXPECT_EQ(NamesIn(report, "added"), std::vector<std::string>{"c"});
+  EXPECT_EQ(NamesIn(report, "disabled"), std::vector<std::string>{"b"});
+  EXPECT_EQ(NamesIn(report, "kept"), std::vector<std::string>{"a"});
   HttpResult stored = PostMessage(port, "guest-1", "after reload");
   ASSERT_EQ(stored.status, 200) << stored.body;
-  EXPECT_EQ(Names(Parse(stored.body), "stored_in"), (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(NamesIn(ParseObject(stored.body), "stored_in"), (std::vector<std::string>{"a", "c"}));
 
   // A file with a typo is refused with its error; generation 2 keeps serving.
   Rewrite(server->config(), Server() + TestStage("a", "polcy = \"required\""));
   HttpResult refused = Admin(port, "POST", "/v1/admin/reload");
   ASSERT_EQ(refused.status, 400) << refused.body;
-  json::object why = Parse(refused.body);
+  json::object why = ParseObject(refused.body);
   EXPECT_EQ(why["status"], "refused");
   EXPECT_EQ(why["generation"], 2);
-  ASSERT_EQ(Names(why, "errors").size(), 1u);
-  EXPECT_NE(Names(why, "errors")[0].find("did you mean 'policy'"), std::string::npos) << refused.body;
+  ASSERT_EQ(NamesIn(why, "errors").size(), 1u);
+  EXPECT_NE(NamesIn(why, "errors")[0].find("did you mean 'policy'"), std::string::npos) << refused.body;
   stored = PostMessage(port, "guest-1", "still served");
   ASSERT_EQ(stored.status, 200) << stored.body;
-  EXPECT_EQ(Names(Parse(stored.body), "stored_in"), (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(NamesIn(ParseObject(stored.body), "stored_in"), (std::vector<std::string>{"a", "c"}));
 
   HttpResult metrics = HttpClient(port).Send("GET", "/metrics", "", "");
   EXPECT_EQ(Sample(metrics.body, "stowage_reloads_total{result=\"ok\"}"), 1);
@@ -176,10 +164,10 @@ TEST(OperationsTest, SighupReloads) {
     std::this_thread::sleep_for(100ms);
     answer = Admin(server->port(), "GET", "/v1/admin/pipeline").body;
   }
-  EXPECT_EQ(Parse(answer)["generation"], 2) << answer;
+  EXPECT_EQ(ParseObject(answer)["generation"], 2) << answer;
   EXPECT_NE(server->log().find("reload: generation 2"), std::string::npos) << server->log();
   HttpResult stored = PostMessage(server->port(), "g", "two stages");
-  EXPECT_EQ(Names(Parse(stored.body), "stored_in"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(NamesIn(ParseObject(stored.body), "stored_in"), (std::vector<std::string>{"a", "b"}));
 }
 
 TEST(OperationsTest, ReadyzNamesTheUnhealthyRequiredStage) {
@@ -191,12 +179,12 @@ TEST(OperationsTest, ReadyzNamesTheUnhealthyRequiredStage) {
   ASSERT_TRUE(server->running());
   HttpResult ready = HttpClient(server->port()).Send("GET", "/readyz", "", "");
   EXPECT_EQ(ready.status, 200) << ready.body;
-  EXPECT_EQ(Parse(ready.body)["status"], "ready");
+  EXPECT_EQ(ParseObject(ready.body)["status"], "ready");
 
   ASSERT_TRUE(redis.Stop());
   HttpResult unready = HttpClient(server->port()).Send("GET", "/readyz", "", "");
   EXPECT_EQ(unready.status, 503) << unready.body;
-  json::object answer = Parse(unready.body);
+  json::object answer = ParseObject(unready.body);
   EXPECT_EQ(answer["status"], "unready");
   ASSERT_EQ(answer["unhealthy"].as_array().size(), 1u) << unready.body;
   EXPECT_EQ(answer["unhealthy"].as_array()[0].as_object()["stage"], "redis");
@@ -262,7 +250,7 @@ TEST(OperationsTest, CircuitOpensSkipsTheStageThenProbesAfterTheCooldown) {
   for (int i = 0; i < 2; ++i) {
     HttpResult answer = PostMessage(port, "guest-c", "m" + std::to_string(i));
     ASSERT_EQ(answer.status, 200) << answer.body;
-    EXPECT_EQ(Names(Parse(answer.body), "degraded"), std::vector<std::string>{"flaky"});
+    EXPECT_EQ(NamesIn(ParseObject(answer.body), "degraded"), std::vector<std::string>{"flaky"});
   }
   std::this_thread::sleep_for(400ms);
   ASSERT_EQ(CountLinesStartingWith(journal, "flaky write"), 2);
@@ -270,8 +258,8 @@ TEST(OperationsTest, CircuitOpensSkipsTheStageThenProbesAfterTheCooldown) {
   const auto opened = std::chrono::steady_clock::now();
   HttpResult skipped = PostMessage(port, "guest-c", "while open");
   ASSERT_EQ(skipped.status, 200);
-  EXPECT_EQ(Names(Parse(skipped.body), "degraded"), std::vector<std::string>{"flaky"});
-  EXPECT_EQ(Names(Parse(skipped.body), "stored_in"), std::vector<std::string>{"a"});
+  EXPECT_EQ(NamesIn(ParseObject(skipped.body), "degraded"), std::vector<std::string>{"flaky"});
+  EXPECT_EQ(NamesIn(ParseObject(skipped.body), "stored_in"), std::vector<std::string>{"a"});
   std::this_thread::sleep_for(400ms);
   EXPECT_EQ(CountLinesStartingWith(journal, "flaky write"), 2) << "the open circuit should skip the stage";
 
@@ -279,7 +267,7 @@ TEST(OperationsTest, CircuitOpensSkipsTheStageThenProbesAfterTheCooldown) {
   EXPECT_EQ(Sample(metrics, "stowage_circuit_state{stage=\"flaky\"}"), 1) << metrics;
   EXPECT_EQ(Sample(metrics, "stowage_stage_calls_total{stage=\"flaky\",outcome=\"skipped\"}"), 1);
   EXPECT_EQ(Sample(metrics, "stowage_stage_calls_total{stage=\"flaky\",outcome=\"timed_out\"}"), 2);
-  json::object view = Parse(Admin(port, "GET", "/v1/admin/pipeline").body);
+  json::object view = ParseObject(Admin(port, "GET", "/v1/admin/pipeline").body);
   EXPECT_EQ(view["stages"].as_array().at(1).as_object()["circuit"], "open");
   EXPECT_NE(server->log().find("circuit opened (2 consecutive failures)"), std::string::npos)
       << server->log();

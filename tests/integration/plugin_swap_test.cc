@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "http_client.h"
+#include "json_answers.h"
 #include "stowaged_process.h"
 
 namespace stowage::testing {
@@ -26,19 +27,6 @@ using namespace std::chrono_literals;
 
 constexpr const char* kToken = "sw4p-t0ken";
 
-json::object Parse(const std::string& text) {
-  boost::system::error_code ec;
-  json::value value = json::parse(text, ec);
-  EXPECT_FALSE(ec) << "not JSON: " << text;
-  return value.is_object() ? value.as_object() : json::object{};
-}
-
-std::vector<std::string> Names(const json::object& answer, const char* key) {
-  std::vector<std::string> names;
-  if (auto* list = answer.if_contains(key))
-    for (const auto& name : list->as_array()) names.emplace_back(name.as_string());
-  return names;
-}
 
 std::string String(const json::value& value) {
   return value.is_string() ? std::string(value.as_string()) : json::serialize(value);
@@ -57,7 +45,7 @@ HttpResult PostMessage(std::uint16_t port, const std::string& guest, const std::
 json::object StageShown(std::uint16_t port) {
   HttpResult view = Admin(port, "GET", "/v1/admin/pipeline");
   EXPECT_EQ(view.status, 200) << view.body;
-  json::object pipeline = Parse(view.body);
+  json::object pipeline = ParseObject(view.body);
   if (!pipeline.contains("stages") || pipeline["stages"].as_array().empty()) return {};
   return pipeline["stages"].as_array().at(0).as_object();
 }
@@ -145,9 +133,9 @@ TEST_F(PluginSwapTest, ACopyOverTheFileIsLoadedByAReloadWhileTheRequestInFlightF
   ASSERT_EQ(Inode(plugin_), inode);
   HttpResult reloaded = Admin(port, "POST", "/v1/admin/reload");
   ASSERT_EQ(reloaded.status, 200) << reloaded.body << server->log();
-  json::object report = Parse(reloaded.body);
-  EXPECT_EQ(Names(report, "reconfigured"), std::vector<std::string>{"a"});
-  EXPECT_TRUE(Names(report, "kept").empty()) << reloaded.body;
+  json::object report = ParseObject(reloaded.body);
+  EXPECT_EQ(NamesIn(report, "reconfigured"), std::vector<std::string>{"a"});
+  EXPECT_TRUE(NamesIn(report, "kept").empty()) << reloaded.body;
   ASSERT_EQ(report["plugin_changed"].as_array().size(), 1u) << reloaded.body;
   json::object change = report["plugin_changed"].as_array().at(0).as_object();
   EXPECT_EQ(String(change["stage"]), "a");
@@ -157,11 +145,11 @@ TEST_F(PluginSwapTest, ACopyOverTheFileIsLoadedByAReloadWhileTheRequestInFlightF
 
   HttpResult slow = in_flight.get();
   ASSERT_EQ(slow.status, 200) << slow.body << server->log();
-  EXPECT_EQ(Names(Parse(slow.body), "stored_in"), std::vector<std::string>{"a-v1"})
+  EXPECT_EQ(NamesIn(ParseObject(slow.body), "stored_in"), std::vector<std::string>{"a-v1"})
       << "the request in flight finishes on the code it started on";
   HttpResult fresh = PostMessage(port, "fresh", "new code");
   ASSERT_EQ(fresh.status, 200) << fresh.body << server->log();
-  EXPECT_EQ(Names(Parse(fresh.body), "stored_in"), std::vector<std::string>{"a-v2"});
+  EXPECT_EQ(NamesIn(ParseObject(fresh.body), "stored_in"), std::vector<std::string>{"a-v2"});
   stage = StageShown(port);
   EXPECT_EQ(String(stage["plugin_sha256"]), v2_);
   EXPECT_EQ(String(stage["target"]), "a-v2");
@@ -177,16 +165,16 @@ TEST_F(PluginSwapTest, ANewFileRenamedOverIsLoadedAndAnUnchangedOneIsKept) {
   ASSERT_TRUE(server->running());
   const std::uint16_t port = server->port();
   HttpResult stored = PostMessage(port, "g", "first");
-  EXPECT_EQ(Names(Parse(stored.body), "stored_in"), std::vector<std::string>{"a-v1"}) << stored.body;
+  EXPECT_EQ(NamesIn(ParseObject(stored.body), "stored_in"), std::vector<std::string>{"a-v1"}) << stored.body;
 
   // The way `install` and most build tools replace a file: a new inode.
   fs::copy_file(TEST_STAGE_V2_PATH, dir_ / "swap.so.new");
   fs::rename(dir_ / "swap.so.new", plugin_);
   HttpResult reloaded = Admin(port, "POST", "/v1/admin/reload");
   ASSERT_EQ(reloaded.status, 200) << reloaded.body << server->log();
-  EXPECT_EQ(Names(Parse(reloaded.body), "reconfigured"), std::vector<std::string>{"a"});
+  EXPECT_EQ(NamesIn(ParseObject(reloaded.body), "reconfigured"), std::vector<std::string>{"a"});
   stored = PostMessage(port, "g", "second");
-  EXPECT_EQ(Names(Parse(stored.body), "stored_in"), std::vector<std::string>{"a-v2"}) << stored.body;
+  EXPECT_EQ(NamesIn(ParseObject(stored.body), "stored_in"), std::vector<std::string>{"a-v2"}) << stored.body;
   EXPECT_EQ(String(StageShown(port)["plugin_sha256"]), v2_);
 
   // Unchanged: the stage, its image and its copy are kept; no new copy.
@@ -195,8 +183,8 @@ TEST_F(PluginSwapTest, ANewFileRenamedOverIsLoadedAndAnUnchangedOneIsKept) {
   ASSERT_NE(inode, 0u) << "no copy " << copy;
   reloaded = Admin(port, "POST", "/v1/admin/reload");
   ASSERT_EQ(reloaded.status, 200) << reloaded.body;
-  json::object report = Parse(reloaded.body);
-  EXPECT_EQ(Names(report, "kept"), std::vector<std::string>{"a"});
+  json::object report = ParseObject(reloaded.body);
+  EXPECT_EQ(NamesIn(report, "kept"), std::vector<std::string>{"a"});
   EXPECT_TRUE(report["plugin_changed"].as_array().empty()) << reloaded.body;
   EXPECT_EQ(Inode(copy), inode);
   EXPECT_EQ(FilesIn(CacheFolder()), std::vector<std::string>{v2_ + ".so"});
