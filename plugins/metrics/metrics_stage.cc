@@ -158,11 +158,18 @@ Status MetricsStage::flush(Deadline deadline) {
   Status status = schema_.ensure(deadline);
   if (status.ok()) {
     status = database_.with_session(
-        deadline, [&](SqlSession& sql) { return UsageLedger::Flush(sql, counts, policy_); });
+        deadline, [&](SqlSession& sql) { return UsageLedger::Flush(sql, counts); });
   }
   if (!status.ok()) {
     window_.restore(counts);
     return status;
+  }
+  if (counts.unattributed_reads > 0) {
+    log_.warn(std::to_string(counts.unattributed_reads) + " read(s) were counted in cache_metrics but not in " +
+              "their guest's usage_metrics row: the window held the reads of " +
+              std::to_string(TrafficWindow::kDefaultMaxUsers) +
+              " guests already (reads of that many distinct guests within one flush_interval_ms, or flushes "
+              "failing meanwhile); shorten flush_interval_ms if this happens under normal load");
   }
   if (log_.enabled(LogLevel::kDebug)) {
     log_.debug("flushed " + std::to_string(counts.total_requests) + " request(s): " +

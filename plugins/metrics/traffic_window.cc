@@ -9,12 +9,20 @@ double TrafficCounts::average_response_ms() const noexcept {
   return static_cast<double>(total_elapsed.count()) / 1000.0 / static_cast<double>(total_requests);
 }
 
-void TrafficCounts::merge(const TrafficCounts& other) {
+void TrafficCounts::merge(const TrafficCounts& other, std::size_t max_users) {
   for (const auto& [user_id, user] : other.reads) {
-    UserReads& mine = reads[user_id];
-    mine.hits += user.hits;
-    mine.misses += user.misses;
+    auto mine = reads.find(user_id);
+    if (mine == reads.end()) {
+      if (reads.size() >= max_users) {
+        unattributed_reads += user.hits + user.misses;
+        continue;
+      }
+      mine = reads.emplace(user_id, UserReads{}).first;
+    }
+    mine->second.hits += user.hits;
+    mine->second.misses += user.misses;
   }
+  unattributed_reads += other.unattributed_reads;
   cache_hits += other.cache_hits;
   cache_misses += other.cache_misses;
   total_requests += other.total_requests;
@@ -23,8 +31,14 @@ void TrafficCounts::merge(const TrafficCounts& other) {
 
 void TrafficWindow::add_read(const std::string& user_id, bool cache_hit, std::chrono::microseconds elapsed) {
   std::lock_guard lock(mu_);
-  UserReads& user = counts_.reads[user_id];
-  (cache_hit ? user.hits : user.misses) += 1;
+  auto user = counts_.reads.find(user_id);
+  if (user == counts_.reads.end() && counts_.reads.size() < max_users_)
+    user = counts_.reads.emplace(user_id, UserReads{}).first;
+  if (user != counts_.reads.end()) {
+    (cache_hit ? user->second.hits : user->second.misses) += 1;
+  } else {
+    counts_.unattributed_reads += 1;
+  }
   (cache_hit ? counts_.cache_hits : counts_.cache_misses) += 1;
   counts_.total_requests += 1;
   counts_.total_elapsed += elapsed;
@@ -44,7 +58,7 @@ TrafficCounts TrafficWindow::take() {
 
 void TrafficWindow::restore(const TrafficCounts& counts) {
   std::lock_guard lock(mu_);
-  counts_.merge(counts);
+  counts_.merge(counts, max_users_);
 }
 
 }  // namespace stowage::metrics

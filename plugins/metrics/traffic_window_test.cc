@@ -52,6 +52,29 @@ TEST(TrafficWindowTest, RestoredCountsAddToNewOnes) {
   EXPECT_EQ(counts.total_elapsed, microseconds(2000));
 }
 
+TEST(TrafficWindowTest, KeepsTheReadsOfAtMostItsMostUsers) {
+  TrafficWindow window(2);
+  window.add_read("a", true, microseconds(1000));
+  window.add_read("b", false, microseconds(1000));
+  window.add_read("c", true, microseconds(1000));  // a third user: counted, not kept by name
+  window.add_read("a", false, microseconds(1000));
+  TrafficCounts counts = window.take();
+  EXPECT_EQ(counts.reads.size(), 2u);
+  EXPECT_EQ(counts.reads["a"], (UserReads{1, 1}));
+  EXPECT_EQ(counts.unattributed_reads, 1);
+  EXPECT_EQ(counts.total_requests, 4);
+  EXPECT_EQ(counts.cache_hits, 2);
+
+  // Counts put back after a failed flush respect the bound too.
+  window.add_read("d", true, microseconds(1000));
+  window.add_read("e", true, microseconds(1000));
+  window.restore(counts);
+  TrafficCounts merged = window.take();
+  EXPECT_EQ(merged.reads.size(), 2u);
+  EXPECT_EQ(merged.unattributed_reads, 1 + 3);  // c's read, and a's two and b's one that no longer fit
+  EXPECT_EQ(merged.total_requests, 6);
+}
+
 TEST(TextArrayLiteralTest, QuotesEveryElementAndEscapesQuotesAndBackslashes) {
   EXPECT_EQ(TextArrayLiteral({}), "{}");
   EXPECT_EQ(TextArrayLiteral({"a", "b\"c", "d\\e", "NULL"}), R"({"a","b\"c","d\\e","NULL"})");

@@ -24,17 +24,16 @@ constexpr const char* kCountWrite =
     " RETURNING tier, month_requests, monthly_request_limit,"
     " to_char(month_start + interval '1 month', 'YYYY-MM-DD'), xmax = 0";
 
+// Adds reads to the rows of users that have one (made by their first POST):
+// a read of a guest that never wrote creates no row.
 constexpr const char* kFlushReads =
-    "INSERT INTO usage_metrics AS u (user_id, tier, total_requests, cache_hits, cache_misses,"
-    " monthly_request_limit, month_start, month_requests)"
-    " SELECT r.user_id, $4, r.hits + r.misses, r.hits, r.misses, $5::integer, " STOWAGE_METRICS_MONTH_START
-    ", 0"
+    "UPDATE usage_metrics AS u SET"
+    " total_requests = u.total_requests + r.hits + r.misses,"
+    " cache_hits = u.cache_hits + r.hits,"
+    " cache_misses = u.cache_misses + r.misses,"
+    " updated_at = now()"
     " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS r(user_id, hits, misses)"
-    " ON CONFLICT (user_id) DO UPDATE SET"
-    " total_requests = u.total_requests + EXCLUDED.total_requests,"
-    " cache_hits = u.cache_hits + EXCLUDED.cache_hits,"
-    " cache_misses = u.cache_misses + EXCLUDED.cache_misses,"
-    " updated_at = now()";
+    " WHERE u.user_id = r.user_id";
 
 constexpr const char* kInsertCacheMetrics =
     "INSERT INTO cache_metrics (cache_hits, cache_misses, total_requests, avg_response_time)"
@@ -111,7 +110,7 @@ Status UsageLedger::CountWrite(SqlSession& sql, const std::string& user_id, cons
   return Status::Ok();
 }
 
-Status UsageLedger::Flush(SqlSession& sql, const TrafficCounts& counts, const UsagePolicy& policy) {
+Status UsageLedger::Flush(SqlSession& sql, const TrafficCounts& counts) {
   if (counts.empty()) return Status::Ok();
   const std::string where = " (database '" + sql.database() + "')";
   auto fail = [&](const std::string& what, const Status& failed) {
@@ -132,8 +131,7 @@ Status UsageLedger::Flush(SqlSession& sql, const TrafficCounts& counts, const Us
       misses.push_back(reads.misses);
     }
     status = sql.execute(kFlushReads,
-                         {TextArrayLiteral(users), IntegerArrayLiteral(hits), IntegerArrayLiteral(misses),
-                          policy.tier, std::to_string(policy.monthly_limit)});
+                         {TextArrayLiteral(users), IntegerArrayLiteral(hits), IntegerArrayLiteral(misses)});
     if (!status.ok())
       return fail("write the reads of " + std::to_string(users.size()) + " user(s) to usage_metrics", status);
   }

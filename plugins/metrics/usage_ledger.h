@@ -34,11 +34,12 @@ class UsageLedger {
                            CountedRequest* out);
 
   // Writes `counts` in one transaction of its own (`sql` in autocommit):
-  // every user's reads into usage_metrics (rows created if absent, with
-  // month_requests 0: reads do not count toward the limit) and one
-  // cache_metrics row when there was traffic. Nothing is written when
-  // `counts` is empty. On failure the transaction is rolled back.
-  static Status Flush(SqlSession& sql, const TrafficCounts& counts, const UsagePolicy& policy);
+  // every user's reads added to their usage_metrics row (a user without
+  // one, who never wrote, gets none: a read creates no row; reads do not
+  // count toward the limit) and one cache_metrics row when there was
+  // traffic. Nothing is written when `counts` is empty. On failure the
+  // transaction is rolled back.
+  static Status Flush(SqlSession& sql, const TrafficCounts& counts);
 };
 
 // PostgreSQL's text form of a text[] holding `values`, e.g. {"a","b\"c"}.

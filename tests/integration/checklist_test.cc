@@ -260,6 +260,31 @@ class DegradationTest : public ::testing::Test {
   std::unique_ptr<ServiceInstance> postgres_;
 };
 
+// Reads of guests that never wrote leave nothing behind: no usage_metrics,
+// conversation or mapping row, no key in Redis (a flood of GETs of made-up
+// ids cannot fill the stores).
+TEST_F(DegradationTest, AGetOfAnUnknownGuestCreatesNothingAnywhere) {
+  auto server = Start(FiveStages("provider = \"builtin\""));
+  ASSERT_TRUE(server->running());
+  ASSERT_EQ(Post(server->port(), UniqueGuest("warm-up"), "creates the tables").status, 200);
+  PostgresProbe pg(postgres_->url());
+  auto flushes = [&] { return pg.Scalar("SELECT count(*) FROM cache_metrics WHERE $1 = $1", "x"); };
+  // The metrics stage flushes every second: wait for the warm-up's flush.
+  for (int i = 0; i < 50 && flushes() == "0"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const std::string before = flushes();
+  HttpClient client(server->port());
+  ASSERT_EQ(client.Send("GET", "/v1/guest/chat/" + guest_, "", "").body, "[]");
+  ASSERT_EQ(client.Send("GET", "/v1/guest/chat/" + guest_, "", "").body, "[]");
+  // ... and for a flush after the GETs.
+  for (int i = 0; i < 50 && flushes() == before; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_NE(flushes(), before) << "no metrics flush within 5 s of the GETs\n" << server->log();
+  EXPECT_EQ(pg.Scalar("SELECT count(*) FROM usage_metrics WHERE user_id = $1", guest_), "0");
+  EXPECT_EQ(pg.Scalar("SELECT count(*) FROM conversation_cache WHERE user_id = $1", guest_), "0");
+  EXPECT_EQ(pg.Scalar("SELECT count(*) FROM cache_content_mapping WHERE user_id = $1", guest_), "0");
+  RedisProbe redis(redis_url_);
+  EXPECT_FALSE(redis.Get("guest:" + guest_).has_value()) << "an empty history was cached";
+}
+
 TEST_F(DegradationTest, EmbeddingProviderDownStillStoresTheMessage) {
   // An OpenAI-compatible provider on a port nothing listens on.
   auto server = Start(FiveStages("provider = \"openai\", base_url = \"http://127.0.0.1:" +
