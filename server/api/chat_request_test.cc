@@ -141,6 +141,16 @@ TEST(ParseChatMessageTest, RefusesABadTimestamp) {
   }
 }
 
+// Caught by fuzz/chat_request_fuzzer (errors must be valid UTF-8): a
+// timestamp with a non-ASCII character after the time gave an error message,
+// and so a JSON answer, that was not valid UTF-8.
+TEST(ParseChatMessageTest, TimestampErrorIsValidUtf8) {
+  ApiError error =
+      Refused("{\"role\":\"user\",\"content\":\"x\",\"timestamp\":\"2024-05-01T12:00:00\xc3\xa9\"}");
+  EXPECT_EQ(error.code, "invalid_field");
+  EXPECT_EQ(FindInvalidUtf8(error.message), std::nullopt) << error.message;
+}
+
 TEST(ParseChatMessageTest, NamesUnknownFields) {
   ApiError error = Refused(R"({"role":"user","content":"x","mood":"ok","user_id":7})");
   EXPECT_EQ(error.code, "invalid_field");

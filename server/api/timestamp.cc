@@ -78,8 +78,16 @@ std::optional<std::string> CanonicalTimestamp(std::string_view text, std::string
       if (oh > 23 || om > 59) return fail("the UTC offset is out of range (at most +23:59)");
       offset_minutes = (oh * 60 + om) * (c == '-' ? -1 : 1);
     } else {
-      return fail("unexpected '" + std::string(1, c) +
-                  "' after the time; end with Z or an offset like +02:00");
+      // The reason goes into a JSON answer: a byte that is not printable
+      // ASCII (such as the first of a UTF-8 sequence) is shown in hex.
+      char shown[16];
+      if (c >= 0x20 && c < 0x7f) {
+        std::snprintf(shown, sizeof shown, "'%c'", c);
+      } else {
+        std::snprintf(shown, sizeof shown, "byte 0x%02x", static_cast<unsigned char>(c));
+      }
+      return fail("unexpected " + std::string(shown) +
+                  " after the time; end with Z or an offset like +02:00");
     }
   }
   if (pos != text.size()) return fail("unexpected text after the UTC offset");

@@ -63,6 +63,16 @@ TEST(CanonicalTimestampTest, RefusesWhatIsNotADateTime) {
   Why("");
 }
 
+// Caught by fuzz/timestamp_fuzzer (a reason must be valid UTF-8): the reason
+// held the first byte of a UTF-8 sequence as it was, so the JSON answer of
+// the request was not valid UTF-8.
+TEST(CanonicalTimestampTest, ReasonShowsAnUnexpectedNonAsciiByteInHex) {
+  std::string why = Why("2024-05-01T12:00:00\xc3\xa9");
+  EXPECT_NE(why.find("unexpected byte 0xc3 after the time"), std::string::npos) << why;
+  for (char c : why) EXPECT_LT(static_cast<unsigned char>(c), 0x80) << why;
+  EXPECT_NE(Why("2024-05-01T12:00:00x").find("unexpected 'x' after the time"), std::string::npos);
+}
+
 TEST(FormatTimestampTest, Epoch) {
   EXPECT_EQ(FormatTimestamp(std::chrono::sys_time<std::chrono::microseconds>{}),
             "1970-01-01T00:00:00.000000Z");

@@ -30,8 +30,13 @@ namespace {
 
 std::string Quote(std::string_view text) {
   constexpr std::size_t kMaxShown = 80;
+  // A long text is cut before a UTF-8 character, not inside one: the message
+  // may be sent as JSON (POST /v1/admin/reload).
+  std::size_t shown = std::min(text.size(), kMaxShown);
+  while (shown > 0 && shown < text.size() && (static_cast<unsigned char>(text[shown]) & 0xC0) == 0x80)
+    --shown;
   std::string out = "\"";
-  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
+  for (std::size_t i = 0; i < shown; ++i) {
     char c = text[i];
     if (c == '"' || c == '\\') out += '\\';
     if (c == '\n') {
@@ -40,7 +45,7 @@ std::string Quote(std::string_view text) {
     }
     out += c;
   }
-  if (text.size() > kMaxShown) out += "...";
+  if (text.size() > shown) out += "...";
   return out + "\"";
 }
 

@@ -371,6 +371,35 @@ TEST(PipelineConfigTest, AdminStartupAndCircuitKeysAreReadWithTheirDefaults) {
   EXPECT_EQ(bad.key, "stage[a].circuit_threshold");
 }
 
+// Caught by fuzz/pipeline_config_fuzzer (errors must be valid UTF-8): a long
+// value was cut after its 80th byte, inside a UTF-8 character, so the error
+// (which a reload through the admin API sends as JSON) was not valid UTF-8.
+TEST(PipelineConfigTest, LongValueInAnErrorIsCutBetweenCharacters) {
+  std::string e_acute = "\xc3\xa9";
+  std::string value = "x";
+  for (int i = 0; i < 45; ++i) value += e_acute;
+  ConfigError bad = OnlyError(Parse("[server]\nlisten = \"" + value + "\"\n" + std::string(kMinimalStage)));
+  EXPECT_EQ(bad.key, "server.listen");
+  // 1 + 39 * 2 bytes shown: the 40th character would end after byte 80.
+  EXPECT_TRUE(Contains(bad.message, "\"" + value.substr(0, 79) + "...\""));
+}
+
+// Found by fuzz/pipeline_config_fuzzer: toml++ 3.3.0 reaches
+// TOML_UNREACHABLE (undefined behaviour) for some non-ASCII characters where
+// it looks for whitespace (marzer/tomlplusplus issues 190 and 295). Built
+// with Debian's library the loader still reads them right; this pins that.
+TEST(PipelineConfigTest, NonAsciiWhereTomlLooksForWhitespace) {
+  // Outside a string: a syntax error.
+  for (std::string text : {"potgu\xef\xbb\x85t = 1\n", "\xcc\xaa\n"}) {
+    ConfigError error = OnlyError(Parse(text + std::string(kMinimalStage)));
+    EXPECT_TRUE(Contains(error.message, "TOML syntax error")) << text;
+  }
+  // After a line-ending backslash in a multi-line string: part of the string.
+  LoadResult result = Parse("[[stage]]\nname = \"a\"\nplugin = \"\"\"\\\n\xc2\xa7\"\"\"\n");
+  ASSERT_TRUE(result.config) << FormatErrors(result.errors);
+  EXPECT_EQ(result.config->stages[0].plugin, "\xc2\xa7");
+}
+
 TEST(PipelineConfigTest, JournalKeysAreReadWithTheirDefaults) {
   LoadResult defaults = Parse(kMinimalStage);
   ASSERT_TRUE(defaults.config) << FormatErrors(defaults.errors);
@@ -779,6 +808,19 @@ url = "postgresql://u:hunter2@db:54x2/app"
   ConfigError port_error = OnlyError(port);
   EXPECT_TRUE(Contains(port_error.message, "port that is not a number"));
   EXPECT_FALSE(Contains(port_error.ToString(), "hunter2"));
+}
+
+// Caught by fuzz/pipeline_config_fuzzer: a '?' left unescaped in the
+// password starts the query (here "app:2024" reads as host and port), and
+// the error showed the query parameter without '=', the rest of the password.
+TEST(PipelineConfigDatabaseTest, QuestionMarkInThePasswordIsRefusedWithoutShowingIt) {
+  ConfigError error = OnlyError(Parse(WithStage(R"([[database]]
+name = "main"
+url = "postgresql://app:2024?Summer@db/app"
+)")));
+  EXPECT_EQ(error.key, "database[main].url");
+  EXPECT_TRUE(Contains(error.message, "query parameter without '='"));
+  EXPECT_FALSE(Contains(error.ToString(), "Summer"));
 }
 
 TEST(PipelineConfigDatabaseTest, UnsetVariableInTheUrlIsNamed) {

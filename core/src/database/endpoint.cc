@@ -116,8 +116,12 @@ Endpoint ParseEndpoint(const std::string& url, const std::string& name,
     if (item.empty()) continue;
     auto eq = item.find('=');
     if (eq == std::string::npos) {
-      throw std::invalid_argument("the PostgreSQL url has a query parameter without '=' (" + item + ")" +
-                                  fix);
+      // The item is not shown: after a '?' left unescaped in a password, it
+      // is the rest of the password.
+      throw std::invalid_argument(
+          "the PostgreSQL url has a query parameter without '=' (write ?key=value&...; a '?' in the "
+          "password must be written %3F)" +
+          fix);
     }
     std::string key = PercentDecode(item.substr(0, eq), "query parameters", fix);
     std::string value = PercentDecode(item.substr(eq + 1), "query parameters", fix);
