@@ -5,12 +5,12 @@
 // - it never throws; a refusal says why, in valid UTF-8 (the reason goes
 //   into a JSON answer);
 // - an accepted value is in the canonical form YYYY-MM-DDTHH:MM:SS.ffffffZ
-//   of years 0000-9999, and parses to itself (the canonical form is a
+//   of years 0001-9999, and parses to itself (the canonical form is a
 //   fixed point, so every stage serves the same text);
 // - without an offset, the canonical form keeps the date, hour and minute
 //   as written; with one, it is the same text without the offset, moved by
 //   the offset.
-// - FormatTimestamp of any instant of years 0000-9999 (from the input's
+// - FormatTimestamp of any instant of years 0001-9999 (from the input's
 //   first 8 bytes) parses back to itself.
 #include <chrono>
 #include <cstdint>
@@ -96,8 +96,8 @@ void CheckFormat(const std::uint8_t* data, std::size_t size) {
   if (size < 8) return;
   std::int64_t raw;
   std::memcpy(&raw, data, sizeof raw);
-  // Years 0000-9999: from 0000-01-01 to 9999-12-31T23:59:59.999999.
-  constexpr std::int64_t kFirst = -62167219200LL * 1000000;
+  // Years 0001-9999: from 0001-01-01 to 9999-12-31T23:59:59.999999.
+  constexpr std::int64_t kFirst = -62135596800LL * 1000000;
   constexpr std::int64_t kLast = 253402300800LL * 1000000 - 1;
   const std::uint64_t span = static_cast<std::uint64_t>(kLast - kFirst) + 1;
   const auto micros = kFirst + static_cast<std::int64_t>(static_cast<std::uint64_t>(raw) % span);

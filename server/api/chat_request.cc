@@ -217,6 +217,12 @@ ParsedMessage ParseChatMessage(std::string_view body, std::size_t max_content_by
                                            " bytes; the limit is " + std::to_string(max_content_bytes) +
                                            " bytes (server.max_content_bytes); split the message"));
   }
+  // PostgreSQL's text cannot hold U+0000: refused here, before any stage
+  // (Redis would take it) stores anything.
+  if (const std::size_t nul = message.content.find('\0'); nul != std::string::npos) {
+    return error(ApiError::InvalidField("field 'content' holds the character U+0000 (\\u0000) at byte " +
+                                        std::to_string(nul) + ", which cannot be stored; remove it"));
+  }
 
   const auto* timestamp = object.if_contains("timestamp");
   const std::string timestamp_rule =

@@ -151,6 +151,24 @@ TEST(ParseChatMessageTest, TimestampErrorIsValidUtf8) {
   EXPECT_EQ(FindInvalidUtf8(error.message), std::nullopt) << error.message;
 }
 
+// PostgreSQL's text cannot hold U+0000: the API refuses it before any stage
+// (Redis would take it) stores anything.
+TEST(ParseChatMessageTest, RefusesANulInTheContent) {
+  ApiError error = Refused(R"({"role":"user","content":"a\u0000b"})");
+  EXPECT_EQ(error.code, "invalid_field");
+  EXPECT_NE(error.message.find("U+0000"), std::string::npos) << error.message;
+  EXPECT_NE(error.message.find("byte 1"), std::string::npos) << error.message;
+}
+
+TEST(ParseChatMessageTest, RefusesATimestampPostgresCannotStore) {
+  for (const char* timestamp : {"0000-06-01T00:00:00Z", "9999-12-31T23:30:00-01:00"}) {
+    ApiError error =
+        Refused(std::string(R"({"role":"user","content":"x","timestamp":")") + timestamp + "\"}");
+    EXPECT_EQ(error.code, "invalid_field") << timestamp;
+    EXPECT_NE(error.message.find("0001-9999"), std::string::npos) << error.message;
+  }
+}
+
 TEST(ParseChatMessageTest, NamesUnknownFields) {
   ApiError error = Refused(R"({"role":"user","content":"x","mood":"ok","user_id":7})");
   EXPECT_EQ(error.code, "invalid_field");

@@ -104,8 +104,10 @@ std::optional<std::string> CanonicalTimestamp(std::string_view text, std::string
                std::chrono::seconds(second) + microseconds(micros);
   auto utc = local - std::chrono::minutes(offset_minutes);
   std::chrono::year_month_day utc_date{std::chrono::floor<std::chrono::days>(utc)};
-  if (utc_date.year() < std::chrono::year(0) || utc_date.year() > std::chrono::year(9999)) {
-    return fail("it falls outside the years 0000-9999 in UTC");
+  // PostgreSQL's timestamptz has no year 0 (1 BC is written "0001 BC"),
+  // and the canonical form has four digits.
+  if (utc_date.year() < std::chrono::year(1) || utc_date.year() > std::chrono::year(9999)) {
+    return fail("it falls outside the years 0001-9999 in UTC");
   }
   return FormatTimestamp(utc);
 }
