@@ -235,10 +235,12 @@ int main(int argc, char** argv) {
                                 "POSTs whose COMMIT got no answer (503 outcome_unknown).")});
   stowage::api::GuestChatApi api(service, {config.server.max_content_bytes, nullptr});
   const bool separate_admin = !config.server.admin_listen.empty();
+  // One for both listeners: /readyz asks the stages at most once a second.
+  stowage::api::Readiness readiness(holder);
   stowage::api::ServerHandler handler(
-      separate_admin ? stowage::api::Listener::kPublic : stowage::api::Listener::kAll, api, admin, holder,
+      separate_admin ? stowage::api::Listener::kPublic : stowage::api::Listener::kAll, api, admin, readiness,
       metrics);
-  stowage::api::ServerHandler admin_handler(stowage::api::Listener::kAdminOnly, api, admin, holder, metrics);
+  stowage::api::ServerHandler admin_handler(stowage::api::Listener::kAdminOnly, api, admin, readiness, metrics);
 
   stowage::http::ServerOptions options;
   options.host = host;

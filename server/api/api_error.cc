@@ -1,7 +1,11 @@
 #include "api/api_error.h"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
+
+#include "logging/logging.h"
 
 namespace stowage::api {
 
@@ -9,6 +13,8 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
   boost::json::object error;
   error["code"] = code;
   error["message"] = message;
+  const std::string_view request_id = logging::CurrentRequest().request_id();
+  if (!request_id.empty()) error["request_id"] = request_id;
   boost::json::object body;
   body["error"] = std::move(error);
   return boost::json::serialize(body);
@@ -23,35 +29,41 @@ http::Response ErrorResponse(const ApiError& error) {
 
 ApiError PipelineError(const stowage::Status& status, const std::string& stage, std::string_view operation) {
   using stowage::StatusCode;
+  // The status text can name hosts, ports, databases, users, SQL or another
+  // guest's data: it goes to the log (with the request's id), never to the client.
   const std::string op(operation);
   if (stage.empty()) {
-    return ApiError::Internal(op + " failed: " + status.ToString() +
-                              "; this is a server error, see the stowaged log and retry later");
+    spdlog::error("{} failed: {}", op, status.ToString());
+    return ApiError::Internal(op +
+                              " failed with an internal error of the server; retry later, and give the "
+                              "request_id to the operator if it persists");
   }
+  spdlog::warn("{} failed in stage '{}': {}", op, stage, status.ToString());
   const std::string what = "stage '" + stage + "'";
   switch (status.code()) {
     case StatusCode::kRejected:
-      return {429, "rejected", what + " refused " + op + ": " + status.message() + "; retry later"};
+      return {429, "rejected",
+              what + " refused " + op + " by policy (e.g. the guest's monthly request limit); retry later"};
     case StatusCode::kConflict:
       return {409, "conflict",
-              what + " refused " + op + " as conflicting with stored data: " + status.message() +
-                  "; read the current state and retry"};
+              what + " refused " + op + " as conflicting with stored data; read the current state and retry"};
     case StatusCode::kInvalidArgument:
-      return ApiError::InvalidField(what + " cannot accept the request: " + status.message() +
-                                    "; correct the request and retry");
+      return ApiError::InvalidField(what + " cannot accept the request as sent; " + op +
+                                    " was not done; correct the request and retry");
     case StatusCode::kNotFound:
-      return ApiError::NotFound(what + " found nothing for " + op + ": " + status.message());
+      return ApiError::NotFound(what + " found nothing for " + op);
     case StatusCode::kUnavailable:
-    case StatusCode::kDeadlineExceeded:
       return {503, "stage_failed",
-              what + " failed: " + status.ToString() + "; " + op +
-                  " was not done; retry once the stage's storage target is reachable"};
+              what + " could not reach its storage target; " + op + " was not done; retry later"};
+    case StatusCode::kDeadlineExceeded:
+      return {503, "stage_failed", what + " did not answer in time; " + op + " was not done; retry later"};
     case StatusCode::kInternal:
     case StatusCode::kOk:
       break;
   }
   return {500, "stage_failed",
-          what + " failed: " + status.ToString() + "; " + op + " was not done; see the stowaged log"};
+          what + " failed with an internal error; " + op +
+              " was not done; retry later, and give the request_id to the operator if it persists"};
 }
 
 }  // namespace stowage::api

@@ -37,7 +37,8 @@ struct ApiError {
   static ApiError Internal(std::string message) { return {500, "internal", std::move(message)}; }
 };
 
-// `{"error":{"code":...,"message":...}}`.
+// `{"error":{"code":...,"message":...,"request_id":...}}`; request_id is the
+// calling thread's logging::CurrentRequest() and is left out when it has none.
 std::string ErrorBody(std::string_view code, std::string_view message);
 
 // The HTTP answer for `error`.
@@ -45,7 +46,9 @@ http::Response ErrorResponse(const ApiError& error);
 
 // The answer for a pipeline call that failed with `status` in `stage` (empty
 // when no stage is to blame). `operation` says what the client asked for,
-// e.g. "storing the message". Mapping: kRejected 429 rejected, kConflict 409
+// e.g. "storing the message". The message names the stage and the kind of
+// failure only: `status`'s text (which may name hosts, databases, users, SQL
+// or stored data) is logged, never answered. Mapping: kRejected 429 rejected, kConflict 409
 // conflict, kInvalidArgument 400 invalid_field, kNotFound 404 not_found,
 // kUnavailable and kDeadlineExceeded 503 stage_failed, kInternal 500
 // stage_failed; with no stage named, 500 internal.

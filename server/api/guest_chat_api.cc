@@ -1,5 +1,7 @@
 #include "api/guest_chat_api.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -64,8 +66,10 @@ http::Response GuestChatApi::Handle(const http::Request& request) noexcept {
     return Route(request);
   } catch (const std::exception& e) {
     try {
-      return ErrorResponse(ApiError::Internal(std::string("internal error while answering the request: ") +
-                                              e.what() + "; see the stowaged log and retry"));
+      spdlog::error("internal error while answering {} {}: {}", request.method, request.target, e.what());
+      return ErrorResponse(
+          ApiError::Internal("internal error while answering the request; retry, and give the request_id to the "
+                             "operator if it persists"));
     } catch (...) {
     }
   } catch (...) {
@@ -193,8 +197,11 @@ http::Response GuestChatApi::Post(const std::string& guest_id, const http::Reque
   } else if (outcome.status.ok()) {
     response = Json(200, EncodeStored(guest_id, outcome));
   } else if (outcome.outcome_unknown) {
+    spdlog::error("storing the message: stage '{}': {}", outcome.failed_stage, outcome.status.ToString());
     response = ErrorResponse({503, "outcome_unknown",
-                              "storing the message: stage '" + outcome.failed_stage + "': " + outcome.status.message()});
+                              "storing the message: stage '" + outcome.failed_stage +
+                                  "' sent the COMMIT but its answer never came, so the message may or may not be "
+                                  "stored; retry with the same Idempotency-Key to store it once and learn its ids"});
   } else {
     response = ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "storing the message"));
   }

@@ -3,8 +3,10 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <exception>
+#include <spdlog/spdlog.h>
 
 #include "api/api_error.h"
+#include "logging/logging.h"
 
 namespace stowage::api {
 namespace {
@@ -30,9 +32,9 @@ std::string RouteOf(const std::string& path) {
   return "other";
 }
 
-ServerHandler::ServerHandler(Listener listener, GuestChatApi& api, AdminApi& admin,
-                             engine::PipelineHolder& holder, observability::Registry& metrics)
-    : listener_(listener), api_(api), admin_(admin), holder_(holder), metrics_(metrics) {}
+ServerHandler::ServerHandler(Listener listener, GuestChatApi& api, AdminApi& admin, Readiness& readiness,
+                             observability::Registry& metrics)
+    : listener_(listener), api_(api), admin_(admin), readiness_(readiness), metrics_(metrics) {}
 
 void ServerHandler::Count(const std::string& route, const std::string& method, int status,
                           double seconds) noexcept {
@@ -52,6 +54,7 @@ void ServerHandler::Count(const std::string& route, const std::string& method, i
 
 http::Response ServerHandler::Handle(const http::Request& request) noexcept {
   const auto started = std::chrono::steady_clock::now();
+  const logging::RequestScope scope(logging::RequestTag(request.request_id, request.trace_id));
   http::Response response;
   std::string route = "other";
   try {
@@ -71,8 +74,13 @@ http::Response ServerHandler::Handle(const http::Request& request) noexcept {
   } catch (const std::exception& e) {
     response = http::Response{};
     response.status = 500;
-    response.body = R"({"error":{"code":"internal","message":"internal error while answering the request; )"
-                    R"(see the stowaged log and retry"}})";
+    try {
+      spdlog::error("internal error while answering {} {}: {}", request.method, request.target, e.what());
+      response = ErrorResponse(ApiError::Internal(
+          "internal error while answering the request; retry, and give the request_id to the operator if it "
+          "persists"));
+    } catch (...) {
+    }
   } catch (...) {
     response = http::Response{};
     response.status = 500;
@@ -88,6 +96,7 @@ http::Response ServerHandler::Handle(const http::Request& request) noexcept {
 
 http::Response ServerHandler::Refuse(http::Refusal why, const http::Request& request,
                                      std::size_t body_limit) noexcept {
+  const logging::RequestScope scope(logging::RequestTag(request.request_id, request.trace_id));
   http::Response response = api_.Refuse(why, request, body_limit);
   try {
     Count(RouteOf(request.target.substr(0, request.target.find('?'))), "other", response.status, 0);
@@ -117,7 +126,7 @@ http::Response ServerHandler::Route(const http::Request& request, const std::str
       response.headers.emplace_back("Allow", "GET");
       return response;
     }
-    return Ready();
+    return readiness_.Check();
   }
   if (listener_ == Listener::kAdminOnly && path != "/healthz") {
     return ErrorResponse(ApiError::NotFound("no route for " + request.method + " " + path +
@@ -142,33 +151,6 @@ http::Response ServerHandler::Options(const http::Request& request, const std::s
   response.status = 204;
   response.content_type.clear();
   response.headers.emplace_back("Allow", std::move(allow));
-  return response;
-}
-
-http::Response ServerHandler::Ready() {
-  std::shared_ptr<engine::Pipeline> pipeline = holder_.current();
-  json::array unhealthy;
-  for (const auto& health : pipeline->Health(kHealthTimeout)) {
-    if (!health.enabled || !health.required || health.status.ok()) continue;
-    json::object stage;
-    stage["stage"] = health.name;
-    stage["error"] = health.status.ToString();
-    unhealthy.push_back(std::move(stage));
-  }
-  http::Response response;
-  if (unhealthy.empty()) {
-    response.body = R"({"status":"ready"})";
-    return response;
-  }
-  std::string names;
-  for (const auto& stage : unhealthy)
-    names += (names.empty() ? "" : ",") + std::string(stage.at("stage").as_string());
-  json::object out;
-  out["status"] = "unready";
-  out["unhealthy"] = std::move(unhealthy);
-  response.status = 503;
-  response.body = json::serialize(out);
-  response.log_note = "unhealthy=" + names;
   return response;
 }
 

@@ -1,8 +1,14 @@
 // ServerHandler: what one listener of stowaged answers, and the HTTP metrics.
 //
 //   GET /healthz, the guest chat API   (GuestChatApi)
-//   GET /readyz      200 {"status":"ready"} when every enabled required stage
-//                    is healthy, else 503 naming each unhealthy one and why
+//   GET /readyz      Readiness::Check(): 200 when every enabled required stage
+//                    is healthy, else 503 naming each unhealthy one and a
+//                    reason class (never an address); checked at most once a
+//                    second
+//
+// Every request runs under a logging::RequestScope of its request_id and
+// trace_id, so every line logged while answering it (stage calls on the
+// CallRunner's threads included) and every error body carries its id.
 //   GET /metrics     the Prometheus text format (no authentication)
 //   /v1/admin/...    AdminApi, on the listener that serves the admin routes
 //
@@ -13,6 +19,7 @@
 
 #include "api/admin_api.h"
 #include "api/guest_chat_api.h"
+#include "api/readiness.h"
 #include "engine/pipeline_holder.h"
 #include "http/http_types.h"
 #include "observability/metrics.h"
@@ -29,7 +36,7 @@ enum class Listener {
 class ServerHandler final : public http::Handler {
  public:
   // Every argument must outlive this.
-  ServerHandler(Listener listener, GuestChatApi& api, AdminApi& admin, engine::PipelineHolder& holder,
+  ServerHandler(Listener listener, GuestChatApi& api, AdminApi& admin, Readiness& readiness,
                 observability::Registry& metrics);
 
   http::Response Handle(const http::Request& request) noexcept override;
@@ -42,13 +49,12 @@ class ServerHandler final : public http::Handler {
   // OPTIONS), learned by asking the route with a method it refuses; any
   // other answer (404, 401) as the route gives it.
   http::Response Options(const http::Request& request, const std::string& path);
-  http::Response Ready();
   void Count(const std::string& route, const std::string& method, int status, double seconds) noexcept;
 
   const Listener listener_;
   GuestChatApi& api_;
   AdminApi& admin_;
-  engine::PipelineHolder& holder_;
+  Readiness& readiness_;
   observability::Registry& metrics_;
 };
 

@@ -18,6 +18,12 @@ struct Request {
   std::string body;          // raw bytes, not checked for any encoding
   // Every header as sent; names keep their case (compare with Header()).
   std::vector<std::pair<std::string, std::string>> headers;
+  // Set by the HTTP layer for every request, refused ones included: its
+  // X-Request-Id when that is sane (RequestIdFrom), else a generated one.
+  // Sent back as X-Request-Id and written on the request's access-log line.
+  std::string request_id;
+  // The trace id of a well-formed W3C traceparent header; empty otherwise.
+  std::string trace_id;
 
   // The value of the first header named `name` (case-insensitive); empty when absent.
   std::string Header(std::string_view name) const {
@@ -45,6 +51,16 @@ struct Response {
   // (Content-Length included), without the body.
   bool head_only = false;
 };
+
+// The client's X-Request-Id `value` when it is 1 to 128 visible ASCII
+// characters (0x21-0x7E) without a quote or backslash, else a new id of 32
+// random hex digits.
+std::string RequestIdFrom(std::string_view value);
+
+// The trace id (32 lowercase hex digits) of a W3C traceparent header
+// "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>" (an all-zero id is
+// invalid); empty when `value` is not one.
+std::string TraceIdFrom(std::string_view value);
 
 // Why the HTTP layer refused a request before reading it whole.
 enum class Refusal {

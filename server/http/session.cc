@@ -8,6 +8,8 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cstdint>
+#include <random>
 #include <utility>
 
 namespace stowage::http {
@@ -26,7 +28,43 @@ bool IsParseError(const beast::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category();
 }
 
+bool IsHex(std::string_view text) {
+  for (char c : text)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
 }  // namespace
+
+std::string RequestIdFrom(std::string_view value) {
+  bool sane = !value.empty() && value.size() <= 128;
+  for (std::size_t i = 0; sane && i < value.size(); ++i) {
+    const char c = value[i];
+    sane = c > 0x20 && c < 0x7f && c != '"' && c != '\\';
+  }
+  if (sane) return std::string(value);
+  // Two draws of a per-thread generator seeded from the OS: cheap, and
+  // unique enough to find one request in the logs.
+  thread_local std::mt19937_64 random{(static_cast<std::uint64_t>(std::random_device{}()) << 32) ^
+                                      std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t bits = random();
+    for (int i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + i] = kHex[bits & 0xf];
+  }
+  return id;
+}
+
+std::string TraceIdFrom(std::string_view value) {
+  // 00-<32>-<16>-<2>: 55 characters.
+  if (value.size() != 55 || value[2] != '-' || value[35] != '-' || value[52] != '-') return {};
+  if (value.substr(0, 2) != "00") return {};
+  const std::string_view trace = value.substr(3, 32), parent = value.substr(36, 16), flags = value.substr(53, 2);
+  if (!IsHex(trace) || !IsHex(parent) || !IsHex(flags)) return {};
+  if (trace == std::string_view("00000000000000000000000000000000") || parent == "0000000000000000") return {};
+  return std::string(trace);
+}
 
 void SessionHost::Register(const std::shared_ptr<Session>& session) {
   std::lock_guard lock(mu_);
@@ -122,6 +160,9 @@ void Session::OnHeader(beast::error_code ec) {
   request_.content_type = std::string(head[bhttp::field::content_type]);
   request_.headers.clear();
   for (const auto& field : head) request_.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  request_.request_id = RequestIdFrom(head["X-Request-Id"]);
+  if (auto traceparent = head.find("traceparent"); traceparent != head.end())
+    request_.trace_id = TraceIdFrom(traceparent->value());
   keep_alive_ = head.keep_alive();
 
   if (parser_->is_done()) return Dispatch();
@@ -174,6 +215,13 @@ void Session::Refuse(Refusal why) {
     request_.method = std::string(parser_->get().method_string());
     request_.target = std::string(parser_->get().target());
   }
+  if (request_.request_id.empty()) {
+    // The header may be cut short (over the limit) or absent: a sane value is
+    // still the client's, anything else gets a new id.
+    request_.request_id = RequestIdFrom(parser_ && parser_->got_some()
+                                            ? std::string_view(parser_->get()["X-Request-Id"])
+                                            : std::string_view());
+  }
   host_->RequestStarted();
   owed_ = true;
   Respond(host_->handler().Refuse(why, request_, host_->options().body_limit), true);
@@ -187,6 +235,7 @@ void Session::Respond(Response response, bool refused) {
   response_.set(bhttp::field::server, "stowaged");
   if (!response.content_type.empty()) response_.set(bhttp::field::content_type, response.content_type);
   for (const auto& [name, value] : response.headers) response_.set(name, value);
+  response_.set("X-Request-Id", request_.request_id);
   response_.body() = std::move(response.body);
   response_.keep_alive(keep_alive);
   response_.prepare_payload();
@@ -206,12 +255,13 @@ void Session::OnWritten(beast::error_code ec, std::size_t status, std::size_t by
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - start_).count();
   const std::string& method = request_.method.empty() ? std::string("-") : request_.method;
   const std::string& target = request_.target.empty() ? std::string("-") : request_.target;
+  const std::string_view trace_label = request_.trace_id.empty() ? "" : " trace_id=";
   if (ec) {
-    spdlog::warn("http {} {} status={} not delivered: {} ms={:.2f}", method, target, status, ec.message(),
-                 ms);
+    spdlog::warn("http {} {} status={} not delivered: {} ms={:.2f} request_id={}{}{}", method, target, status,
+                 ec.message(), ms, request_.request_id, trace_label, request_.trace_id);
   } else {
-    spdlog::info("http {} {} status={} bytes={} ms={:.2f}{}{}", method, target, status, bytes, ms,
-                 note.empty() ? "" : " ", note);
+    spdlog::info("http {} {} status={} bytes={} ms={:.2f}{}{} request_id={}{}{}", method, target, status, bytes,
+                 ms, note.empty() ? "" : " ", note, request_.request_id, trace_label, request_.trace_id);
   }
   owed_ = false;
   host_->RequestFinished();

@@ -1,7 +1,11 @@
 // End-to-end tests of stowaged: the real server binary, started on a free
 // port with a pipeline of test_stage plugins, driven over real sockets.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -344,7 +348,7 @@ TEST(StowagedFailureTest, RequiredStageFailingIsServiceUnavailableAndLeavesNoTra
   HttpResult result = Post(client, "fail-1");
   EXPECT_EQ(result.status, 503);
   EXPECT_EQ(ErrorCode(result), "stage_failed");
-  EXPECT_NE(result.body.find("stage 'store' failed"), std::string::npos) << result.body;
+  EXPECT_NE(result.body.find("stage 'store' could not reach its storage target"), std::string::npos) << result.body;
   EXPECT_EQ(Get(client, "fail-1").body, "[]");
   EXPECT_NE(server.journal().find("redis compensate fail-1 hello"), std::string::npos) << server.journal();
 }
@@ -375,6 +379,209 @@ TEST(StowagedFailureTest, ThrowingStageIsAnErrorAnswerAndTheServerLivesOn) {
   EXPECT_EQ(read.status, 500) << read.body;
   HttpClient again(server.port());
   EXPECT_EQ(again.Send("GET", "/healthz", "", "").status, 200);
+}
+
+// ---------------------------------------------------------------------------
+// Errors that leak nothing, and X-Request-Id.
+
+// What a stage's failure could say: a host, a port, a database, a user, SQL
+// and a SQLSTATE message. None of it may reach a client.
+constexpr const char* kLeakyFailure =
+    "could not connect to server at 127.0.0.1:16432 (database stowage, user stowage_admin): "
+    "SQLSTATE 42P01: relation message_cache does not exist: INSERT INTO message_cache VALUES ($1)";
+const std::vector<std::string> kLeakyPieces = {"127.0.0.1", "16432",      "stowage", "SQLSTATE",
+                                               "relation",  "INSERT INTO", "message_cache"};
+constexpr const char* kTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+constexpr const char* kTraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+// The log lines that hold `text`.
+std::vector<std::string> LinesWith(const std::string& log, const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);)
+    if (line.find(text) != std::string::npos) lines.push_back(line);
+  return lines;
+}
+
+bool IsGeneratedId(const std::string& id) {
+  return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+// Sends `raw` bytes on a new connection and returns everything the server
+// answered before closing it.
+std::string SendRaw(std::uint16_t port, const std::string& raw) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string answer;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      ::send(fd, raw.data(), raw.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(raw.size())) {
+    ::shutdown(fd, SHUT_WR);
+    char buffer[4096];
+    for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, n);
+  }
+  ::close(fd);
+  return answer;
+}
+
+TEST(StowagedErrorTest, RequiredStageFailureAnswerNamesNoAddressAndCarriesTheRequestId) {
+  Server server(CacheAndStore(std::string(R"(write = "fail", fail_message = ")") + kLeakyFailure + "\""));
+  HttpClient client(server.port());
+  HttpResult result = client.Send("POST", "/v1/guest/chat/leak-1", kHello, "application/json",
+                                  {{"X-Request-Id", "leak-test-1"}, {"traceparent", kTraceparent}});
+  EXPECT_EQ(result.status, 503);
+  EXPECT_EQ(ErrorCode(result), "stage_failed");
+  EXPECT_NE(result.body.find("stage 'store' could not reach its storage target"), std::string::npos)
+      << result.body;
+  for (const auto& piece : kLeakyPieces) EXPECT_EQ(result.body.find(piece), std::string::npos) << piece;
+  EXPECT_EQ(result.header("x-request-id"), "leak-test-1");
+  EXPECT_NE(result.body.find(R"("request_id":"leak-test-1")"), std::string::npos) << result.body;
+
+  // The log keeps the detail, on lines that name the request and its trace.
+  ASSERT_TRUE(server.WaitForLog("status=503")) << server.log();
+  const std::string tag = std::string("request_id=leak-test-1 trace_id=") + kTraceId;
+  const auto access = LinesWith(server.log(), "http POST /v1/guest/chat/leak-1 status=503");
+  ASSERT_EQ(access.size(), 1u) << server.log();
+  EXPECT_NE(access[0].find(tag), std::string::npos) << access[0];
+  // The stage's own line, written on a thread of the CallRunner.
+  const auto stage = LinesWith(server.log(), "write for guest leak-1 failed: could not connect");
+  ASSERT_EQ(stage.size(), 1u) << server.log();
+  EXPECT_NE(stage[0].find(tag), std::string::npos) << stage[0];
+  const auto detail = LinesWith(server.log(), "storing the message failed in stage 'store'");
+  ASSERT_EQ(detail.size(), 1u) << server.log();
+  EXPECT_NE(detail[0].find("SQLSTATE 42P01"), std::string::npos) << detail[0];
+  EXPECT_NE(detail[0].find(tag), std::string::npos) << detail[0];
+}
+
+TEST_F(StowagedTest, RequestIdIsEchoedWhenSaneElseGenerated) {
+  HttpClient client(server_->port());
+  HttpResult echoed = client.Send("GET", "/healthz", "", "", {{"X-Request-Id", "client-id_1.2:3/x"}});
+  EXPECT_EQ(echoed.header("x-request-id"), "client-id_1.2:3/x");
+
+  for (const std::string bad : {std::string("has space"), std::string(129, 'a'), std::string("quote\"d"),
+                                std::string("tab\there"), std::string("caf\xc3\xa9")}) {
+    SCOPED_TRACE(bad);
+    HttpResult replaced = client.Send("GET", "/healthz", "", "", {{"X-Request-Id", bad}});
+    EXPECT_EQ(replaced.status, 200);
+    EXPECT_TRUE(IsGeneratedId(replaced.header("x-request-id"))) << replaced.header("x-request-id");
+  }
+  HttpResult first = client.Send("GET", "/healthz", "", "");
+  HttpResult second = client.Send("GET", "/healthz", "", "");
+  EXPECT_TRUE(IsGeneratedId(first.header("x-request-id"))) << first.header("x-request-id");
+  EXPECT_NE(first.header("x-request-id"), second.header("x-request-id"));
+
+  // Error answers repeat it in the body: 404, 405, a validation error.
+  HttpResult missing = client.Send("GET", "/nope", "", "", {{"X-Request-Id", "rid-404"}});
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.header("x-request-id"), "rid-404");
+  EXPECT_NE(missing.body.find(R"("request_id":"rid-404")"), std::string::npos) << missing.body;
+  HttpResult refused = client.Send("PUT", "/healthz", "", "");
+  EXPECT_EQ(refused.status, 405);
+  EXPECT_NE(refused.body.find(R"("request_id":")" + refused.header("x-request-id") + "\""), std::string::npos)
+      << refused.body;
+  HttpResult invalid = client.Send("POST", "/v1/guest/chat/rid-bad", R"({"role":"root","content":"x"})",
+                                   "application/json", {{"X-Request-Id", "rid-400"}});
+  EXPECT_EQ(invalid.status, 400);
+  EXPECT_NE(invalid.body.find(R"("request_id":"rid-400")"), std::string::npos) << invalid.body;
+
+  // Refused by the HTTP layer: over the body limit, and not HTTP at all.
+  HttpClient big(server_->port());
+  HttpResult too_large = big.Send("POST", "/v1/guest/chat/rid-big", std::string(kBodyLimit + 10, 'x'),
+                                  "application/json", {{"X-Request-Id", "rid-413"}});
+  EXPECT_EQ(too_large.status, 413);
+  EXPECT_EQ(too_large.header("x-request-id"), "rid-413");
+  EXPECT_NE(too_large.body.find(R"("request_id":"rid-413")"), std::string::npos) << too_large.body;
+  std::string malformed = SendRaw(server_->port(), "NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_NE(malformed.find(" 400 "), std::string::npos) << malformed;
+  EXPECT_NE(malformed.find("X-Request-Id: "), std::string::npos) << malformed;
+  EXPECT_NE(malformed.find(R"("request_id":")"), std::string::npos) << malformed;
+}
+
+TEST_F(StowagedTest, EveryLogLineOfARequestNamesItsIdAndTrace) {
+  HttpClient client(server_->port());
+  ASSERT_EQ(client
+                .Send("POST", "/v1/guest/chat/rid-log-1", kHello, "application/json",
+                      {{"X-Request-Id", "rid-log-1"}, {"traceparent", kTraceparent}})
+                .status,
+            200);
+  ASSERT_TRUE(server_->WaitForLog("http POST /v1/guest/chat/rid-log-1 status=200")) << server_->log();
+  const std::string tag = std::string("request_id=rid-log-1 trace_id=") + kTraceId;
+  const auto access = LinesWith(server_->log(), "http POST /v1/guest/chat/rid-log-1 status=200");
+  ASSERT_EQ(access.size(), 1u);
+  EXPECT_NE(access[0].find(tag), std::string::npos) << access[0];
+  // Both stages logged the write, each on a CallRunner thread.
+  const auto stages = LinesWith(server_->log(), "stored message for guest rid-log-1");
+  ASSERT_EQ(stages.size(), 2u) << server_->log();
+  for (const auto& line : stages) EXPECT_NE(line.find(tag), std::string::npos) << line;
+  // A malformed traceparent is not logged; the request id still is.
+  ASSERT_EQ(client
+                .Send("GET", "/v1/guest/chat/rid-log-2", "", "",
+                      {{"X-Request-Id", "rid-log-2"}, {"traceparent", "00-not-a-trace-01"}})
+                .status,
+            200);
+  ASSERT_TRUE(server_->WaitForLog("http GET /v1/guest/chat/rid-log-2 status=200")) << server_->log();
+  const auto read = LinesWith(server_->log(), "http GET /v1/guest/chat/rid-log-2 status=200");
+  ASSERT_EQ(read.size(), 1u);
+  EXPECT_NE(read[0].find("request_id=rid-log-2"), std::string::npos) << read[0];
+  EXPECT_EQ(read[0].find("trace_id="), std::string::npos) << read[0];
+}
+
+TEST(StowagedReadyzTest, ABurstRunsOneHealthCheckAndTheBodyNamesNoAddress) {
+  const fs::path down = fs::temp_directory_path() / ("stowage_readyz_down_" + std::to_string(::getpid()));
+  fs::remove(down);
+  Server server({{"cache", "required",
+                  std::string(R"(target = "redis", unhealthy_while = ")") + down.string() +
+                      R"(", fail_message = ")" + kLeakyFailure + "\""},
+                 {"store", "required", R"(target = "postgresql")"}});
+  auto health_checks = [&] {
+    std::string journal = server.journal();
+    std::size_t count = 0;
+    for (std::size_t at = journal.find("redis health"); at != std::string::npos;
+         at = journal.find("redis health", at + 1))
+      ++count;
+    return count;
+  };
+  HttpResult ready = HttpClient(server.port()).Send("GET", "/readyz", "", "");
+  EXPECT_EQ(ready.status, 200) << ready.body;
+  EXPECT_EQ(ready.body, R"({"status":"ready","stages":{"cache":{"status":"ok"},"store":{"status":"ok"}}})");
+
+  std::ofstream(down) << "down\n";
+  std::this_thread::sleep_for(milliseconds(1100));  // the cached answer expires
+  const std::size_t before = health_checks();
+  std::vector<std::future<std::vector<HttpResult>>> callers;
+  for (int t = 0; t < 10; ++t) {
+    callers.push_back(std::async(std::launch::async, [&] {
+      std::vector<HttpResult> results;
+      HttpClient client(server.port());
+      for (int i = 0; i < 10; ++i) results.push_back(client.Send("GET", "/readyz", "", ""));
+      return results;
+    }));
+  }
+  std::vector<HttpResult> results;
+  for (auto& caller : callers)
+    for (auto& result : caller.get()) results.push_back(std::move(result));
+  fs::remove(down);
+  ASSERT_EQ(results.size(), 100u);
+  EXPECT_LE(health_checks() - before, 2u) << server.journal();
+  EXPECT_GE(health_checks() - before, 1u) << server.journal();
+  for (const auto& result : results) {
+    ASSERT_EQ(result.status, 503) << result.body;
+    EXPECT_EQ(result.body,
+              R"({"status":"unready","unhealthy":[{"stage":"cache","reason":"unreachable"}],)"
+              R"("stages":{"cache":{"status":"unhealthy","reason":"unreachable"},"store":{"status":"ok"}}})");
+    for (const auto& piece : kLeakyPieces) EXPECT_EQ(result.body.find(piece), std::string::npos) << piece;
+  }
+  // The detail is logged once, when the stage turned unhealthy.
+  ASSERT_TRUE(server.WaitForLog("readiness: stage 'cache'")) << server.log();
+  const auto detail = LinesWith(server.log(), "readiness: stage 'cache' (required) is unhealthy (unreachable)");
+  ASSERT_EQ(detail.size(), 1u) << server.log();
+  EXPECT_NE(detail[0].find("SQLSTATE 42P01"), std::string::npos) << detail[0];
+
+  // Healthy again: ready within a second or so.
+  std::this_thread::sleep_for(milliseconds(1100));
+  EXPECT_EQ(HttpClient(server.port()).Send("GET", "/readyz", "", "").status, 200);
 }
 
 TEST(StowagedShutdownTest, SigtermLetsARequestInFlightFinishThenExitsZero) {

@@ -372,6 +372,31 @@ std::string ErrorMessage(const HttpResult& result) {
   return std::string(value.at("error").at("message").as_string());
 }
 
+// The port of a URL such as redis://127.0.0.1:6379/0.
+std::string PortOf(const std::string& url) {
+  std::string port = url.substr(url.rfind(':') + 1);
+  return port.substr(0, port.find_first_not_of("0123456789"));
+}
+
+// An error answer shows nothing of what is behind the server: not the host,
+// port, database or user of `url`, no SQL or SQLSTATE; it carries the
+// request's id (`request_id`, equal to its X-Request-Id header).
+void ExpectNoDetail(const HttpResult& failed, const std::string& url, const std::string& request_id) {
+  for (const std::string& piece : {std::string("127.0.0.1"), std::string("localhost"), PortOf(url),
+                                   std::string("stowage"), std::string("SQLSTATE"), std::string("relation"),
+                                   std::string("Connection refused"), std::string("connection to server")}) {
+    EXPECT_EQ(failed.body.find(piece), std::string::npos) << piece << " in " << failed.body;
+  }
+  EXPECT_FALSE(request_id.empty());
+  EXPECT_EQ(failed.header("x-request-id"), request_id);
+  boost::system::error_code ec;
+  auto value = json::parse(failed.body, ec);
+  ASSERT_FALSE(ec) << failed.body;
+  const json::value* id = value.find_pointer("/error/request_id", ec);
+  ASSERT_TRUE(id != nullptr && id->is_string()) << failed.body;
+  EXPECT_EQ(std::string(id->as_string()), request_id) << failed.body;
+}
+
 TEST(GuestChatOutageTest, RedisDownFailsThePostNamingRedisAndPostgresKeepsNothing) {
   const std::string database_url = RequireEnv("STOWAGE_TEST_DATABASE_URL");
   if (database_url.empty()) return;
@@ -382,9 +407,18 @@ TEST(GuestChatOutageTest, RedisDownFailsThePostNamingRedisAndPostgresKeepsNothin
   const std::string guest = UniqueGuest("redis-down");
 
   ASSERT_TRUE(redis.Stop());
-  HttpResult failed = client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("lost?"));
+  HttpResult failed = client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("lost?"), "application/json",
+                                  {{"X-Request-Id", "redis-down-" + guest}});
   EXPECT_EQ(failed.status, 503) << failed.body;
   EXPECT_NE(ErrorMessage(failed).find("stage 'redis'"), std::string::npos) << failed.body;
+  ExpectNoDetail(failed, redis.url(), "redis-down-" + guest);
+  // The log has the detail, on the lines of this request.
+  bool logged = false;
+  std::istringstream log(server.log());
+  for (std::string line; std::getline(log, line);)
+    logged = logged || (line.find("[Redis]") != std::string::npos && line.find(PortOf(redis.url())) != std::string::npos &&
+                        line.find("request_id=redis-down-" + guest) != std::string::npos);
+  EXPECT_TRUE(logged) << server.log();
   PostgresProbe pg(database_url);
   EXPECT_EQ(pg.Scalar("SELECT count(*) FROM conversation_cache WHERE user_id = $1", guest), "0");
 
@@ -399,7 +433,10 @@ TEST(GuestChatOutageTest, PostgresDownFailsThePostNamingPostgresAndRedisKeepsIts
   if (redis_url.empty()) return;
   ServiceInstance postgres(Service::kPostgres);
   ASSERT_TRUE(postgres.running());
-  Stowaged server(redis_url, postgres.url());
+  // By host name: no answer may show it.
+  std::string by_name = postgres.url();
+  if (auto at = by_name.find("127.0.0.1"); at != std::string::npos) by_name.replace(at, 9, "localhost");
+  Stowaged server(redis_url, by_name);
   HttpClient client(server.port());
   const std::string guest = UniqueGuest("postgres-down");
   ASSERT_EQ(client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("before")).status, 200) << server.log();
@@ -408,6 +445,7 @@ TEST(GuestChatOutageTest, PostgresDownFailsThePostNamingPostgresAndRedisKeepsIts
   HttpResult failed = client.Send("POST", "/v1/guest/chat/" + guest, MessageBody("lost?"));
   EXPECT_EQ(failed.status, 503) << failed.body;
   EXPECT_NE(ErrorMessage(failed).find("stage 'postgres'"), std::string::npos) << failed.body;
+  ExpectNoDetail(failed, postgres.url(), failed.header("x-request-id"));
   RedisProbe redis(redis_url);
   json::array cached = json::parse(*redis.Get("guest:" + guest)).as_array();
   ASSERT_EQ(cached.size(), 1u) << "the failed message was left in Redis";

@@ -24,6 +24,12 @@
 //   prepare    "ok"      ok | fail: prepare() and prepare_erase() of the after-commit variant
 //   fail_while ""        a file: write() fails while it exists (a target that is down, then back);
 //                        a replayed write journals "write <guest> <content> replay"
+//   fail_message "told to fail"  the message of the status a "fail" answers (e.g. one naming a
+//                        host and a database, to check that no answer shows it); a failing
+//                        write logs it as a warning
+//   health     "ok"      ok | fail (unavailable, with fail_message) | hang (sleeps hang_ms):
+//                        what health() answers; every call journals "health"
+//   unhealthy_while ""   a file: health() fails (as health = "fail") while it exists
 //
 // Built five times: test_stage; test_stage_inline, which declares
 // kKeepsDeadlines; test_stage_after_commit, which declares kAfterCommit
@@ -72,7 +78,10 @@ class TestStage final : public stowage::Stage {
         .optional("tx_sql", std::string(""), "statement run without parameters in write(), after write_sql")
         .optional("sql_errors", std::string("return"), "return | ignore: a failed or refused statement")
         .optional("prepare", std::string("ok"), "ok | fail: prepare() and prepare_erase()")
-        .optional("fail_while", std::string(""), "write() fails while this file exists");
+        .optional("fail_while", std::string(""), "write() fails while this file exists")
+        .optional("fail_message", std::string("told to fail"), "the message of a \"fail\" status")
+        .optional("health", std::string("ok"), "ok | fail | hang: what health() answers")
+        .optional("unhealthy_while", std::string(""), "health() fails while this file exists");
   }
 
   TestStage(const stowage::StageConfig& config, stowage::StageEnvironment& env)
@@ -89,6 +98,9 @@ class TestStage final : public stowage::Stage {
         ignore_sql_errors_(config.string("sql_errors") == "ignore"),
         prepare_(config.string("prepare")),
         fail_while_(config.string("fail_while")),
+        fail_message_(config.string("fail_message")),
+        health_(config.string("health")),
+        unhealthy_while_(config.string("unhealthy_while")),
         log_(env.log) {
     if (config.string("construct") == "throw") throw std::runtime_error("told to throw in the constructor");
   }
@@ -115,7 +127,10 @@ class TestStage final : public stowage::Stage {
       Status ran = ctx.sql->execute(tx_sql_, {});
       if (!ran.ok() && !ignore_sql_errors_) return ran;
     }
-    if (write_ == "fail") return Status::Unavailable("told to fail");
+    if (write_ == "fail") {
+      log_.warn("write for guest " + ctx.guest_id + " failed: " + fail_message_);
+      return Status::Unavailable(fail_message_);
+    }
     if (!fail_while_.empty() && std::filesystem::exists(fail_while_))
       return Status::Unavailable("told to fail while " + fail_while_ + " exists");
     if (write_ == "throw") throw std::runtime_error("told to throw");
@@ -165,7 +180,7 @@ class TestStage final : public stowage::Stage {
   }
 
   stowage::ReadResult read(stowage::GuestContext& ctx) override {
-    if (read_ == "fail") return {Status::Unavailable("told to fail"), false, {}};
+    if (read_ == "fail") return {Status::Unavailable(fail_message_), false, {}};
     if (read_ == "throw") throw std::runtime_error("told to throw");
     if (read_ == "hang") std::this_thread::sleep_for(hang_);
     if (read_ == "miss") return {};
@@ -182,6 +197,15 @@ class TestStage final : public stowage::Stage {
     return Status::Ok();
   }
 
+  Status health(stowage::Deadline) override {
+    Journal("health");
+    if (health_ == "fail") return Status::Unavailable(fail_message_);
+    if (!unhealthy_while_.empty() && std::filesystem::exists(unhealthy_while_))
+      return Status::Unavailable(fail_message_);
+    if (health_ == "hang") std::this_thread::sleep_for(hang_);
+    return Status::Ok();
+  }
+
   stowage::EraseResult erase(stowage::GuestContext& ctx) override {
     bool sql_held = false;
     if (!erase_sql_.empty()) {
@@ -191,7 +215,7 @@ class TestStage final : public stowage::Stage {
       if (!ran.ok() && !ignore_sql_errors_) return {ran, false};
       sql_held = result.affected > 0;
     }
-    if (erase_ == "fail") return {Status::Unavailable("told to fail"), false};
+    if (erase_ == "fail") return {Status::Unavailable(fail_message_), false};
     if (erase_ == "throw") throw std::runtime_error("told to throw");
     std::lock_guard lock(mu_);
     bool held = messages_.erase(ctx.guest_id) > 0 || sql_held;
@@ -210,7 +234,7 @@ class TestStage final : public stowage::Stage {
   const std::chrono::milliseconds hang_;
   const std::string set_attribute_, journal_, write_sql_, erase_sql_, tx_sql_;
   const bool ignore_sql_errors_;
-  const std::string prepare_, fail_while_;
+  const std::string prepare_, fail_while_, fail_message_, health_, unhealthy_while_;
   stowage::Logger& log_;
   std::mutex mu_, journal_mu_;
   std::map<std::string, std::vector<stowage::Message>> messages_;

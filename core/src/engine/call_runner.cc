@@ -1,7 +1,9 @@
 #include "engine/call_runner.h"
 
-#include <deque>
 #include <thread>
+#include <vector>
+
+#include "logging/logging.h"
 
 namespace stowage::engine {
 
@@ -11,7 +13,18 @@ struct CallRunner::Shared {
 
   mutable std::mutex mu;
   std::condition_variable work;
-  std::deque<std::function<void()>> queue;
+  // Each task with the request its submitter worked for, so that the lines
+  // the call logs name that request.
+  struct Task {
+    std::function<void()> run;
+    logging::RequestTag request;
+  };
+  // Waiting tasks are queue[head..]. A vector emptied in place keeps its
+  // capacity, so a steady flow of tasks allocates nothing here.
+  std::vector<Task> queue;
+  std::size_t head = 0;
+  bool empty() const { return head == queue.size(); }
+  std::size_t waiting() const { return queue.size() - head; }
   std::size_t threads = 0;
   std::size_t idle = 0;
   bool stopping = false;
@@ -24,15 +37,24 @@ struct CallRunner::Shared {
     std::unique_lock lock(self->mu);
     while (true) {
       ++self->idle;
-      bool woke = self->work.wait_for(lock, self->idle_timeout,
-                                      [&] { return self->stopping || !self->queue.empty(); });
+      bool woke =
+          self->work.wait_for(lock, self->idle_timeout, [&] { return self->stopping || !self->empty(); });
       --self->idle;
-      if (self->queue.empty() && (self->stopping || !woke)) break;
-      auto task = std::move(self->queue.front());
-      self->queue.pop_front();
+      if (self->empty() && (self->stopping || !woke)) break;
+      Task task = std::move(self->queue[self->head++]);
+      if (self->empty()) {
+        self->queue.clear();
+        self->head = 0;
+      } else if (self->head >= 64 && self->head * 2 >= self->queue.size()) {
+        self->queue.erase(self->queue.begin(), self->queue.begin() + static_cast<std::ptrdiff_t>(self->head));
+        self->head = 0;
+      }
       lock.unlock();
-      task();  // tasks never throw: CallWithDeadline calls noexcept stage methods
-      task = nullptr;
+      {
+        logging::RequestScope scope(task.request);
+        task.run();  // tasks never throw: CallWithDeadline calls noexcept stage methods
+      }
+      task.run = nullptr;
       lock.lock();
     }
     --self->threads;
@@ -50,8 +72,8 @@ CallRunner::~CallRunner() {
 
 void CallRunner::Submit(std::function<void()> task) {
   std::lock_guard lock(shared_->mu);
-  shared_->queue.push_back(std::move(task));
-  if (shared_->idle >= shared_->queue.size() || shared_->threads >= shared_->max_threads) {
+  shared_->queue.push_back({std::move(task), logging::CurrentRequest()});
+  if (shared_->idle >= shared_->waiting() || shared_->threads >= shared_->max_threads) {
     shared_->work.notify_one();
     return;
   }

@@ -25,7 +25,8 @@ class CallRunner {
   CallRunner& operator=(const CallRunner&) = delete;
 
   // Runs `task` on an idle thread, or a new one while under max_threads;
-  // beyond that it waits in a queue.
+  // beyond that it waits in a queue. The task runs with the submitting
+  // thread's logging::CurrentRequest(), so its log lines name the request.
   void Submit(std::function<void()> task);
 
   // Threads alive now (for tests and metrics).

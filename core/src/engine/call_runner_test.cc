@@ -4,7 +4,10 @@
 
 #include <atomic>
 #include <latch>
+#include <string>
 #include <thread>
+
+#include "logging/logging.h"
 
 namespace stowage::engine {
 namespace {
@@ -17,6 +20,23 @@ TEST(CallRunnerTest, ReturnsTheResultOfACallThatFinishesInTime) {
   auto result = CallWithDeadline<int>(runner, Clock::now() + 5s, [] { return 42; });
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(*result, 42);
+}
+
+TEST(CallRunnerTest, ACallRunsWithTheRequestOfItsSubmitter) {
+  CallRunner runner;
+  auto seen = [&] {
+    return CallWithDeadline<std::string>(runner, Clock::now() + 5s, [] {
+      const auto& tag = logging::CurrentRequest();
+      return std::string(tag.request_id()) + "/" + std::string(tag.trace_id());
+    });
+  };
+  {
+    logging::RequestScope scope(logging::RequestTag("req-1", "4bf92f3577b34da6a3ce929d0e0e4736"));
+    EXPECT_EQ(seen().value_or("none"), "req-1/4bf92f3577b34da6a3ce929d0e0e4736");
+  }
+  // The thread that ran it does not keep it; a call outside any request has none.
+  EXPECT_EQ(seen().value_or("none"), "/");
+  EXPECT_TRUE(logging::CurrentRequest().empty());
 }
 
 TEST(CallRunnerTest, StopsWaitingAtTheDeadlineAndHandsTheLateResultOver) {

@@ -4,11 +4,14 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <mutex>
 
 namespace stowage::logging {
 namespace {
+
+thread_local RequestTag current_request;
 
 spdlog::level::level_enum ToSpdlog(LogLevel level) {
   switch (level) {
@@ -31,7 +34,27 @@ class BufferedStreamSink final : public spdlog::sinks::base_sink<std::mutex> {
  protected:
   void sink_it_(const spdlog::details::log_msg& message) override {
     spdlog::memory_buf_t line;
-    formatter_->format(message, line);
+    const RequestTag& tag = current_request;
+    if (tag.empty()) {
+      formatter_->format(message, line);
+    } else {
+      // The request's ids end the line; the buffer holds 250 bytes inline,
+      // so a short line costs no allocation.
+      spdlog::memory_buf_t text;
+      text.append(message.payload.data(), message.payload.data() + message.payload.size());
+      constexpr std::string_view kId = " request_id=", kTrace = " trace_id=";
+      if (tag.id_size > 0) {
+        text.append(kId.data(), kId.data() + kId.size());
+        text.append(tag.id.data(), tag.id.data() + tag.id_size);
+      }
+      if (tag.trace_size > 0) {
+        text.append(kTrace.data(), kTrace.data() + kTrace.size());
+        text.append(tag.trace.data(), tag.trace.data() + tag.trace_size);
+      }
+      spdlog::details::log_msg tagged = message;
+      tagged.payload = spdlog::string_view_t(text.data(), text.size());
+      formatter_->format(tagged, line);
+    }
     std::fwrite(line.data(), 1, line.size(), stream_);
   }
   void flush_() override { std::fflush(stream_); }
@@ -85,5 +108,20 @@ bool SetLevel(const std::string& level) {
 std::shared_ptr<stowage::Logger> MakeStageLogger(const std::string& label) {
   return std::make_shared<StageLogger>(label);
 }
+
+RequestTag::RequestTag(std::string_view request_id, std::string_view trace_id) noexcept {
+  id_size = static_cast<unsigned char>(std::min(request_id.size(), kMaxId));
+  std::copy_n(request_id.data(), id_size, id.data());
+  trace_size = static_cast<unsigned char>(std::min(trace_id.size(), kMaxTrace));
+  std::copy_n(trace_id.data(), trace_size, trace.data());
+}
+
+const RequestTag& CurrentRequest() noexcept { return current_request; }
+
+RequestScope::RequestScope(const RequestTag& tag) noexcept : previous_(current_request) {
+  current_request = tag;
+}
+
+RequestScope::~RequestScope() { current_request = previous_; }
 
 }  // namespace stowage::logging
