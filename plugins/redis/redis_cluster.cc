@@ -17,6 +17,10 @@ using std::chrono::milliseconds;
 constexpr int kMostAttempts = 16;
 // The slot map is learned at most this often.
 constexpr milliseconds kRefreshInterval(100);
+// A map older than this is learned again by the next call that finds no
+// other call learning it: replicas that joined since (a killed master back
+// as a replica) are then waited for, and moves are found before a MOVED.
+constexpr milliseconds kMapMaxAge(1000);
 // Pauses before retrying TRYAGAIN and CLUSTERDOWN.
 constexpr milliseconds kTryAgainPause(20);
 constexpr milliseconds kClusterDownPause(100);
@@ -120,10 +124,21 @@ bool RedisCluster::ParseSlots(const redisReply& reply, const RedisPool& asked,
   return true;
 }
 
+void RedisCluster::RefreshIfOld(Deadline deadline) {
+  std::unique_lock refresh_lock(refresh_mu_, std::try_to_lock);
+  if (!refresh_lock.owns_lock()) return;  // another call is learning it now
+  if (std::chrono::steady_clock::now() - refreshed_at_ < kMapMaxAge) return;
+  (void)RefreshLocked(deadline, nullptr);
+}
+
 Status RedisCluster::Refresh(Deadline deadline, const RedisPool* avoid, bool force) {
   std::lock_guard refresh_lock(refresh_mu_);
   const auto now = std::chrono::steady_clock::now();
   if (!force && now - refreshed_at_ < kRefreshInterval) return refreshed_;
+  return RefreshLocked(deadline, avoid);
+}
+
+Status RedisCluster::RefreshLocked(Deadline deadline, const RedisPool* avoid) {
   // The seeds, then every node seen since; `avoid` last.
   std::vector<RedisPool*> candidates;
   {
@@ -177,6 +192,8 @@ Status RedisCluster::Run(std::string_view key, Deadline deadline, const Operatio
   }
   if (!mapped) {
     if (Status s = Refresh(deadline, nullptr, /*force=*/false); !s.ok()) return s;
+  } else {
+    RefreshIfOld(deadline);
   }
   SlotOwner owner = OwnerOf(slot);
   ClusterCall call;

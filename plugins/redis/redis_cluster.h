@@ -38,7 +38,8 @@ struct ClusterCall {
 // A key's commands go to the master of its slot (cluster_slot.h) as the
 // last slot map says. The map is learned with CLUSTER SLOTS from any node
 // that answers (the seeds first, then every node seen since), at the first
-// call and again:
+// call, by one call a second (so replicas that joined since are known), and
+// again:
 //   - on MOVED (the slot was moved, or its master failed over): the command
 //     is sent again to the node named, and the whole map is learned again;
 //   - when the slot's master cannot be reached (killed, its host down): the
@@ -91,6 +92,11 @@ class RedisCluster {
   // failed; may be null) last. Unless `force`, does nothing when the map was
   // looked at less than 100 ms ago, and returns how that look went.
   Status Refresh(Deadline deadline, const RedisPool* avoid, bool force);
+  // Refresh's work; needs refresh_mu_ held.
+  Status RefreshLocked(Deadline deadline, const RedisPool* avoid);
+  // Learns the map again when it is older than a second, unless another
+  // call is learning it (that call's callers do not wait).
+  void RefreshIfOld(Deadline deadline);
   // Reads a CLUSTER SLOTS reply from `asked` into a new map. False if it is
   // not one.
   bool ParseSlots(const redisReply& reply, const RedisPool& asked, std::array<SlotOwner, kClusterSlots>* map);

@@ -380,6 +380,18 @@ TEST_F(RedisClusterTest, AKilledMasterIsFailedOverWithoutRestartingTheStage) {
   std::string out;
   ASSERT_EQ(Shell(services_ + " start redis-node " + folder_.string() + " " + std::to_string(master), &out), 0)
       << out;
+  // The stage learned the map while the promoted master had no replica; a
+  // second later it knows the replica and waits for it again: frozen, the
+  // replica makes the write fail instead of leaving it unreplicated.
+  std::this_thread::sleep_for(milliseconds(1200));
+  std::ifstream rejoined(folder_ / std::to_string(master) / "redis.pid");
+  pid_t replica = 0;
+  ASSERT_TRUE(rejoined >> replica && replica > 0);
+  ASSERT_EQ(::kill(replica, SIGSTOP), 0);
+  const Status unreplicated = Post(*stage, guest, sequence + 1, "while the new replica is frozen");
+  ASSERT_EQ(::kill(replica, SIGCONT), 0);
+  EXPECT_NE(unreplicated.message().find("no replica held the change"), std::string::npos)
+      << unreplicated.ToString();
   EXPECT_TRUE(stage->health(Deadline::After(milliseconds(3000))).ok());
 }
 
