@@ -145,16 +145,22 @@ class RedisClusterTest : public ::testing::Test {
     ASSERT_TRUE(setup_error_.empty()) << setup_error_;
   }
 
-  // A stage on the cluster, given only the first seed of the url or all.
-  std::unique_ptr<RedisStage> NewStage(bool all_seeds = false) {
+  // The stage's options from its defaults and `overrides`, as the host
+  // would build them.
+  static ChatStoreOptions OptionsFor(const std::map<std::string, ConfigValue>& overrides) {
     std::map<std::string, ConfigValue> values;
     const ConfigSchema schema = RedisStage::config_schema();
     for (const ConfigKey& key : schema.keys())
       if (key.default_value) values[key.name] = *key.default_value;
-    values["url"] = all_seeds ? url_ : "redis://127.0.0.1:" + std::to_string(first_port_);
-    values["cluster"] = true;
-    values["change_lifetime_ms"] = std::int64_t{1000};
-    return std::make_unique<RedisStage>(RedisStage::OptionsFromConfig(StageConfig(values)), log_);
+    for (const auto& [name, value] : overrides) values[name] = value;
+    return RedisStage::OptionsFromConfig(StageConfig(values));
+  }
+
+  // A stage on the cluster, given only the first seed of the url or all.
+  std::unique_ptr<RedisStage> NewStage(bool all_seeds = false) {
+    const std::string url = all_seeds ? url_ : "redis://127.0.0.1:" + std::to_string(first_port_);
+    return std::make_unique<RedisStage>(
+        OptionsFor({{"url", url}, {"cluster", true}, {"change_lifetime_ms", std::int64_t{1000}}}), log_);
   }
 
   // Every node, from CLUSTER NODES as a live node sees it (fields: id,
@@ -422,14 +428,7 @@ TEST_F(RedisClusterTest, AWriteNoReplicaHoldsIsReportedFailed) {
 }
 
 TEST_F(RedisClusterTest, RefusesConfigsThatCannotWork) {
-  auto options = [](std::map<std::string, ConfigValue> overrides) {
-    std::map<std::string, ConfigValue> values;
-    const ConfigSchema schema = RedisStage::config_schema();
-    for (const ConfigKey& key : schema.keys())
-      if (key.default_value) values[key.name] = *key.default_value;
-    for (auto& [name, value] : overrides) values[name] = value;
-    return RedisStage::OptionsFromConfig(StageConfig(values));
-  };
+  auto options = [](const std::map<std::string, ConfigValue>& overrides) { return OptionsFor(overrides); };
   try {
     options({{"url", std::string("redis://h1:7000,h2:7000")}});
     FAIL() << "several hosts without cluster = true were taken";
