@@ -233,7 +233,8 @@ int main(int argc, char** argv) {
                                 "POSTs answered with the answer recorded for their Idempotency-Key."),
                &metrics.counter("stowage_commit_outcome_unknown_total",
                                 "POSTs whose COMMIT got no answer (503 outcome_unknown).")});
-  stowage::api::GuestChatApi api(service, {config.server.max_content_bytes, nullptr});
+  stowage::api::GuestChatApi api(
+      service, {.max_content_bytes = config.server.max_content_bytes, .max_history = config.server.max_history});
   const bool separate_admin = !config.server.admin_listen.empty();
   // One for both listeners: /readyz asks the stages at most once a second.
   stowage::api::Readiness readiness(holder);
@@ -248,11 +249,27 @@ int main(int argc, char** argv) {
   options.io_threads = config.server.io_threads;
   options.workers = config.server.workers;
   options.body_limit = config.server.body_limit;
+  options.max_queue = config.server.max_queue;
+  options.queue_timeout = config.server.queue_timeout;
   stowage::http::ServerOptions admin_options = options;
   admin_options.host = admin_host;
   admin_options.port = admin_port;
   admin_options.io_threads = 1;
   admin_options.workers = 2;
+  admin_options.max_connections = 64;
+  admin_options.max_queue = 16;
+  {
+    // Descriptors kept beside the clients' connections: databases, Redis,
+    // logs, plugins, journals, and both listeners' overflow connections.
+    constexpr std::size_t kFilesKept = 512;
+    std::string warning;
+    options.max_connections = stowage::http::FitConnectionsToFileLimit(
+        config.server.max_connections,
+        kFilesKept + options.overflow_connections +
+            (separate_admin ? admin_options.max_connections + admin_options.overflow_connections : 0),
+        &warning);
+    if (!warning.empty()) spdlog::warn("{}", warning);
+  }
 
   // Installed before listening, so a signal sent once the port is open is never lost.
   boost::asio::io_context signals_context;
@@ -289,9 +306,12 @@ int main(int argc, char** argv) {
     }
     server.Start();
     auto endpoint = server.local_endpoint();
-    spdlog::info("listening on http://{}:{} (io_threads={} workers={} body_limit={} max_content_bytes={})",
-                 endpoint.address().to_string(), endpoint.port(), options.io_threads, options.workers,
-                 options.body_limit, config.server.max_content_bytes);
+    spdlog::info(
+        "listening on http://{}:{} (io_threads={} workers={} body_limit={} max_content_bytes={} "
+        "max_connections={} max_queue={} queue_timeout_ms={})",
+        endpoint.address().to_string(), endpoint.port(), options.io_threads, options.workers, options.body_limit,
+        config.server.max_content_bytes, options.max_connections, options.max_queue,
+        options.queue_timeout.count());
     if (admin_server) {
       admin_server->Start();
       auto admin_endpoint = admin_server->local_endpoint();

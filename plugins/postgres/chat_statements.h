@@ -3,7 +3,10 @@
 // one once per connection.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "stowage/message.h"
@@ -45,12 +48,25 @@ class ChatStatements {
   stowage::Status SelectMessages(stowage::SqlSession& sql, const std::string& guest_id,
                                  std::vector<stowage::Message>* messages) const;
 
+  // The newest `limit` (none: all) of the guest's messages whose sequence is
+  // below `before` (none: up to the newest), ordered by sequence, and
+  // *total, how many messages the guest has (its message_count); empty and
+  // 0 when the guest has none. Reads only the page: the (conversation_id,
+  // sequence) key is walked backwards from `before`.
+  stowage::Status SelectPage(stowage::SqlSession& sql, const std::string& guest_id,
+                             std::optional<std::uint64_t> before, std::optional<std::uint64_t> limit,
+                             std::vector<stowage::Message>* messages, std::uint64_t* total) const;
+
   // Deletes the guest's conversation and, by cascade, its messages. `held`
   // says whether there was one.
   stowage::Status DeleteConversation(stowage::SqlSession& sql, const std::string& guest_id, bool* held) const;
 
   // SELECT 1.
   static stowage::Status Ping(stowage::SqlSession& sql);
+
+  // The text of SelectPage's statement ($1 platform, $2 guest id, $3
+  // before, $4 limit), for checking its plan with EXPLAIN.
+  static std::string_view PageStatement();
 
  private:
   std::string platform_;

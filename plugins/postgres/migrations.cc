@@ -4,7 +4,8 @@
 namespace stowage::postgres {
 
 // Reads and erases look a guest up by (platform, user_id) through the unique
-// key; reads walk a conversation's messages in sequence order and the cascade
+// key; reads walk a conversation's messages in sequence order (a page of
+// history backwards from its `before`, stopping at its limit) and the cascade
 // finds them through the (conversation_id, sequence) key. No other index is
 // needed.
 //

@@ -153,14 +153,25 @@ stowage::ReadResult PostgresStage::read(stowage::GuestContext& ctx) {
     return result;
   }
   result.status = EnsureSchema(ctx.deadline);
-  if (result.status.ok()) result.status = chat_.SelectMessages(*ctx.sql, ctx.guest_id, &result.messages);
+  // A page (SDK 1.5) is read alone, through the (conversation_id, sequence)
+  // key; its size and the guest's total tell the host where it stands.
+  std::uint64_t total = 0;
+  if (result.status.ok()) {
+    result.status = ctx.range != nullptr ? chat_.SelectPage(*ctx.sql, ctx.guest_id, ctx.range->before,
+                                                            ctx.range->limit, &result.messages, &total)
+                                         : chat_.SelectMessages(*ctx.sql, ctx.guest_id, &result.messages);
+  }
   if (!result.status.ok()) {
     result.status = Failed(result.status, "read the messages of guest " + ctx.guest_id);
     result.messages.clear();
     return result;
   }
+  // Every page of a guest that has messages holds one (a `before` is at
+  // least 1 and sequences start at 0), so an empty page is an unknown guest.
   result.found = !result.messages.empty();
-  ctx.log.debug("read " + std::to_string(result.messages.size()) + " message(s) of guest " + ctx.guest_id);
+  if (ctx.range != nullptr && result.found) ctx.range->total = total;
+  ctx.log.debug("read " + std::to_string(result.messages.size()) + " message(s) of guest " + ctx.guest_id +
+                (ctx.range != nullptr ? " (a page; " + std::to_string(total) + " in all)" : ""));
   return result;
 }
 

@@ -11,11 +11,13 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
+#include "chat_statements.h"
 #include "database/postgres_database.h"
 #include "message_hash.h"
 #include "migrations.h"
@@ -174,12 +176,13 @@ struct Caller {
     if (out) *out = attributes;
     return status;
   }
-  stowage::ReadResult Read(const std::string& guest) {
+  // A read of the whole history, or of the page `range` asks for (SDK 1.5).
+  stowage::ReadResult Read(const std::string& guest, stowage::ReadRange* range = nullptr) {
     Deadline deadline = Deadline::After(seconds(10));
     auto acquired = db.Acquire(deadline);
     if (!acquired.status.ok()) return {acquired.status, false, {}};
     acquired.lease->set_deadline(deadline);
-    stowage::GuestContext ctx{guest, deadline, log, &*acquired.lease};
+    stowage::GuestContext ctx{guest, deadline, log, &*acquired.lease, nullptr, range};
     return stage.read(ctx);
   }
   stowage::EraseResult Erase(const std::string& guest) {
@@ -752,6 +755,65 @@ TEST_F(PostgresStageTest, ReadOfAnUnknownGuestIsNotFound) {
   EXPECT_TRUE(result.messages.empty());
 }
 
+TEST_F(PostgresStageTest, APageIsTheNewestMessagesBelowBeforeOldestFirstWithTheGuestsTotal) {
+  const std::string guest = Guest("page");
+  std::vector<Message> history;
+  for (int i = 0; i < 7; ++i) {
+    history.push_back(Msg(i % 2 ? "assistant" : "user", "m" + std::to_string(i)));
+    ASSERT_TRUE(Call().Write(guest, history.back()).ok());
+  }
+  std::vector<std::optional<std::uint64_t>> befores = {std::nullopt}, limits = {std::nullopt};
+  for (std::uint64_t b : {1ULL, 2ULL, 4ULL, 6ULL, 7ULL, 8ULL, 9223372036854775807ULL}) befores.push_back(b);
+  for (std::uint64_t l : {1, 3, 7, 50}) limits.push_back(l);
+  for (const auto& before : befores) {
+    for (const auto& limit : limits) {
+      stowage::ReadRange range{before, limit, std::nullopt};
+      auto read = Call().Read(guest, &range);
+      const std::string asked = "before=" + (before ? std::to_string(*before) : "-") +
+                                " limit=" + (limit ? std::to_string(*limit) : "-");
+      ASSERT_TRUE(read.status.ok()) << asked << ": " << read.status.ToString();
+      EXPECT_TRUE(read.found) << asked;
+      EXPECT_EQ(range.total, 7u) << asked;
+      EXPECT_EQ(read.messages, std::vector<Message>(history.begin() + range.first(7), history.begin() + range.end(7)))
+          << asked;
+    }
+  }
+  stowage::ReadRange unknown{3, 2, std::nullopt};
+  auto nobody = Call().Read(Guest("nobody"), &unknown);
+  ASSERT_TRUE(nobody.status.ok()) << nobody.status.ToString();
+  EXPECT_FALSE(nobody.found);
+  EXPECT_FALSE(unknown.total.has_value());
+}
+
+TEST_F(PostgresStageTest, APageIsReadBackwardsThroughTheSequenceKeyNotSortedFromTheWholeHistory) {
+  // A long history, and the planner's statistics on it.
+  const std::string guest = Guest("long");
+  ASSERT_TRUE(Call().Write(guest, Msg("user", "first")).ok());
+  ASSERT_TRUE(Exec(*db_,
+                   "WITH c AS (UPDATE conversation_cache SET message_count = 20000"
+                   " WHERE platform = 'guest' AND user_id = $1 RETURNING id)"
+                   " INSERT INTO message_cache (conversation_id, sequence, role, content, message_hash, \"timestamp\")"
+                   " SELECT c.id, n, 'user', 'message ' || n, 'h', now() FROM c, generate_series(1, 19999) AS n",
+                   {guest})
+                  .ok());
+  ASSERT_TRUE(Exec(*db_, "ANALYZE message_cache", {}).ok());
+  ASSERT_TRUE(Exec(*db_, "ANALYZE conversation_cache", {}).ok());
+  const std::string plan = Scalar(*db_, "EXPLAIN (FORMAT JSON) " + std::string(ChatStatements::PageStatement()),
+                                  {"guest", guest, "15000", "50"});
+  EXPECT_NE(plan.find("\"Index Name\": \"message_cache_conversation_id_sequence_key\""), std::string::npos) << plan;
+  EXPECT_NE(plan.find("\"Scan Direction\": \"Backward\""), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("\"Node Type\": \"Sort\""), std::string::npos) << plan;
+
+  stowage::ReadRange range{15000, 50, std::nullopt};
+  auto read = Call().Read(guest, &range);
+  ASSERT_TRUE(read.status.ok()) << read.status.ToString();
+  ASSERT_EQ(read.messages.size(), 50u);
+  EXPECT_EQ(read.messages.front().content, "message 14950");
+  EXPECT_EQ(read.messages.back().content, "message 14999");
+  EXPECT_EQ(range.total, 20000u);
+}
+
+// --- erase ------------------------------------------------------------------
 // --- erase ------------------------------------------------------------------
 
 TEST_F(PostgresStageTest, EraseDeletesTheConversationAndItsMessages) {

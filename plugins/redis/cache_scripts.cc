@@ -78,13 +78,79 @@ std::string CacheScript(const char* body) {
 
 const char* const kReadScript = R"lua(
 local lease, lease_seconds = ARGV[1], tonumber(ARGV[2])
+local before, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+-- The offsets (0-based) at which entries `first` and `last` begin, `last`
+-- == count meaning the end of the array (offset n, one past its ']'): entry
+-- i begins at the i-th '{"' from the start, the (count - i)-th from the end,
+-- since '{"' occurs nowhere else (inside strings every '"' is escaped).
+-- Counted from the nearer end, `chunk` bytes at a time: the array is never
+-- copied whole. nil when the array holds fewer entries than `count`.
+local chunk = 65536
+local function starts(n, count, first, last)
+  local at = {}
+  if last == count then at[last] = n end
+  if count - first <= last then
+    local index, pos = count, n - 1
+    while pos >= 0 and not (at[first] and at[last]) do
+      local from = math.max(0, pos - chunk + 1)
+      local text = redis.call('GETRANGE', array, from, pos + 1)
+      local found, i = {}, 1
+      while true do
+        local s = string.find(text, '{"', i, true)
+        if not s then break end
+        found[#found + 1] = from + s - 1
+        i = s + 1
+      end
+      for j = #found, 1, -1 do
+        index = index - 1
+        if index == first or index == last then at[index] = found[j] end
+      end
+      pos = from - 1
+    end
+  else
+    local index, pos = 0, 0
+    while pos < n and not (at[first] and at[last]) do
+      local to = math.min(n - 1, pos + chunk - 1)
+      local text = redis.call('GETRANGE', array, pos, to + 1)
+      local i = 1
+      while true do
+        local s = string.find(text, '{"', i, true)
+        if not s or pos + s - 1 > to then break end
+        if index == first or index == last then at[index] = pos + s - 1 end
+        index = index + 1
+        i = s + 1
+      end
+      pos = to + 1
+    end
+  end
+  return at[first], at[last]
+end
+-- The page [first, last) of the `count` entries as a JSON array; nil when
+-- the key is gone or does not hold `count` entries.
+local function page(count, first, last)
+  local n = redis.call('STRLEN', array)
+  if n < 2 then return nil end
+  if first == 0 and last == count then return redis.call('GET', array) end
+  if first >= last then return '[]' end
+  local from, to = starts(n, count, first, last)
+  if not from or not to then return nil end
+  return '[' .. redis.call('GETRANGE', array, from, to - 2) .. ']'
+end
 local rec = record()
 local live, lapsed = sweep(rec)
 if lapsed > 0 then drop(rec) end
 if live > 0 then return {2} end
 if rec.v then
-  local value = redis.call('GET', array)
-  if value then return {1, value} end
+  local count = tonumber(rec.v)
+  local last = count
+  if before and before < last then last = before end
+  local first = 0
+  if limit and limit < last then first = last - limit end
+  local value = page(count, first, last)
+  if value then return {1, value, count} end
+  -- `v` vouches for an array that is not there or not whole: drop it, so the
+  -- store refills it.
+  if redis.call('EXISTS', array) == 1 then drop(rec) end
 end
 redis.call('HSET', version, 'l', lease)
 if redis.call('TTL', version) < lease_seconds then redis.call('EXPIRE', version, lease_seconds) end

@@ -40,12 +40,17 @@ namespace stowage::redis {
 // The shared helpers followed by `body`.
 std::string CacheScript(const char* body);
 
-// A read. ARGV: the reader's lease token, the lease's lifetime in seconds.
-// First unmarks the lapsed changes and, if any, drops the array. Returns
-// {1, array} when the array may be served (`v` is present), {0} for a miss
-// (the lease is taken: a refill may follow), {2} when a change is in flight
-// (a miss; no refill may follow). An error reply when `v` vouches for a key
-// that is not a string.
+// A read. ARGV: the reader's lease token, the lease's lifetime in seconds,
+// and the page asked for (SDK 1.5, stowage::ReadRange): `before` and
+// `limit`, each empty for none. First unmarks the lapsed changes and, if
+// any, drops the array. Returns {1, page, v} when the array may be served
+// (`v` is present): the entries [max(0, min(before, v) - limit),
+// min(before, v)) as a JSON array, read a slice at a time (the whole value
+// when the page is all of it), and v, the guest's message count. {0} for a
+// miss (the lease is taken: a refill may follow), {2} when a change is in
+// flight (a miss; no refill may follow). A key that `v` vouches for but that
+// holds fewer entries than `v` is dropped (a miss). An error reply when `v`
+// vouches for a key that is not a string.
 extern const char* const kReadScript;
 
 // Marks a write in flight before its COMMIT. ARGV: the change token, its

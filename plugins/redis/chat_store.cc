@@ -137,13 +137,15 @@ bool ChatStore::RememberDrop(const GuestKeys& keys) {
   return true;
 }
 
-Status ChatStore::Read(const GuestKeys& keys, std::string_view lease, Deadline deadline, Found* found,
-                       std::vector<Message>* messages) {
+Status ChatStore::Read(const GuestKeys& keys, std::string_view lease, ReadRange* range, Deadline deadline,
+                       Found* found, std::vector<Message>* messages) {
   *found = Found::kMiss;
   messages->clear();
   if (Status s = DropRemembered(keys, deadline); !s.ok()) return s;
+  const std::string before = range && range->before ? std::to_string(*range->before) : "";
+  const std::string limit = range && range->limit ? std::to_string(*range->limit) : "";
   ReplyPtr reply;
-  if (Status s = Script(read_, keys, {lease, kLeaseSeconds}, deadline, &reply); !s.ok()) return s;
+  if (Status s = Script(read_, keys, {lease, kLeaseSeconds, before, limit}, deadline, &reply); !s.ok()) return s;
   const redisReply* r = reply.get();
   if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER)
     return Refused("read", keys.array, reply);
@@ -156,9 +158,12 @@ Status ChatStore::Read(const GuestKeys& keys, std::string_view lease, Deadline d
     default:
       break;
   }
-  if (r->elements < 2 || r->element[1]->type != REDIS_REPLY_STRING) return Refused("read", keys.array, reply);
+  if (r->elements < 3 || r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_INTEGER ||
+      r->element[2]->integer < 0)
+    return Refused("read", keys.array, reply);
   const redisReply* value = r->element[1];
   if (Status s = DecodeArray(std::string_view(value->str, value->len), keys.array, messages); !s.ok()) return s;
+  if (range != nullptr) range->total = static_cast<std::uint64_t>(r->element[2]->integer);
   *found = Found::kHit;
   return Status::Ok();
 }

@@ -75,8 +75,10 @@ class ChatStore {
     kMiss,  // nothing to serve; the lease is taken, a refill may follow
     kBusy,  // a change of the guest is in flight: nothing to serve, no refill
   };
-  // Reads the guest's array, taking `lease` on a miss.
-  Status Read(const GuestKeys& keys, std::string_view lease, Deadline deadline, Found* found,
+  // Reads the guest's array, taking `lease` on a miss. With `range` (SDK
+  // 1.5), only the page it asks for leaves Redis, and on a hit
+  // range->total is set to the guest's message count.
+  Status Read(const GuestKeys& keys, std::string_view lease, ReadRange* range, Deadline deadline, Found* found,
               std::vector<Message>* messages);
 
   // Marks a write of the guest in flight (before its COMMIT), as `token`.

@@ -196,7 +196,9 @@ ReadResult RedisStage::read(GuestContext& ctx) {
   const std::string lease = ChatStore::NewToken();
   ReadResult result;
   ChatStore::Found found = ChatStore::Found::kMiss;
-  result.status = store_.Read(keys, lease, ctx.deadline, &found, &result.messages);
+  // A page (SDK 1.5) is cut in Redis from the array, which is the guest's
+  // whole history whenever it is served.
+  result.status = store_.Read(keys, lease, ctx.range, ctx.deadline, &found, &result.messages);
   if (!result.status.ok()) {
     result.status =
         result.status.WithContext("could not read the messages of guest " + ctx.guest_id + " from key " + keys.array);

@@ -520,6 +520,74 @@ TEST_F(RedisStageTest, ReadMissesAnUnknownGuestAndServesAKnownOne) {
   EXPECT_EQ(hit.messages, (std::vector<Message>{a.message, b.message}));
 }
 
+// A read of the page `range` asks for (SDK 1.5), as the host makes it.
+ReadResult ReadPage(RedisStage& stage, Logger& log, const std::string& guest, ReadRange* range,
+                    Attributes* notes = nullptr) {
+  Attributes fresh;
+  GuestContext ctx{guest, Deadline::After(milliseconds(5000)), log, nullptr, notes ? notes : &fresh, range};
+  return stage.read(ctx);
+}
+
+TEST_F(RedisStageTest, EveryPageIsCutInRedisFromTheCachedHistory) {
+  // Contents that look like the array's own punctuation, and long ones, so
+  // that the history spans several of the script's 64 KiB slices.
+  std::vector<Message> history;
+  const std::vector<std::string> tricky = {R"({"role":"user"})", R"(},{"role":"x","content":")", "\\\"{\"",
+                                           "{", "\"", "caf\u00e9 \xe2\x82\xac", "[{}]"};
+  for (int i = 0; i < 23; ++i) {
+    std::string content = tricky[i % tricky.size()] + " #" + std::to_string(i);
+    if (i % 2 == 0) content += std::string(20000 + i * 100, 'x');
+    history.push_back(Msg(content, i % 2 ? "assistant" : "user"));
+  }
+  const std::string guest = UniqueGuest("pages");
+  ASSERT_NO_FATAL_FAILURE(MissAndRefill(guest, history));
+  ASSERT_GT(plain_->Integer({"STRLEN", "guest:" + guest}), 3 * 65536);
+
+  const std::uint64_t total = history.size();
+  std::vector<std::optional<std::uint64_t>> befores = {std::nullopt}, limits = {std::nullopt};
+  for (std::uint64_t b = 1; b <= total + 2; ++b) befores.push_back(b);
+  for (std::uint64_t l : {1, 2, 3, 7, 22, 23, 40}) limits.push_back(l);
+  for (const auto& before : befores) {
+    for (const auto& limit : limits) {
+      ReadRange range{before, limit, std::nullopt};
+      ReadResult read = ReadPage(*stage_, log_, guest, &range);
+      const std::string asked = "before=" + (before ? std::to_string(*before) : "-") +
+                                " limit=" + (limit ? std::to_string(*limit) : "-");
+      ASSERT_TRUE(read.status.ok()) << asked << ": " << read.status.ToString();
+      ASSERT_TRUE(read.found) << asked;
+      EXPECT_EQ(range.total, total) << asked;
+      const std::vector<Message> expected(history.begin() + range.first(total), history.begin() + range.end(total));
+      EXPECT_EQ(read.messages, expected) << asked;
+    }
+  }
+  EXPECT_EQ(Stored(guest), history) << "a read changed the array";
+}
+
+TEST_F(RedisStageTest, APageOfAnArrayShorterThanItsVersionSaysIsAMissThatDropsIt) {
+  // Another client cut the array: it no longer holds the `v` entries its
+  // version record vouches for, so it is no page of the store's history.
+  const std::string guest = UniqueGuest("short"), key = "guest:" + guest;
+  std::vector<Message> history = {Msg("zero"), Msg("one"), Msg("two"), Msg("three"), Msg("four")};
+  ASSERT_NO_FATAL_FAILURE(MissAndRefill(guest, history));
+  plain_->Run({"SET", key, EncodeArray({history[2], history[3], history[4]}), "KEEPTTL"});
+  ReadRange range{std::nullopt, 4, std::nullopt};
+  Attributes notes;
+  ReadResult read = ReadPage(*stage_, log_, guest, &range, &notes);
+  EXPECT_TRUE(read.status.ok()) << read.status.ToString();
+  EXPECT_FALSE(read.found);
+  EXPECT_FALSE(range.total.has_value());
+  EXPECT_FALSE(ArrayExists(guest)) << "the short array is still there";
+  EXPECT_TRUE(notes.contains(RedisStage::kLeaseAttribute)) << "a miss that may be refilled takes a lease";
+}
+
+TEST_F(RedisStageTest, APageOfAnUnknownGuestIsAMiss) {
+  ReadRange range{5, 2, std::nullopt};
+  ReadResult read = ReadPage(*stage_, log_, UniqueGuest("nobody"), &range);
+  EXPECT_TRUE(read.status.ok()) << read.status.ToString();
+  EXPECT_FALSE(read.found);
+  EXPECT_FALSE(range.total.has_value());
+}
+
 TEST_F(RedisStageTest, AValueOfAnotherShapeIsAnErrorNamingTheKey) {
   // A value the version record vouches for, overwritten by another client.
   std::string guest = UniqueGuest("corrupt"), key = "guest:" + guest;
@@ -701,7 +769,7 @@ TEST_F(RedisStageTest, WhileAChangeIsInFlightTheArrayIsNotServedNorRefilled) {
   const GuestKeys keys = store.Keys(guest);
   ChatStore::Found found = ChatStore::Found::kHit;
   std::vector<Message> messages;
-  ASSERT_TRUE(store.Read(keys, "lease-in-flight", Deadline::After(seconds(5)), &found, &messages).ok());
+  ASSERT_TRUE(store.Read(keys, "lease-in-flight", nullptr, Deadline::After(seconds(5)), &found, &messages).ok());
   EXPECT_EQ(found, ChatStore::Found::kBusy);
   bool stored = true;
   ASSERT_TRUE(store.Refill(keys, "lease-in-flight", history, Deadline::After(seconds(5)), &stored).ok());

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <charconv>
 #include <exception>
 #include <iterator>
 #include <map>
@@ -107,21 +106,10 @@ ApiError JournalFailure(const journal::JournalStore& store, const stowage::Statu
               "; retry once database '" + name + "' answers (the stowaged log has the details)"};
 }
 
-// A parameter's value as an error message quotes it: at most 64 bytes.
-std::string Shown(const std::string& value) {
-  return value.size() <= 64 ? value : value.substr(0, 64) + "...";
-}
-
 bool ValidStageName(const std::string& name) {
   return !name.empty() && name.size() <= 128 && std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
   });
-}
-
-template <typename T>
-bool ParseWhole(const std::string& text, T* out) {
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return error == std::errc() && end == text.data() + text.size();
 }
 
 // The entries a journal route's query string selects; `with_limit` for the
@@ -140,31 +128,31 @@ std::optional<ApiError> ParseSelection(const std::string& query, bool with_limit
         return ApiError::InvalidField(
             "parameter 'stage' must be a stage name (1 to 128 letters, digits, _ "
             "and -); it is '" +
-            Shown(value) + "'");
+            ShownParameter(value) + "'");
       }
       out->stage = value;
     } else if (name == "id") {
       std::int64_t id = 0;
-      if (!ParseWhole(value, &id) || id < 1) {
+      if (!ParseWholeNumber(value, &id) || id < 1) {
         return ApiError::InvalidField("parameter 'id' must be an entry's id, a whole number from 1; it is '" +
-                                      Shown(value) + "'");
+                                      ShownParameter(value) + "'");
       }
       out->id = id;
     } else if (name == "parked") {
       if (value != "true" && value != "false") {
         return ApiError::InvalidField(
-            "parameter 'parked' must be true (only parked entries) or false; it is '" + Shown(value) + "'");
+            "parameter 'parked' must be true (only parked entries) or false; it is '" + ShownParameter(value) + "'");
       }
       out->parked_only = value == "true";
     } else if (name == "limit" && with_limit) {
       std::size_t limit = 0;
-      if (!ParseWhole(value, &limit) || limit < 1 || limit > 1000) {
+      if (!ParseWholeNumber(value, &limit) || limit < 1 || limit > 1000) {
         return ApiError::InvalidField("parameter 'limit' must be a whole number from 1 to 1000; it is '" +
-                                      Shown(value) + "'");
+                                      ShownParameter(value) + "'");
       }
       out->limit = limit;
     } else {
-      return ApiError::InvalidField("unknown parameter '" + Shown(name) + "'; this route takes " + known);
+      return ApiError::InvalidField("unknown parameter '" + ShownParameter(name) + "'; this route takes " + known);
     }
   }
   return std::nullopt;

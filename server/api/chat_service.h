@@ -21,7 +21,8 @@ class ChatService {
   // outcome carries the answer recorded for it (engine::WriteOutcome::claim).
   virtual engine::WriteOutcome Write(const std::string& guest_id, const stowage::Message& message,
                                      const engine::IdempotencyClaim* claim) = 0;
-  virtual engine::ReadOutcome Read(const std::string& guest_id) = 0;
+  // The page of the guest's history `range` asks for (engine::Pipeline::Read).
+  virtual engine::ReadOutcome Read(const std::string& guest_id, const stowage::ReadRange& range) = 0;
   virtual engine::EraseOutcome Erase(const std::string& guest_id) = 0;
   virtual engine::SearchOutcome Search(const std::string& guest_id, const std::string& query,
                                        std::size_t k) = 0;
@@ -53,8 +54,8 @@ class PipelineChatService final : public ChatService {
     if (counters_.outcome_unknown && outcome.outcome_unknown) counters_.outcome_unknown->Add();
     return outcome;
   }
-  engine::ReadOutcome Read(const std::string& guest_id) override {
-    auto outcome = holder_.current()->Read(guest_id);
+  engine::ReadOutcome Read(const std::string& guest_id, const stowage::ReadRange& range) override {
+    auto outcome = holder_.current()->Read(guest_id, range);
     CountDegraded(outcome.degraded);
     return outcome;
   }

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <exception>
 #include <optional>
@@ -54,6 +53,51 @@ std::optional<ApiError> CheckIdempotencyKey(const std::string& key) {
                   "the Idempotency-Key header must be 1 to 255 visible ASCII characters (e.g. a UUID)"};
 }
 
+// The largest `before` a GET takes: any sequence fits below it.
+constexpr std::uint64_t kMaxBefore = 9223372036854775807ULL;
+
+// The page a GET of the chat asks for with its query string: `limit` (1 to
+// max_history, default max_history) and `before` (1 to kMaxBefore, default
+// none). An error names the parameter that is wrong and what it takes.
+std::optional<ApiError> ParsePage(const std::string& query, std::size_t max_history, stowage::ReadRange* range,
+                                  bool* limit_given) {
+  auto values = ParseQueryString(query);
+  if (!values) {
+    return ApiError::InvalidField(
+        "the query string has a malformed %-escape; encode it as application/x-www-form-urlencoded, e.g. "
+        "?limit=50&before=120");
+  }
+  *limit_given = false;
+  range->limit = max_history;
+  for (const auto& [name, value] : *values) {
+    if (name == "limit") {
+      std::uint64_t limit = 0;
+      if (!ParseWholeNumber(value, &limit) || limit < 1 || limit > max_history) {
+        return ApiError::InvalidField("parameter 'limit' must be a whole number from 1 to " +
+                                      std::to_string(max_history) +
+                                      " (server.max_history): how many messages the page holds at most; it is '" +
+                                      ShownParameter(value) + "'");
+      }
+      range->limit = limit;
+      *limit_given = true;
+    } else if (name == "before") {
+      std::uint64_t before = 0;
+      if (!ParseWholeNumber(value, &before) || before < 1 || before > kMaxBefore) {
+        return ApiError::InvalidField("parameter 'before' must be a whole number from 1 to " +
+                                      std::to_string(kMaxBefore) +
+                                      ": a message's sequence, the page holding the messages below it (take it "
+                                      "from the Link header of the previous page); it is '" +
+                                      ShownParameter(value) + "'");
+      }
+      range->before = before;
+    } else {
+      return ApiError::InvalidField("unknown parameter '" + ShownParameter(name) +
+                                    "'; this route takes limit and before, e.g. ?limit=50&before=120");
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 GuestChatApi::GuestChatApi(ChatService& service, ApiOptions options)
@@ -94,6 +138,18 @@ http::Response GuestChatApi::Refuse(http::Refusal why, const http::Request& requ
             {431, "header_too_large", "the request line and headers are too large; send shorter headers"});
       case http::Refusal::kMalformed:
         break;
+      case http::Refusal::kOverloaded:
+      case http::Refusal::kQueueTimeout: {
+        http::Response response = ErrorResponse(
+            {503, "overloaded",
+             why == http::Refusal::kOverloaded
+                 ? "stowaged is overloaded: every worker is busy and its queue is full; nothing was done; retry "
+                   "after the Retry-After seconds"
+                 : "stowaged is overloaded: the request waited longer than server.queue_timeout_ms for a "
+                   "worker and was not run, so nothing was stored; retry after the Retry-After seconds"});
+        response.headers.emplace_back("Retry-After", "1");
+        return response;
+      }
     }
     (void)request;
     return ErrorResponse({400, "bad_request", "the request is not valid HTTP/1.1; check the client"});
@@ -121,7 +177,10 @@ http::Response GuestChatApi::Route(const http::Request& request) {
     std::string guest_id = path.substr(kChatPrefix.size());
     if (auto error = CheckGuestId(guest_id)) return ErrorResponse(*error);
     if (method == "POST") return Post(guest_id, request);
-    if (method == "GET") return Get(guest_id);
+    if (method == "GET") {
+      auto question = request.target.find('?');
+      return Get(guest_id, question == std::string::npos ? "" : request.target.substr(question + 1));
+    }
     return Delete(guest_id);
   }
   if (path.size() > kChatPrefix.size() + kSearchSuffix.size() && path.starts_with(kChatPrefix) &&
@@ -217,12 +276,23 @@ http::Response GuestChatApi::Post(const std::string& guest_id, const http::Reque
   return response;
 }
 
-http::Response GuestChatApi::Get(const std::string& guest_id) {
-  engine::ReadOutcome outcome = service_.Read(guest_id);
+http::Response GuestChatApi::Get(const std::string& guest_id, const std::string& query_string) {
+  stowage::ReadRange range;
+  bool limit_given = false;
+  if (auto error = ParsePage(query_string, options_.max_history, &range, &limit_given)) return ErrorResponse(*error);
+  engine::ReadOutcome outcome = service_.Read(guest_id, range);
   http::Response response =
       outcome.status.ok()
           ? Json(200, EncodeMessages(outcome.messages))
           : ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "reading the messages"));
+  if (outcome.status.ok() && outcome.first_sequence > 0) {
+    // Older messages exist: the page before this one, same size (RFC 8288).
+    response.headers.emplace_back("Link", "<" + std::string(kChatPrefix) + guest_id +
+                                              "?limit=" + std::to_string(*range.limit) +
+                                              "&before=" + std::to_string(outcome.first_sequence) + ">; rel=\"next\"");
+    // A GET without `limit` asked for everything and got the newest part.
+    if (!limit_given) response.headers.emplace_back("X-History-Truncated", "true");
+  }
   if (!outcome.served_by.empty()) response.log_note = "served_by=" + outcome.served_by;
   if (!outcome.degraded.empty()) {
     response.log_note +=
@@ -264,10 +334,10 @@ http::Response GuestChatApi::Search(const std::string& guest_id, const std::stri
   std::size_t k = 5;
   if (auto given = values->find("k"); given != values->end()) {
     std::size_t parsed = 0;
-    auto [end, ec] = std::from_chars(given->second.data(), given->second.data() + given->second.size(), parsed);
-    if (ec != std::errc() || end != given->second.data() + given->second.size() || parsed < 1 || parsed > 100) {
+    if (!ParseWholeNumber(given->second, &parsed) || parsed < 1 || parsed > 100) {
       return ErrorResponse(
-          ApiError::InvalidField("parameter 'k' must be a whole number from 1 to 100; it is '" + given->second + "'"));
+          ApiError::InvalidField("parameter 'k' must be a whole number from 1 to 100; it is '" +
+                                 ShownParameter(given->second) + "'"));
     }
     k = parsed;
   }

@@ -1,7 +1,11 @@
 // GuestChatApi: the routes of the REST API, as an http::Handler.
 //
 //   POST   /v1/guest/chat/{guest_id}   store a message
-//   GET    /v1/guest/chat/{guest_id}   the guest's messages, oldest first
+//   GET    /v1/guest/chat/{guest_id}?limit=N&before=SEQ
+//                                      a page of the guest's messages, oldest
+//                                      first (without limit: the newest
+//                                      max_history); a Link header names the
+//                                      page before it when there is one
 //   DELETE /v1/guest/chat/{guest_id}   erase the guest's messages
 //   GET    /v1/guest/chat/{guest_id}/search?q=TEXT&k=5
 //                                      the guest's k messages most like TEXT
@@ -19,7 +23,8 @@
 // wait for its answer.
 //
 // Paths match exactly (a trailing slash is another path); the query string is
-// ignored. Every request is validated before the ChatService is called, so a
+// read by GET of the chat (limit, before) and the search (q, k), ignored
+// elsewhere. Every request is validated before the ChatService is called, so a
 // bad request stores nothing. Errors are answered as ApiError; no exception
 // leaves Handle.
 #pragma once
@@ -37,9 +42,12 @@ namespace stowage::api {
 struct ApiOptions {
   std::size_t max_content_bytes = 32768;
   // The canonical timestamp given to a message sent without one.
-  std::function<std::string()> now;  // NowTimestamp when empty
+  std::function<std::string()> now = nullptr;  // NowTimestamp when empty
   // How long the answer to a POST with an Idempotency-Key is replayed.
   std::chrono::seconds idempotency_ttl = std::chrono::hours(24);
+  // The most messages a GET of the chat answers (server.max_history): the
+  // page size when the client gives no `limit`, and the largest `limit`.
+  std::size_t max_history = 10000;
 };
 
 class GuestChatApi final : public http::Handler {
@@ -54,7 +62,7 @@ class GuestChatApi final : public http::Handler {
  private:
   http::Response Route(const http::Request& request);
   http::Response Post(const std::string& guest_id, const http::Request& request);
-  http::Response Get(const std::string& guest_id);
+  http::Response Get(const std::string& guest_id, const std::string& query_string);
   http::Response Delete(const std::string& guest_id);
   http::Response Search(const std::string& guest_id, const std::string& query_string);
 

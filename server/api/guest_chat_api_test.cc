@@ -28,9 +28,10 @@ class RecordingService final : public ChatService {
     if (throw_on_call) throw std::runtime_error("storage exploded");
     return write;
   }
-  engine::ReadOutcome Read(const std::string& guest_id) override {
+  engine::ReadOutcome Read(const std::string& guest_id, const stowage::ReadRange& range) override {
     std::lock_guard lock(mu);
     calls.push_back("read " + guest_id);
+    ranges.push_back(range);
     if (throw_on_call) throw std::runtime_error("storage exploded");
     return read;
   }
@@ -48,6 +49,7 @@ class RecordingService final : public ChatService {
   std::mutex mu;
   std::vector<std::string> calls;
   std::vector<stowage::Message> written;
+  std::vector<stowage::ReadRange> ranges;  // what each read asked for
   std::vector<std::string> claims;            // "key fingerprint" of each write with a claim
   std::vector<std::string> recorded_answers;  // what each claim would record
   engine::WriteOutcome write;
@@ -229,6 +231,97 @@ TEST_F(GuestChatApiTest, GetAnswersTheMessages) {
   EXPECT_EQ(failed.status, 503);
   EXPECT_NE(failed.body.find("stage 'store' did not answer in time"), std::string::npos) << failed.body;
   EXPECT_EQ(failed.body.find("2000 ms"), std::string::npos) << failed.body;
+}
+
+TEST_F(GuestChatApiTest, GetWithoutParametersAsksForTheNewestMaxHistoryMessages) {
+  service_.read.messages = {{"user", "a", "t1"}};
+  service_.read.total = 1;
+  auto response = Call("GET", "/v1/guest/chat/g");
+  EXPECT_EQ(response.status, 200);
+  ASSERT_EQ(service_.ranges.size(), 1u);
+  EXPECT_EQ(service_.ranges[0].limit, 10000u) << "server.max_history's default";
+  EXPECT_FALSE(service_.ranges[0].before.has_value());
+  EXPECT_EQ(Header(response, "Link"), "") << "the whole history has no older page";
+  EXPECT_EQ(Header(response, "X-History-Truncated"), "");
+}
+
+TEST_F(GuestChatApiTest, GetPassesTheLimitAndBeforeItWasGiven) {
+  auto response = Call("GET", "/v1/guest/chat/g?limit=50&before=120");
+  EXPECT_EQ(response.status, 200) << response.body;
+  auto reversed = Call("GET", "/v1/guest/chat/g?before=7&limit=10000");
+  EXPECT_EQ(reversed.status, 200) << reversed.body;
+  auto before_only = Call("GET", "/v1/guest/chat/g?before=1");
+  EXPECT_EQ(before_only.status, 200) << before_only.body;
+  ASSERT_EQ(service_.ranges.size(), 3u);
+  EXPECT_EQ(service_.ranges[0].limit, 50u);
+  EXPECT_EQ(service_.ranges[0].before, 120u);
+  EXPECT_EQ(service_.ranges[1].limit, 10000u);
+  EXPECT_EQ(service_.ranges[1].before, 7u);
+  EXPECT_EQ(service_.ranges[2].limit, 10000u);
+  EXPECT_EQ(service_.ranges[2].before, 1u);
+}
+
+TEST_F(GuestChatApiTest, APageWithOlderMessagesLinksThePageBeforeIt) {
+  service_.read.messages = {{"user", "m5", "t5"}, {"user", "m6", "t6"}};
+  service_.read.first_sequence = 5;
+  service_.read.total = 9;
+  auto response = Call("GET", "/v1/guest/chat/g:1?limit=2&before=7");
+  EXPECT_EQ(response.status, 200) << response.body;
+  EXPECT_EQ(Header(response, "Link"), R"(</v1/guest/chat/g:1?limit=2&before=5>; rel="next")");
+  EXPECT_EQ(Header(response, "X-History-Truncated"), "") << "the client asked for a page and got it";
+
+  service_.read.first_sequence = 0;
+  auto first_page = Call("GET", "/v1/guest/chat/g:1?limit=2&before=2");
+  EXPECT_EQ(Header(first_page, "Link"), "") << "nothing is older than sequence 0";
+}
+
+TEST_F(GuestChatApiTest, AHistoryLongerThanMaxHistoryIsTruncatedToTheNewestAndSaysHowToFetchTheRest) {
+  GuestChatApi api(service_, {.max_content_bytes = 100, .max_history = 3});
+  service_.read.messages = {{"user", "m2", "t2"}, {"user", "m3", "t3"}, {"user", "m4", "t4"}};
+  service_.read.first_sequence = 2;
+  service_.read.total = 5;
+  auto response = api.Handle({"GET", "/v1/guest/chat/g", "", "", {}});
+  EXPECT_EQ(response.status, 200) << response.body;
+  ASSERT_EQ(service_.ranges.size(), 1u);
+  EXPECT_EQ(service_.ranges[0].limit, 3u);
+  EXPECT_EQ(Header(response, "Link"), R"(</v1/guest/chat/g?limit=3&before=2>; rel="next")");
+  EXPECT_EQ(Header(response, "X-History-Truncated"), "true");
+
+  auto too_many = api.Handle({"GET", "/v1/guest/chat/g?limit=4", "", "", {}});
+  EXPECT_EQ(too_many.status, 400);
+  EXPECT_NE(too_many.body.find("parameter 'limit' must be a whole number from 1 to 3 (server.max_history)"),
+            std::string::npos)
+      << too_many.body;
+  EXPECT_EQ(service_.ranges.size(), 1u);
+}
+
+TEST_F(GuestChatApiTest, BadPageParametersAreRefusedNamingTheParameterAndNeverReachTheService) {
+  struct Case {
+    std::string query;
+    std::string says;
+  } cases[] = {
+      {"limit=0", "parameter 'limit' must be a whole number from 1 to 10000 (server.max_history)"},
+      {"limit=10001", "parameter 'limit' must be a whole number from 1 to 10000"},
+      {"limit=-1", "parameter 'limit'"},
+      {"limit=2.5", "parameter 'limit'"},
+      {"limit=", "parameter 'limit'"},
+      {"limit=%2B3", "parameter 'limit'"},
+      {"limit=99999999999999999999999", "parameter 'limit'"},
+      {"before=0", "parameter 'before' must be a whole number from 1 to 9223372036854775807"},
+      {"before=abc", "it is 'abc'"},
+      {"before=9223372036854775808", "parameter 'before'"},
+      {"before=-5&limit=2", "parameter 'before'"},
+      {"limit=2&offset=4", "unknown parameter 'offset'; this route takes limit and before"},
+      {"Limit=2", "unknown parameter 'Limit'"},
+      {"limit=%zz", "malformed %-escape"},
+  };
+  for (const auto& c : cases) {
+    auto response = Call("GET", "/v1/guest/chat/g?" + c.query);
+    EXPECT_EQ(response.status, 400) << c.query;
+    EXPECT_TRUE(HasCode(response, "invalid_field")) << c.query << ": " << response.body;
+    EXPECT_NE(response.body.find(c.says), std::string::npos) << c.query << ": " << response.body;
+  }
+  EXPECT_TRUE(service_.calls.empty());
 }
 
 TEST_F(GuestChatApiTest, DeleteAnswersWhereItDeleted) {

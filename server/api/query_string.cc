@@ -48,4 +48,8 @@ std::optional<std::map<std::string, std::string>> ParseQueryString(std::string_v
   return values;
 }
 
+std::string ShownParameter(const std::string& value) {
+  return value.size() <= 64 ? value : value.substr(0, 64) + "...";
+}
+
 }  // namespace stowage::api

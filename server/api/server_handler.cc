@@ -94,6 +94,12 @@ http::Response ServerHandler::Handle(const http::Request& request) noexcept {
   return response;
 }
 
+bool ServerHandler::Immediate(const http::Request& request) const noexcept {
+  if (request.method != "GET" && request.method != "HEAD") return false;
+  const std::string_view target = request.target;
+  return target.substr(0, target.find('?')) == "/healthz";
+}
+
 http::Response ServerHandler::Refuse(http::Refusal why, const http::Request& request,
                                      std::size_t body_limit) noexcept {
   const logging::RequestScope scope(logging::RequestTag(request.request_id, request.trace_id));

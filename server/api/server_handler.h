@@ -40,6 +40,8 @@ class ServerHandler final : public http::Handler {
                 observability::Registry& metrics);
 
   http::Response Handle(const http::Request& request) noexcept override;
+  // GET and HEAD /healthz: answered on the I/O thread, whatever the workers do.
+  bool Immediate(const http::Request& request) const noexcept override;
   http::Response Refuse(http::Refusal why, const http::Request& request,
                         std::size_t body_limit) noexcept override;
 

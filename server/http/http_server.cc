@@ -1,6 +1,9 @@
 #include "http/http_server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+
+#include <cerrno>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -44,11 +47,33 @@ bool ParseListenAddress(const std::string& text, std::string* host, std::uint16_
   return true;
 }
 
+std::size_t FitConnectionsToFileLimit(std::size_t wanted, std::size_t reserve, std::string* warning) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return wanted;
+  const auto files = static_cast<std::size_t>(limit.rlim_cur);
+  const std::size_t room = files > reserve ? files - reserve : 1;
+  if (wanted <= room) return wanted;
+  *warning = "server.max_connections = " + std::to_string(wanted) + " is more than the open-files limit of " +
+             std::to_string(files) + " leaves room for (" + std::to_string(reserve) +
+             " are kept for databases, logs and plugins); serving at most " + std::to_string(room) +
+             " connections. Raise the limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower "
+             "server.max_connections";
+  return room;
+}
+
 HttpServer::HttpServer(ServerOptions options, Handler& handler)
     : options_(options),
       host_(std::make_shared<SessionHost>(std::move(options), handler)),
       ioc_(options_.io_threads > 0 ? options_.io_threads : 1),
-      acceptor_(net::make_strand(ioc_)) {}
+      acceptor_(net::make_strand(ioc_)),
+      accept_pause_(acceptor_.get_executor()),
+      report_timer_(acceptor_.get_executor()) {}
 
 HttpServer::~HttpServer() {
   if (started_ && !stopped_) {
@@ -93,7 +118,10 @@ bool HttpServer::Listen(std::string* error) {
 void HttpServer::Start() {
   started_ = true;
   work_.emplace(ioc_.get_executor());
-  net::post(acceptor_.get_executor(), [this] { Accept(); });
+  net::post(acceptor_.get_executor(), [this] {
+    Accept();
+    Report();
+  });
   int threads = options_.io_threads > 0 ? options_.io_threads : 1;
   for (int i = 0; i < threads; ++i) {
     io_threads_.emplace_back([this] {
@@ -115,15 +143,73 @@ void HttpServer::Start() {
 void HttpServer::Accept() {
   acceptor_.async_accept(net::make_strand(ioc_), [this](boost::system::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-    if (ec) {
-      spdlog::warn("accepting a connection failed: {}; still accepting", ec.message());
-    } else {
-      boost::system::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Session>(std::move(socket), host_)->Start();
+    if (ec) return AcceptFailed(ec);
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    switch (host_->Admit()) {
+      case SessionHost::Admission::kServe:
+        std::make_shared<Session>(std::move(socket), host_, false)->Start();
+        break;
+      case SessionHost::Admission::kOverflow:
+        std::make_shared<Session>(std::move(socket), host_, true)->Start();
+        break;
+      case SessionHost::Admission::kTurnAway:
+        TurnAway(std::move(socket));
+        break;
     }
     Accept();
   });
+}
+
+void HttpServer::AcceptFailed(const boost::system::error_code& ec) {
+  // Out of descriptors or memory: the pending connection stays in the
+  // backlog, so accepting again at once would spin. Pause instead.
+  const bool exhausted = ec == net::error::no_descriptors || ec == net::error::no_buffer_space ||
+                         ec == net::error::no_memory || ec.value() == ENFILE;
+  ++accept_errors_unlogged_;
+  accept_error_ = ec.message();
+  accept_exhausted_ = exhausted;
+  if (!exhausted) return Accept();
+  accept_pause_.expires_after(std::chrono::milliseconds(50));
+  accept_pause_.async_wait([this](boost::system::error_code wait_ec) {
+    if (wait_ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    Accept();
+  });
+}
+
+void HttpServer::Report() {
+  host_->LogOverload();
+  if (accept_errors_unlogged_ > 0) {
+    spdlog::warn("accepting a connection failed {} time(s) in the last second, last: {}; {}",
+                 accept_errors_unlogged_, accept_error_,
+                 accept_exhausted_ ? "accepting pauses 50 ms after each; lower server.max_connections or raise "
+                                     "the open-files limit (LimitNOFILE=, ulimit -n)"
+                                   : "still accepting");
+    accept_errors_unlogged_ = 0;
+  }
+  report_timer_.expires_after(std::chrono::seconds(1));
+  report_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    Report();
+  });
+}
+
+void HttpServer::TurnAway(tcp::socket socket) {
+  const std::string id = RequestIdFrom({});
+  const std::string body =
+      R"({"error":{"code":"overloaded","message":"stowaged is overloaded: too many connections; nothing was )"
+      R"(done; retry after the Retry-After seconds","request_id":")" + id + R"("}})";
+  const std::string answer = "HTTP/1.1 503 Service Unavailable\r\nServer: stowaged\r\n"
+                             "Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\n"
+                             "X-Request-Id: " + id + "\r\nContent-Length: " + std::to_string(body.size()) +
+                             "\r\n\r\n" + body;
+  // One attempt that never blocks: a client that cannot take these few bytes
+  // at once gets a closed connection.
+  boost::system::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.write_some(net::buffer(answer), ignored);
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
+  socket.close(ignored);
 }
 
 std::size_t HttpServer::Shutdown(std::chrono::milliseconds grace) {
@@ -138,6 +224,11 @@ std::size_t HttpServer::Shutdown(std::chrono::milliseconds grace) {
     closed.set_value();
   });
   closed.get_future().wait();
+  net::post(acceptor_.get_executor(), [this] {
+    accept_pause_.cancel();
+    report_timer_.cancel();
+    host_->LogOverload();
+  });
   spdlog::info("shutdown: stopped accepting connections");
 
   auto sessions = host_->BeginStopping();

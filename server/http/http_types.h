@@ -67,6 +67,11 @@ enum class Refusal {
   kBodyTooLarge,    // the declared or streamed body is over the body limit
   kHeaderTooLarge,  // the request line and headers are over the header limit
   kMalformed,       // not a valid HTTP/1.x request
+  // Overload (answered 503 with Retry-After; the connection is then closed):
+  kOverloaded,    // max_queue requests already wait for a worker, or the
+                  // connection is beyond max_connections
+  kQueueTimeout,  // the request waited longer than queue_timeout for a worker;
+                  // it was not run
 };
 
 // Answers requests. One Handler serves every connection of a server and must
@@ -79,9 +84,19 @@ class Handler {
   // called from several threads at once.
   virtual Response Handle(const Request& request) noexcept = 0;
 
+  // True when Handle answers `request` at once without blocking (e.g.
+  // /healthz): it is then called on the I/O thread, so the answer neither
+  // waits behind busy workers nor counts against max_queue, and it is given
+  // even on a connection beyond max_connections. Must not block.
+  virtual bool Immediate(const Request& request) const noexcept {
+    (void)request;
+    return false;
+  }
+
   // Answers a request the HTTP layer refused; `request` holds the method and
-  // target when they were read, and no body. Runs on an I/O thread: must not
-  // block. The connection is closed after the answer.
+  // target when they were read, and no body (kQueueTimeout: the whole
+  // request). Must not block: runs on an I/O thread, or for kQueueTimeout on
+  // a worker. The connection is closed after the answer.
   virtual Response Refuse(Refusal why, const Request& request, std::size_t body_limit) noexcept = 0;
 };
 

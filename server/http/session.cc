@@ -66,6 +66,61 @@ std::string TraceIdFrom(std::string_view value) {
   return std::string(trace);
 }
 
+SessionHost::Admission SessionHost::Admit() {
+  if (served_.fetch_add(1) < options_.max_connections) return Admission::kServe;
+  served_.fetch_sub(1);
+  if (overflow_.fetch_add(1) < options_.overflow_connections) return Admission::kOverflow;
+  overflow_.fetch_sub(1);
+  NoteOverload(Overload::kTurnedAway);
+  return Admission::kTurnAway;
+}
+
+void SessionHost::Left(bool overflow) { (overflow ? overflow_ : served_).fetch_sub(1); }
+
+bool SessionHost::TryEnqueue() {
+  if (queued_.fetch_add(1) < options_.max_queue) return true;
+  queued_.fetch_sub(1);
+  return false;
+}
+
+void SessionHost::Dequeued() { queued_.fetch_sub(1); }
+
+void SessionHost::NoteOverload(Overload why) {
+  std::lock_guard lock(overload_mu_);
+  ++overload_unlogged_[why];
+}
+
+void SessionHost::LogOverload() {
+  std::lock_guard lock(overload_mu_);
+  if (overload_unlogged_.empty()) return;
+  std::string reasons;
+  for (const auto& [reason, count] : overload_unlogged_) {
+    if (!reasons.empty()) reasons += ", ";
+    reasons += std::to_string(count);
+    switch (reason) {
+      case Overload::kQueueFull:
+        reasons += " with server.max_queue = " + std::to_string(options_.max_queue) + " requests already waiting";
+        break;
+      case Overload::kQueueTimeout:
+        reasons += " that waited over server.queue_timeout_ms = " + std::to_string(options_.queue_timeout.count()) +
+                   " ms for a worker (not run)";
+        break;
+      case Overload::kOverflowConnection:
+        reasons += " on connections beyond server.max_connections = " + std::to_string(options_.max_connections);
+        break;
+      case Overload::kTurnedAway:
+        reasons += " connections turned away beyond server.max_connections and " +
+                   std::to_string(options_.overflow_connections) + " overflow connections";
+        break;
+    }
+  }
+  overload_unlogged_.clear();
+  spdlog::warn(
+      "overloaded: answered 503 overloaded in the last second: {}; add workers (server.workers) or "
+      "instances, or raise these limits if the machine has room",
+      reasons);
+}
+
 void SessionHost::Register(const std::shared_ptr<Session>& session) {
   std::lock_guard lock(mu_);
   open_[session.get()] = session;
@@ -109,12 +164,13 @@ std::size_t SessionHost::open_connections() {
   return open_.size();
 }
 
-Session::Session(net::ip::tcp::socket socket, std::shared_ptr<SessionHost> host)
-    : stream_(std::move(socket)), host_(std::move(host)) {}
+Session::Session(net::ip::tcp::socket socket, std::shared_ptr<SessionHost> host, bool overflow)
+    : stream_(std::move(socket)), queue_timer_(stream_.get_executor()), host_(std::move(host)), overflow_(overflow) {}
 
 Session::~Session() {
   if (owed_) host_->RequestFinished();
   host_->Unregister(this);
+  host_->Left(overflow_);
 }
 
 void Session::Start() {
@@ -136,7 +192,7 @@ void Session::ReadHeader() {
   request_ = Request();
   parser_.emplace();
   parser_->body_limit(host_->options().body_limit);
-  stream_.expires_after(host_->options().idle_timeout);
+  stream_.expires_after(overflow_ ? host_->options().overflow_timeout : host_->options().idle_timeout);
   bhttp::async_read_header(
       stream_, buffer_, *parser_,
       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
@@ -163,7 +219,7 @@ void Session::OnHeader(beast::error_code ec) {
   request_.request_id = RequestIdFrom(head["X-Request-Id"]);
   if (auto traceparent = head.find("traceparent"); traceparent != head.end())
     request_.trace_id = TraceIdFrom(traceparent->value());
-  keep_alive_ = head.keep_alive();
+  keep_alive_ = head.keep_alive() && !overflow_;
 
   if (parser_->is_done()) return Dispatch();
   if (beast::iequals(head[bhttp::field::expect], "100-continue")) {
@@ -179,7 +235,7 @@ void Session::OnHeader(beast::error_code ec) {
 }
 
 void Session::ReadBody() {
-  stream_.expires_after(host_->options().io_timeout);
+  stream_.expires_after(overflow_ ? host_->options().overflow_timeout : host_->options().io_timeout);
   bhttp::async_read(stream_, buffer_, *parser_,
                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnBody(ec); });
 }
@@ -199,8 +255,40 @@ void Session::Dispatch() {
   request_.body = parser_->release().body();
   host_->RequestStarted();
   owed_ = true;
-  net::post(host_->workers(), [self = shared_from_this()] {
-    Response response = self->host_->handler().Handle(self->request_);
+  Handler& handler = host_->handler();
+  if (handler.Immediate(request_)) return Respond(handler.Handle(request_), false);
+  if (overflow_) {
+    host_->NoteOverload(SessionHost::Overload::kOverflowConnection);
+    return Respond(handler.Refuse(Refusal::kOverloaded, request_, host_->options().body_limit), true);
+  }
+  Enqueue();
+}
+
+void Session::Enqueue() {
+  if (!host_->TryEnqueue()) {
+    host_->NoteOverload(SessionHost::Overload::kQueueFull);
+    return Respond(host_->handler().Refuse(Refusal::kOverloaded, request_, host_->options().body_limit), true);
+  }
+  // Whoever moves the ticket from kWaiting first owns the request: a worker
+  // runs it, or the timer refuses it unrun after queue_timeout.
+  auto ticket = std::make_shared<std::atomic<QueueTicket>>(QueueTicket::kWaiting);
+  queue_timer_.expires_after(host_->options().queue_timeout);
+  queue_timer_.async_wait([self = shared_from_this(), ticket](beast::error_code ec) {
+    if (ec) return;  // cancelled: a worker took the request
+    auto waiting = QueueTicket::kWaiting;
+    if (!ticket->compare_exchange_strong(waiting, QueueTicket::kExpired)) return;
+    self->host_->NoteOverload(SessionHost::Overload::kQueueTimeout);
+    self->Respond(self->host_->handler().Refuse(Refusal::kQueueTimeout, self->request_,
+                                                self->host_->options().body_limit),
+                  true);
+  });
+  net::post(host_->workers(), [self = shared_from_this(), ticket] {
+    SessionHost& host = *self->host_;
+    host.Dequeued();
+    auto waiting = QueueTicket::kWaiting;
+    if (!ticket->compare_exchange_strong(waiting, QueueTicket::kTaken)) return;  // refused already
+    net::post(self->stream_.get_executor(), [self] { self->queue_timer_.cancel(); });
+    Response response = host.handler().Handle(self->request_);
     net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
       self->Respond(std::move(response), false);
     });

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -39,6 +40,25 @@ class SessionHost {
   boost::asio::thread_pool& workers() noexcept { return workers_; }
   bool stopping() const noexcept { return stopping_.load(); }
 
+  // Where a newly accepted connection goes: served, served as an overflow
+  // connection (one request, /healthz answered, anything else refused), or
+  // turned away. kServe and kOverflow are counted until Left().
+  enum class Admission { kServe, kOverflow, kTurnAway };
+  Admission Admit();
+  void Left(bool overflow);
+
+  // Takes a place in the queue for a worker; false when max_queue requests
+  // wait already. Dequeued() gives it back when a worker takes the request.
+  bool TryEnqueue();
+  void Dequeued();
+  // Why a request or connection was refused for overload.
+  enum class Overload { kQueueFull, kQueueTimeout, kOverflowConnection, kTurnedAway };
+  // Counts a refusal for overload, for the next LogOverload().
+  void NoteOverload(Overload why);
+  // Logs one line of the refusals counted since the last call, if any, and
+  // why. The server calls it once a second.
+  void LogOverload();
+
   void Register(const std::shared_ptr<Session>& session);
   void Unregister(const Session* session);
   // A request was read (its answer is owed) / its answer was written or dropped.
@@ -57,6 +77,11 @@ class SessionHost {
   Handler& handler_;
   boost::asio::thread_pool workers_;
   std::atomic<bool> stopping_{false};
+  std::atomic<std::size_t> served_{0};    // connections admitted kServe, not yet left
+  std::atomic<std::size_t> overflow_{0};  // connections admitted kOverflow, not yet left
+  std::atomic<std::size_t> queued_{0};    // requests waiting for a worker
+  std::mutex overload_mu_;
+  std::map<Overload, std::size_t> overload_unlogged_;        // guarded by overload_mu_
   std::mutex mu_;
   std::condition_variable idle_;
   std::size_t in_flight_ = 0;                              // guarded by mu_
@@ -68,7 +93,9 @@ class SessionHost {
 // may call.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(boost::asio::ip::tcp::socket socket, std::shared_ptr<SessionHost> host);
+  // `overflow`: admitted beyond max_connections (SessionHost::Admit); serves
+  // one request and closes, and the host's Left(true) is called when it ends.
+  Session(boost::asio::ip::tcp::socket socket, std::shared_ptr<SessionHost> host, bool overflow);
   ~Session();
 
   void Start();
@@ -84,6 +111,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadBody();
   void OnBody(boost::beast::error_code ec);
   void Dispatch();
+  // Queues the request for a worker, or refuses it when the queue is full.
+  void Enqueue();
   void Refuse(Refusal why);
   void Respond(Response response, bool refused);
   void OnWritten(boost::beast::error_code ec, std::size_t status, std::size_t bytes, std::string note);
@@ -91,7 +120,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void Drain(std::size_t drained);
   void Close();
 
+  // Who owns a request queued for a worker (Enqueue).
+  enum class QueueTicket { kWaiting, kTaken, kExpired };
+
   boost::beast::tcp_stream stream_;
+  boost::asio::steady_timer queue_timer_;  // refuses the queued request after queue_timeout
   std::shared_ptr<SessionHost> host_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
@@ -100,6 +133,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<char> drain_;
   Request request_;          // the request being served (body moved out when dispatched)
   Clock::time_point start_;  // when its header was read
+  const bool overflow_;
   bool keep_alive_ = false;
   bool busy_ = false;      // a request is being served: Stop() waits for its answer
   bool stopping_ = false;  // close after the current answer

@@ -36,9 +36,10 @@ std::string UniqueGuest(const std::string& prefix) {
 // (required), then postgres (required), on the given servers.
 class Stowaged {
  public:
-  Stowaged(const std::string& redis_url, const std::string& database_url)
+  // `server_keys`: more lines of its [server] table.
+  Stowaged(const std::string& redis_url, const std::string& database_url, const std::string& server_keys = "")
       : process_(StowagedProcess::FromText(
-            "[server]\nlisten = \"${STOWAGE_LISTEN}\"\nworkers = 16\n"
+            "[server]\nlisten = \"${STOWAGE_LISTEN}\"\nworkers = 16\n" + server_keys +
             "plugin_path = [\"" STOWAGE_PLUGIN_DIR "\"]\n"
             "[log]\nlevel = \"info\"\n"
             "[[database]]\nname = \"main\"\nurl = \"" + database_url + "\"\nconnect_timeout_ms = 1000\n"
@@ -327,6 +328,145 @@ TEST_F(GuestChatTest, AfterDeleteNoRefillBringsTheHistoryBack) {
   EXPECT_FALSE(redis.Get("{guest:" + guest + "}:version").has_value());
   EXPECT_EQ(Get(guest).body, "[]");
   EXPECT_FALSE(redis.Get("guest:" + guest).has_value());
+}
+
+// ---------------------------------------------------------------------------
+// Pages of history (docs/api.md): ?limit=N&before=SEQ, the Link to the page
+// before, and the cache that is filled only from a whole history.
+
+// The contents of a GET's answer, in order.
+std::vector<std::string> ContentsOf(const HttpResult& result) {
+  std::vector<std::string> out;
+  const json::value parsed = Parse(result);
+  for (const auto& m : parsed.as_array()) out.push_back(std::string(m.at("content").as_string()));
+  return out;
+}
+
+// The target of a `Link: <target>; rel="next"` header; empty without one.
+std::string NextTarget(const HttpResult& result) {
+  const std::string link = result.header("link");
+  const auto open = link.find('<'), close = link.find('>');
+  if (open == std::string::npos || close == std::string::npos || link.find("rel=\"next\"") == std::string::npos)
+    return "";
+  return link.substr(open + 1, close - open - 1);
+}
+
+// The contents PostgreSQL holds for the guest, by sequence.
+std::vector<std::string> StoredContents(const std::string& database_url, const std::string& guest) {
+  PostgresProbe pg(database_url);
+  std::vector<std::string> out;
+  for (const auto& row : pg.Query(kMessagesOf, guest)) out.push_back(row[2]);
+  return out;
+}
+
+// Follows the Link headers from `target` to the guest's first message;
+// returns the messages of every page put back in order (oldest first).
+std::vector<std::string> WalkPages(std::uint16_t port, std::string target, int* pages) {
+  std::vector<std::vector<std::string>> walked;
+  HttpClient client(port);
+  while (!target.empty() && walked.size() < 100) {
+    HttpResult page = client.Send("GET", target, "", "");
+    EXPECT_EQ(page.status, 200) << target << ": " << page.body;
+    if (page.status != 200) break;
+    walked.push_back(ContentsOf(page));
+    target = NextTarget(page);
+  }
+  *pages = static_cast<int>(walked.size());
+  std::vector<std::string> all;
+  for (auto it = walked.rbegin(); it != walked.rend(); ++it) all.insert(all.end(), it->begin(), it->end());
+  return all;
+}
+
+TEST_F(GuestChatTest, APageReadOnACacheMissStoresNothingInRedisAndTheNextGetIsTheWholeHistory) {
+  const std::string guest = UniqueGuest("page-miss"), key = "guest:" + guest;
+  for (const char* content : {"m0", "m1", "m2", "m3", "m4"}) ASSERT_EQ(Post(guest, MessageBody(content)).status, 200);
+  RedisProbe redis(redis_url_);
+  redis.Del(key);  // cold: the next read misses
+
+  HttpClient client(server_->port());
+  HttpResult page = client.Send("GET", "/v1/guest/chat/" + guest + "?limit=2", "", "");
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(ContentsOf(page), (std::vector<std::string>{"m3", "m4"}));
+  EXPECT_EQ(page.header("link"), "</v1/guest/chat/" + guest + "?limit=2&before=3>; rel=\"next\"");
+  EXPECT_EQ(page.header("x-history-truncated"), "");
+  EXPECT_FALSE(redis.Get(key).has_value()) << "a page was cached as if it were the guest's whole history";
+
+  // The whole history, from PostgreSQL, fills the cache; the cache then
+  // holds exactly what PostgreSQL holds and serves the pages.
+  const std::vector<std::string> stored = StoredContents(database_url_, guest);
+  ASSERT_EQ(stored, (std::vector<std::string>{"m0", "m1", "m2", "m3", "m4"}));
+  HttpResult whole = Get(guest);
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  EXPECT_EQ(ContentsOf(whole), stored);
+  EXPECT_EQ(whole.header("link"), "");
+  auto cached = redis.Get(key);
+  ASSERT_TRUE(cached.has_value()) << "the whole history did not refill Redis";
+  std::vector<std::string> in_redis;
+  const json::value cached_array = json::parse(*cached);
+  for (const auto& m : cached_array.as_array()) in_redis.push_back(std::string(m.at("content").as_string()));
+  EXPECT_EQ(in_redis, stored);
+
+  // Served by Redis: a change made behind the cache does not show.
+  PostgresProbe(database_url_)
+      .Exec("UPDATE message_cache SET content = 'changed behind the cache' WHERE conversation_id = "
+            "(SELECT id FROM conversation_cache WHERE platform = 'guest' AND user_id = '" + guest + "')");
+  HttpResult older = client.Send("GET", "/v1/guest/chat/" + guest + "?limit=2&before=3", "", "");
+  ASSERT_EQ(older.status, 200) << older.body;
+  EXPECT_EQ(ContentsOf(older), (std::vector<std::string>{"m1", "m2"}));
+  EXPECT_EQ(NextTarget(older), "/v1/guest/chat/" + guest + "?limit=2&before=1");
+}
+
+TEST_F(GuestChatTest, FollowingTheLinksWalksTheWholeHistoryFromRedisAndFromPostgres) {
+  const std::string guest = UniqueGuest("page-walk"), key = "guest:" + guest;
+  for (int i = 0; i < 7; ++i) ASSERT_EQ(Post(guest, MessageBody("m" + std::to_string(i))).status, 200);
+  const std::vector<std::string> stored = StoredContents(database_url_, guest);
+  ASSERT_EQ(stored.size(), 7u);
+  RedisProbe redis(redis_url_);
+  ASSERT_TRUE(redis.Get(key).has_value()) << "the posts did not fill Redis";
+
+  int pages = 0;
+  EXPECT_EQ(WalkPages(server_->port(), "/v1/guest/chat/" + guest + "?limit=3", &pages), stored);
+  EXPECT_EQ(pages, 3);  // m4-m6, m1-m3, m0
+
+  redis.Del(key);  // every page from PostgreSQL, none filling the cache
+  EXPECT_EQ(WalkPages(server_->port(), "/v1/guest/chat/" + guest + "?limit=3", &pages), stored);
+  EXPECT_EQ(pages, 3);
+  EXPECT_FALSE(redis.Get(key).has_value()) << "a page was cached as if it were the guest's whole history";
+}
+
+TEST(GuestChatHistoryTest, AHistoryLongerThanMaxHistoryAnswersTheNewestAndLinksTheRest) {
+  const std::string redis_url = RequireEnv("STOWAGE_TEST_REDIS_URL");
+  const std::string database_url = RequireEnv("STOWAGE_TEST_DATABASE_URL");
+  if (redis_url.empty() || database_url.empty()) GTEST_FAIL() << "run the suite through scripts/test";
+  Stowaged server(redis_url, database_url, "max_history = 3\n");
+  HttpClient client(server.port());
+  const std::string guest = UniqueGuest("max-history");
+  for (const char* content : {"m0", "m1", "m2", "m3", "m4"})
+    ASSERT_EQ(client.Send("POST", "/v1/guest/chat/" + guest, MessageBody(content)).status, 200) << server.log();
+
+  for (bool cold : {false, true}) {
+    if (cold) RedisProbe(redis_url).Del("guest:" + guest);
+    HttpResult newest = client.Send("GET", "/v1/guest/chat/" + guest, "", "");
+    ASSERT_EQ(newest.status, 200) << newest.body;
+    EXPECT_EQ(ContentsOf(newest), (std::vector<std::string>{"m2", "m3", "m4"})) << "cold=" << cold;
+    EXPECT_EQ(newest.header("link"), "</v1/guest/chat/" + guest + "?limit=3&before=2>; rel=\"next\"");
+    EXPECT_EQ(newest.header("x-history-truncated"), "true");
+    HttpResult rest = client.Send("GET", NextTarget(newest), "", "");
+    ASSERT_EQ(rest.status, 200) << rest.body;
+    EXPECT_EQ(ContentsOf(rest), (std::vector<std::string>{"m0", "m1"}));
+    EXPECT_EQ(rest.header("link"), "");
+  }
+  // The history of 5 was never whole in one answer: Redis was not refilled.
+  EXPECT_FALSE(RedisProbe(redis_url).Get("guest:" + guest).has_value());
+
+  HttpResult too_many = client.Send("GET", "/v1/guest/chat/" + guest + "?limit=4", "", "");
+  EXPECT_EQ(too_many.status, 400);
+  EXPECT_NE(too_many.body.find("parameter 'limit' must be a whole number from 1 to 3 (server.max_history)"),
+            std::string::npos)
+      << too_many.body;
+  HttpResult unknown = client.Send("GET", "/v1/guest/chat/" + guest + "?page=2", "", "");
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_NE(unknown.body.find("unknown parameter 'page'"), std::string::npos) << unknown.body;
 }
 
 // ---------------------------------------------------------------------------

@@ -21,8 +21,8 @@ class StowagedProcess {
   // (STOWAGE_LISTEN is set to the port chosen), and waits until it listens.
   // Records a test failure with the server's log if it does not.
   StowagedProcess(const std::filesystem::path& config, std::map<std::string, std::string> env = {});
-  // Writes `pipeline_toml` to a file of its own first. "{port}" in it stands
-  // for the port chosen.
+  // Writes `pipeline_toml` to a file of its own first. Its listen address
+  // is written listen = "${STOWAGE_LISTEN}", the address chosen.
   static std::unique_ptr<StowagedProcess> FromText(const std::string& pipeline_toml,
                                                    std::map<std::string, std::string> env = {});
   // SIGTERM, then waits for the exit.
@@ -41,6 +41,7 @@ class StowagedProcess {
   // Waits until the log holds `text`.
   bool WaitForLog(std::string_view text, std::chrono::milliseconds timeout = std::chrono::seconds(3)) const;
   bool running() const { return running_; }
+  pid_t pid() const { return process_->pid(); }
 
  private:
   std::uint16_t port_;

@@ -8,6 +8,10 @@
 //   write      "ok"      ok | fail | hang | throw | reject | skip (answers ok, stores nothing:
 //                        a cache that lost its entry)
 //   read       "ok"      ok | fail | hang | throw | miss
+//   range      "ignore"  ignore | honour | wrong: what read() does with a page it is asked for
+//                        (SDK 1.5, ctx.range): ignore it and return everything; return just the
+//                        page and the total; or set the total but return everything (a broken
+//                        stage). Every read with a range journals "read <guest> page".
 //   erase      "ok"      ok | fail | throw
 //   hang_ms    5000      how long "hang" sleeps
 //   set_attribute ""     "key=value" set on every successful write
@@ -27,8 +31,14 @@
 //   fail_message "told to fail"  the message of the status a "fail" answers (e.g. one naming a
 //                        host and a database, to check that no answer shows it); a failing
 //                        write logs it as a warning
-//   health     "ok"      ok | fail (unavailable, with fail_message) | hang (sleeps hang_ms):
-//                        what health() answers; every call journals "health"
+//   health     "ok"      ok | fail (unavailable, with fail_message) | hang (sleeps hang_ms, then
+//                        logs "health answered after hanging"): what health() answers; every
+//                        call journals "health"
+//   health_sql ""        a statement run without parameters on the stage's [[database]] (the
+//                        one it was given at construction) at the end of health(), after a hang
+//                        too; journals "health_sql ok" or "health_sql failed"; an error answers
+//                        unhealthy. With hang: a health check the host stopped waiting for that
+//                        still uses the stage's logger and database
 //   unhealthy_while ""   a file: health() fails (as health = "fail") while it exists
 //
 // Built five times: test_stage; test_stage_inline, which declares
@@ -68,6 +78,7 @@ class TestStage final : public stowage::Stage {
         .optional("target", std::string("memory"), "target named in stored_in and deleted_from")
         .optional("write", std::string("ok"), "ok | fail | hang | throw | reject | skip")
         .optional("read", std::string("ok"), "ok | fail | hang | throw | miss")
+        .optional("range", std::string("ignore"), "ignore | honour | wrong: a read's page (ctx.range)")
         .optional("erase", std::string("ok"), "ok | fail | throw")
         .optional("construct", std::string("ok"), "ok | throw")
         .optional("hang_ms", std::int64_t{5000}, "how long a hang lasts, in milliseconds")
@@ -81,13 +92,15 @@ class TestStage final : public stowage::Stage {
         .optional("fail_while", std::string(""), "write() fails while this file exists")
         .optional("fail_message", std::string("told to fail"), "the message of a \"fail\" status")
         .optional("health", std::string("ok"), "ok | fail | hang: what health() answers")
-        .optional("unhealthy_while", std::string(""), "health() fails while this file exists");
+        .optional("unhealthy_while", std::string(""), "health() fails while this file exists")
+        .optional("health_sql", std::string(""), "statement run on the stage's database at the end of health()");
   }
 
   TestStage(const stowage::StageConfig& config, stowage::StageEnvironment& env)
       : target_(config.string("target")),
         write_(config.string("write")),
         read_(config.string("read")),
+        range_(config.string("range")),
         erase_(config.string("erase")),
         hang_(std::chrono::milliseconds(config.integer("hang_ms"))),
         set_attribute_(config.string("set_attribute")),
@@ -101,7 +114,9 @@ class TestStage final : public stowage::Stage {
         fail_message_(config.string("fail_message")),
         health_(config.string("health")),
         unhealthy_while_(config.string("unhealthy_while")),
-        log_(env.log) {
+        health_sql_(config.string("health_sql")),
+        log_(env.log),
+        database_(env.database) {
     if (config.string("construct") == "throw") throw std::runtime_error("told to throw in the constructor");
   }
 
@@ -183,11 +198,18 @@ class TestStage final : public stowage::Stage {
     if (read_ == "fail") return {Status::Unavailable(fail_message_), false, {}};
     if (read_ == "throw") throw std::runtime_error("told to throw");
     if (read_ == "hang") std::this_thread::sleep_for(hang_);
+    if (ctx.range != nullptr) Journal("read " + ctx.guest_id + " page");
     if (read_ == "miss") return {};
     std::lock_guard lock(mu_);
     auto it = messages_.find(ctx.guest_id);
     if (it == messages_.end() || it->second.empty()) return {};
-    return {Status::Ok(), true, it->second};
+    const std::vector<stowage::Message>& all = it->second;
+    if (ctx.range == nullptr || range_ == "ignore") return {Status::Ok(), true, all};
+    ctx.range->total = all.size();
+    if (range_ == "wrong") return {Status::Ok(), true, all};
+    const auto first = static_cast<std::ptrdiff_t>(ctx.range->first(all.size()));
+    const auto end = static_cast<std::ptrdiff_t>(ctx.range->end(all.size()));
+    return {Status::Ok(), true, std::vector<stowage::Message>(all.begin() + first, all.begin() + end)};
   }
 
   Status refill(stowage::GuestContext& ctx, const std::vector<stowage::Message>& messages) override {
@@ -202,7 +224,19 @@ class TestStage final : public stowage::Stage {
     if (health_ == "fail") return Status::Unavailable(fail_message_);
     if (!unhealthy_while_.empty() && std::filesystem::exists(unhealthy_while_))
       return Status::Unavailable(fail_message_);
-    if (health_ == "hang") std::this_thread::sleep_for(hang_);
+    if (health_ == "hang") {
+      std::this_thread::sleep_for(hang_);
+      log_.info("health answered after hanging " + std::to_string(hang_.count()) + " ms");
+    }
+    if (!health_sql_.empty()) {
+      if (database_ == nullptr) return Status::Internal("health_sql is set but the stage has no database");
+      Status ran = database_->with_session(stowage::Deadline::After(std::chrono::seconds(5)),
+                                           [&](stowage::SqlSession& session) {
+                                             return session.execute(health_sql_, {});
+                                           });
+      Journal(ran.ok() ? "health_sql ok" : "health_sql failed");
+      if (!ran.ok()) return ran;
+    }
     return Status::Ok();
   }
 
@@ -230,12 +264,13 @@ class TestStage final : public stowage::Stage {
     std::ofstream(journal_, std::ios::app) << target_ << " " << line << "\n";
   }
 
-  const std::string target_, write_, read_, erase_;
+  const std::string target_, write_, read_, range_, erase_;
   const std::chrono::milliseconds hang_;
   const std::string set_attribute_, journal_, write_sql_, erase_sql_, tx_sql_;
   const bool ignore_sql_errors_;
-  const std::string prepare_, fail_while_, fail_message_, health_, unhealthy_while_;
+  const std::string prepare_, fail_while_, fail_message_, health_, unhealthy_while_, health_sql_;
   stowage::Logger& log_;
+  stowage::Database* const database_;  // null without a [[database]]
   std::mutex mu_, journal_mu_;
   std::map<std::string, std::vector<stowage::Message>> messages_;
 };

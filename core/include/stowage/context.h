@@ -1,7 +1,9 @@
 // The contexts a stage receives for each operation.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -92,6 +94,38 @@ struct WriteContext {
   bool replay = false;
 };
 
+// SDK 1.5: the part of a guest's history a read asks for (GuestContext::range).
+// A guest's messages are numbered by `sequence`: 0 for its first, then 1, 2,
+// ... without gaps (the store's sequence, as the PostgreSQL stage sets it; a
+// message's position in a stage that is the store). The page asked for is
+// the newest `limit` messages whose sequence is below `before`, oldest first.
+//
+// A stage may honour the range: it returns exactly that page (`found` still
+// says whether it holds the guest at all) and sets `total`. A stage that
+// leaves `total` unset returns the guest's whole history, as before SDK 1.5,
+// and the host takes the page from it; so an older plugin gives the right
+// answer, only with more work. The host checks an honoured page's size
+// against `total` and fails the read of a stage whose page does not match.
+struct ReadRange {
+  std::optional<std::uint64_t> before;  // none: up to the newest message
+  std::optional<std::uint64_t> limit;   // none: every message below `before`
+  // Set by a stage that honoured the range: how many messages the guest has
+  // in all, which is the sequence its next message will get.
+  std::optional<std::uint64_t> total;
+
+  // The sequences [first(total), end(total)) of the page, for a guest that
+  // has `total` messages.
+  std::uint64_t end(std::uint64_t total_messages) const noexcept {
+    return before ? std::min(*before, total_messages) : total_messages;
+  }
+  std::uint64_t first(std::uint64_t total_messages) const noexcept {
+    const std::uint64_t last = end(total_messages);
+    return limit && *limit < last ? last - *limit : 0;
+  }
+  // Whether the range bounds the read at all (sets `before` or `limit`).
+  bool bounded() const noexcept { return before.has_value() || limit.has_value(); }
+};
+
 // A read or erase of one guest's messages.
 struct GuestContext {
   const std::string& guest_id;
@@ -105,6 +139,12 @@ struct GuestContext {
   // took for the refill), and for its prepare_erase() and erase() of one
   // DELETE. Null when the host gives none (a search, a health check).
   Attributes* attributes = nullptr;
+  // SDK 1.5: in read(), the part of the history asked for (see ReadRange);
+  // null when the whole history is asked for, and in every other call. A
+  // refill() is only ever given a whole history. The field comes last, and
+  // the host builds the context, so plugins built against older minor
+  // versions load unchanged (they never see it and return everything).
+  ReadRange* range = nullptr;
 };
 
 }  // namespace stowage

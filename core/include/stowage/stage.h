@@ -111,10 +111,13 @@ class Stage {
   // being called after a write() that partly failed.
   virtual Status compensate(WriteContext& ctx) = 0;
 
-  // Serves the guest's messages, oldest first, or says it has none.
+  // Serves the guest's messages, oldest first, or says it has none. With
+  // ctx.range (SDK 1.5) it may serve just the page asked for and set
+  // ctx.range->total; else it serves the whole history (stowage::ReadRange).
   virtual ReadResult read(GuestContext& ctx) { (void)ctx; return {}; }
 
-  // Called after a later stage served a read this stage missed: store
+  // Called after a later stage served a read this stage missed, when what
+  // it served is the guest's whole history (never after a mere page): store
   // `messages` so the next read is served here. Optional.
   virtual Status refill(GuestContext& ctx, const std::vector<Message>& messages) {
     (void)ctx;

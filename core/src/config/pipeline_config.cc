@@ -254,9 +254,10 @@ std::optional<std::string> Expand(std::string_view text, const Environment& env,
 // The parser of one file
 
 const std::vector<std::string> kTopKeys = {"server", "log", "database", "stage"};
-const std::vector<std::string> kServerKeys = {"listen",          "io_threads",        "workers",
-                                              "body_limit",      "max_content_bytes", "plugin_path",
-                                              "admin_token_env", "admin_listen",      "startup_timeout_ms"};
+const std::vector<std::string> kServerKeys = {
+    "listen",       "io_threads",      "workers",      "body_limit",         "max_content_bytes",
+    "max_connections", "max_queue",    "queue_timeout_ms", "max_history",    "plugin_path",
+    "admin_token_env", "admin_listen", "startup_timeout_ms"};
 const std::vector<std::string> kLogKeys = {"level"};
 const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error"};
 const std::vector<std::string> kDatabaseKeys = {"name", "url", "pool_size", "connect_timeout_ms",
@@ -495,6 +496,15 @@ class Parser {
       } else if (name == "max_content_bytes") {
         if (auto v = Integer(value, key, 1, kSizeMax))
           server->max_content_bytes = static_cast<std::size_t>(*v);
+      } else if (name == "max_connections") {
+        if (auto v = Integer(value, key, 1, kIntMax)) server->max_connections = static_cast<std::size_t>(*v);
+      } else if (name == "max_queue") {
+        if (auto v = Integer(value, key, 1, kIntMax)) server->max_queue = static_cast<std::size_t>(*v);
+      } else if (name == "queue_timeout_ms") {
+        if (auto v = Integer(value, key, 1, kSizeMax / 1000000))
+          server->queue_timeout = std::chrono::milliseconds(*v);
+      } else if (name == "max_history") {
+        if (auto v = Integer(value, key, 1, kIntMax)) server->max_history = static_cast<std::size_t>(*v);
       } else if (name == "plugin_path") {
         ParsePluginPath(value, key, &server->plugin_path);
       } else if (name == "admin_token_env") {

@@ -49,6 +49,18 @@ struct ServerSettings {
   int workers = 8;                        // threads running pipeline work
   std::size_t body_limit = 65536;         // bytes; larger bodies get 413
   std::size_t max_content_bytes = 32768;  // bytes of a message's content
+  // Connections served at once; more are answered 503 overloaded and closed
+  // (a /healthz on them is still answered). Lowered at start to what the
+  // open-files limit allows.
+  std::size_t max_connections = 10000;
+  // Requests read and waiting for a worker; more are answered 503 overloaded
+  // at once, with Retry-After.
+  std::size_t max_queue = 256;
+  // How long a request may wait for a worker; one that waited longer is
+  // answered 503 overloaded without running any stage.
+  std::chrono::milliseconds queue_timeout{1000};
+  // Messages a GET without `limit` returns at most (the newest that many).
+  std::size_t max_history = 10000;
   // Folders searched for a plugin given by bare name, before the default
   // folder next to the executable (<bin>/../lib/stowage/plugins).
   std::vector<std::filesystem::path> plugin_path;

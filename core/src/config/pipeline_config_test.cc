@@ -69,6 +69,10 @@ io_threads = 2
 workers = 16
 body_limit = 131072
 max_content_bytes = 4096
+max_connections = 500
+max_queue = 32
+queue_timeout_ms = 250
+max_history = 100
 plugin_path = ["plugins", "/opt/stowage/plugins"]
 
 [log]
@@ -107,6 +111,10 @@ plugin = "metrics"
   EXPECT_EQ(config.server.workers, 16);
   EXPECT_EQ(config.server.body_limit, 131072u);
   EXPECT_EQ(config.server.max_content_bytes, 4096u);
+  EXPECT_EQ(config.server.max_connections, 500u);
+  EXPECT_EQ(config.server.max_queue, 32u);
+  EXPECT_EQ(config.server.queue_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(config.server.max_history, 100u);
   ASSERT_EQ(config.server.plugin_path.size(), 2u);
   EXPECT_EQ(config.server.plugin_path[0], "/etc/stowage/plugins");
   EXPECT_EQ(config.server.plugin_path[1], "/opt/stowage/plugins");
@@ -447,8 +455,8 @@ TEST(PipelineConfigTest, UnknownKeyWithNothingCloseListsTheValidKeys) {
   EXPECT_EQ(error.key, "server.colour");
   EXPECT_EQ(
       error.message,
-      "unknown key; valid keys: listen, io_threads, workers, body_limit, max_content_bytes, plugin_path, "
-      "admin_token_env, admin_listen, startup_timeout_ms");
+      "unknown key; valid keys: listen, io_threads, workers, body_limit, max_content_bytes, max_connections, "
+      "max_queue, queue_timeout_ms, max_history, plugin_path, admin_token_env, admin_listen, startup_timeout_ms");
 }
 
 TEST(PipelineConfigTest, WrongTypesNameTheExpectedAndTheGivenType) {

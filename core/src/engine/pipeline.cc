@@ -19,6 +19,19 @@ namespace stowage::engine {
 using stowage::Deadline;
 using stowage::Status;
 
+namespace {
+
+// A stage and what it was given at construction, which it keeps references
+// to: destroyed in reverse order, the stage first.
+struct StageWithEnvironment {
+  std::shared_ptr<database::PostgresDatabase> database;
+  std::shared_ptr<stowage::Logger> logger;
+  std::unique_ptr<stowage::StageEnvironment> env;
+  std::shared_ptr<stowage::Stage> stage;  // its deleter holds the plugin library
+};
+
+}  // namespace
+
 Pipeline::~Pipeline() = default;
 
 BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* previous,
@@ -99,15 +112,21 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* p
     }
 
     instance->logger = logging::MakeStageLogger(loaded.plugin->info().label);
-    instance->env = std::make_unique<stowage::StageEnvironment>(
-        stowage::StageEnvironment{*instance->logger, instance->database.get()});
+    auto made = std::make_shared<StageWithEnvironment>();
+    made->database = instance->database;
+    made->logger = instance->logger;
+    made->env = std::make_unique<stowage::StageEnvironment>(
+        stowage::StageEnvironment{*made->logger, made->database.get()});
     Status error;
-    instance->stage = loaded.plugin->Create(stage_config, *instance->env, &error);
-    if (!instance->stage) {
+    made->stage = loaded.plugin->Create(stage_config, *made->env, &error);
+    if (!made->stage) {
       result.errors.push_back(where + ": the stage could not be created by " +
                               loaded.plugin->path().string() + ": " + error.ToString());
       continue;
     }
+    // Shares ownership of the whole: whoever holds the stage holds what it uses.
+    stowage::Stage* const stage = made->stage.get();
+    instance->stage = std::shared_ptr<stowage::Stage>(std::move(made), stage);
     instance->target = instance->stage->target();
     instance->keeps_deadlines = loaded.plugin->keeps_deadlines();
     instance->after_commit = loaded.plugin->after_commit();
@@ -261,7 +280,47 @@ void Pipeline::Report(stowage::RequestKind kind, const std::string& guest_id, bo
     if (s->stage) s->stage->observe(report);
 }
 
-ReadOutcome Pipeline::Read(const std::string& guest_id) {
+namespace {
+
+// Where the messages a stage's read() served under `asked` stand in the
+// guest's history.
+struct Served {
+  std::uint64_t total = 0;  // how many messages the guest has
+  std::uint64_t first = 0;  // the sequence of the page's first message
+  // The stage returned the whole history (it ignored the range): the page
+  // is still to be cut from it, and it may refill a cache.
+  bool whole_history = false;
+  // The messages served are the guest's whole history.
+  bool complete = false;
+};
+
+// What a stage that served `count` messages under `asked` served. A stage
+// that honoured the range (it set `answered->total`) must have returned
+// exactly the page the range and its total imply; else the read fails.
+Status PlaceServed(const stowage::ReadRange& asked, const stowage::ReadRange* answered, std::size_t count,
+                   Served* served) {
+  if (answered == nullptr || !answered->total) {
+    served->total = count;
+    served->first = asked.first(count);
+    served->whole_history = true;
+    served->complete = true;
+    return Status::Ok();
+  }
+  served->total = *answered->total;
+  served->first = asked.first(served->total);
+  const std::uint64_t expected = asked.end(served->total) - served->first;
+  if (count != expected) {
+    return Status::Internal("read() set ReadRange::total to " + std::to_string(served->total) + " but returned " +
+                            std::to_string(count) + " messages where that page holds " + std::to_string(expected) +
+                            "; a stage that honours the range returns exactly the page (stowage/context.h)");
+  }
+  served->complete = served->first == 0 && expected == served->total;
+  return Status::Ok();
+}
+
+}  // namespace
+
+ReadOutcome Pipeline::Read(const std::string& guest_id, const stowage::ReadRange& range) {
   const auto started = Clock::now();
   ReadOutcome outcome;
   // The stages that missed, each with what its read() left for its refill().
@@ -270,6 +329,9 @@ ReadOutcome Pipeline::Read(const std::string& guest_id) {
   std::string required_failed_stage;
   bool first_asked = true;
   bool cache_hit = false;
+  // What each stage is asked for: only what a client asked for, never an
+  // answer another stage left in it.
+  stowage::ReadRange asked{range.before, range.limit, std::nullopt};
 
   for (const auto& owned : stages_) {
     const StageInstance* s = owned.get();
@@ -280,10 +342,15 @@ ReadOutcome Pipeline::Read(const std::string& guest_id) {
     }
     const auto began = Clock::now();
     auto notes = std::make_shared<stowage::Attributes>();
+    // A fresh copy per call: a call the engine stopped waiting for may still
+    // write to its own.
+    auto page = asked.bounded() ? std::make_shared<stowage::ReadRange>(asked) : nullptr;
     auto result = CallGuest<stowage::ReadResult>(
         *runner_, *s, guest_id, [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.read(ctx); },
-        notes);
+        notes, page);
     Status status = result ? result->status : TimeoutStatus("read", s->settings.timeout);
+    Served served;
+    if (status.ok() && result->found) status = PlaceServed(asked, page.get(), result->messages.size(), &served);
     Count(*s, status, began, true);
     const bool was_first = first_asked;
     first_asked = false;
@@ -301,19 +368,32 @@ ReadOutcome Pipeline::Read(const std::string& guest_id) {
       continue;
     }
     outcome.served_by = s->name();
-    outcome.messages = std::move(result->messages);
     cache_hit = was_first;
     // Refill the stages before this one that held nothing, so the next read
-    // is served earlier in the pipeline.
-    for (const auto& [m, notes] : missed) {
-      const auto& messages = outcome.messages;
-      auto refilled = CallGuest<Status>(
-          *runner_, *m, guest_id,
-          [messages](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.refill(ctx, messages); },
-          notes);
-      Status refill_status = refilled ? *refilled : TimeoutStatus("refill", m->settings.timeout);
-      if (!refill_status.ok())
-        m->logger->warn("could not refill guest " + guest_id + ": " + refill_status.ToString());
+    // is served earlier in the pipeline: only with a whole history, since a
+    // stage that holds a guest serves every page of it. After a page, they
+    // keep missing until a read that ends in a whole history.
+    if (served.complete) {
+      for (const auto& [m, notes] : missed) {
+        const auto& messages = result->messages;
+        auto refilled = CallGuest<Status>(
+            *runner_, *m, guest_id,
+            [messages](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.refill(ctx, messages); },
+            notes);
+        Status refill_status = refilled ? *refilled : TimeoutStatus("refill", m->settings.timeout);
+        if (!refill_status.ok())
+          m->logger->warn("could not refill guest " + guest_id + ": " + refill_status.ToString());
+      }
+    }
+    outcome.messages = std::move(result->messages);
+    outcome.total = served.total;
+    outcome.first_sequence = served.first;
+    if (served.whole_history) {
+      // Cut the page out of the whole history: [first, end).
+      const auto end = static_cast<std::ptrdiff_t>(asked.end(served.total));
+      outcome.messages.erase(outcome.messages.begin() + end, outcome.messages.end());
+      outcome.messages.erase(outcome.messages.begin(),
+                             outcome.messages.begin() + static_cast<std::ptrdiff_t>(served.first));
     }
     Report(stowage::RequestKind::kRead, guest_id, true, cache_hit, started);
     return outcome;

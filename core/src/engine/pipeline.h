@@ -88,9 +88,14 @@ struct StageCounters {
 struct StageInstance {
   config::StageSettings settings;
   std::shared_ptr<const loader::Plugin> plugin;
-  std::shared_ptr<stowage::Logger> logger;         // outlives `stage`: calls still running hold both
-  std::unique_ptr<stowage::StageEnvironment> env;  // what the stage was given; outlives it
-  std::shared_ptr<stowage::Stage> stage;           // null when disabled
+  std::shared_ptr<stowage::Logger> logger;  // the one the stage was given
+  // Null when disabled. Every copy holds, besides the stage and its plugin
+  // library, what the stage was given and keeps references to (its
+  // StageEnvironment, `logger`, `database`), destroyed after the stage: a
+  // call that outlives this instance (a health check or a write the engine
+  // stopped waiting for, still running on the call runner after a reload
+  // dropped the generation) holds a copy, so what it uses lives until it ends.
+  std::shared_ptr<stowage::Stage> stage;
   std::string target;                              // stage->target(), cached
   // The stage promises to return by each call's deadline (kKeepsDeadlines):
   // it is called on the request's thread, not on the call runner.
@@ -154,7 +159,11 @@ struct ReadOutcome {
   stowage::Status status;
   std::string failed_stage;
   std::string served_by;  // the stage that served the messages; empty if none held any
+  // The page of the history the read asked for, oldest first: the messages
+  // whose sequences are first_sequence, first_sequence + 1, ...
   std::vector<stowage::Message> messages;
+  std::uint64_t first_sequence = 0;  // > 0: older messages exist than `messages`
+  std::uint64_t total = 0;           // how many messages the guest has in all
   std::vector<std::string> degraded;
 };
 
@@ -204,7 +213,13 @@ class Pipeline {
   // is recorded with the message, or the answer recorded for it returned.
   WriteOutcome Write(const std::string& guest_id, const stowage::Message& message,
                      const IdempotencyClaim* claim = nullptr);
-  ReadOutcome Read(const std::string& guest_id);
+  // The page `range` asks for (the whole history by default) from the first
+  // enabled stage that holds the guest. A stage that honours the range
+  // (stowage::ReadRange) reads only the page; the host takes the page from
+  // the whole history another stage returns. The stages that missed before
+  // it are refilled only from a whole history (a page never fills a cache
+  // as if it were everything the guest has).
+  ReadOutcome Read(const std::string& guest_id, const stowage::ReadRange& range = {});
   EraseOutcome Erase(const std::string& guest_id);
   // The guest's `k` messages most similar to `query`, from the first enabled
   // stage that searches.

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -205,6 +207,101 @@ TEST_F(PipelineTest, ReadIsServedByTheFirstStageHoldingMessagesAndRefillsTheOnes
   EXPECT_EQ(second.served_by, "cache");
   EXPECT_EQ(second.messages, first.messages);
   EXPECT_EQ(Journal().back(), "cache refill g1 2");
+}
+
+// The contents of `messages`, for comparing pages.
+std::vector<std::string> Contents(const std::vector<Message>& messages) {
+  std::vector<std::string> out;
+  for (const auto& m : messages) out.push_back(m.content);
+  return out;
+}
+
+// Whether the journal has a line equal to `line`.
+bool Has(const std::vector<std::string>& journal, const std::string& line) {
+  return std::find(journal.begin(), journal.end(), line) != journal.end();
+}
+
+TEST_F(PipelineTest, TheHostCutsThePageFromTheWholeHistoryOfAStageThatIgnoresTheRange) {
+  auto p = Build({{"a"}});  // a plugin that returns everything, as one built before SDK 1.5 does
+  ASSERT_TRUE(p);
+  for (const char* c : {"m0", "m1", "m2", "m3", "m4"}) ASSERT_TRUE(p->Write("g1", Msg(c)).status.ok());
+  struct Case {
+    std::optional<std::uint64_t> before, limit;
+    std::vector<std::string> page;
+    std::uint64_t first;
+  } cases[] = {
+      {4, 2, {"m2", "m3"}, 2},
+      {std::nullopt, 3, {"m2", "m3", "m4"}, 2},
+      {std::nullopt, 10, {"m0", "m1", "m2", "m3", "m4"}, 0},
+      {1, std::nullopt, {"m0"}, 0},
+      {2, 5, {"m0", "m1"}, 0},
+      {99, 1, {"m4"}, 4},
+      {std::nullopt, std::nullopt, {"m0", "m1", "m2", "m3", "m4"}, 0},
+  };
+  for (const auto& c : cases) {
+    auto read = p->Read("g1", {c.before, c.limit, std::nullopt});
+    ASSERT_TRUE(read.status.ok()) << read.status.ToString();
+    EXPECT_EQ(Contents(read.messages), c.page) << c.page.front();
+    EXPECT_EQ(read.first_sequence, c.first) << c.page.front();
+    EXPECT_EQ(read.total, 5u);
+  }
+  auto unknown = p->Read("nobody", {std::nullopt, 2, std::nullopt});
+  EXPECT_TRUE(unknown.messages.empty());
+  EXPECT_EQ(unknown.total, 0u);
+}
+
+TEST_F(PipelineTest, APageNeverRefillsACacheAsIfItWereTheWholeHistory) {
+  // The cache holds nothing (its writes are lost); the store reads only the
+  // page it is asked for, as the PostgreSQL stage does.
+  auto p = Build({{"cache", Policy::kRequired, {{"write", "skip"}}},
+                  {"store", Policy::kRequired, {{"range", "honour"}}}});
+  ASSERT_TRUE(p);
+  for (const char* c : {"m0", "m1", "m2", "m3", "m4"}) ASSERT_TRUE(p->Write("g1", Msg(c)).status.ok());
+
+  auto page = p->Read("g1", {std::nullopt, 2, std::nullopt});
+  ASSERT_TRUE(page.status.ok()) << page.status.ToString();
+  EXPECT_EQ(page.served_by, "store");
+  EXPECT_EQ(Contents(page.messages), (std::vector<std::string>{"m3", "m4"}));
+  EXPECT_EQ(page.first_sequence, 3u);
+  EXPECT_EQ(page.total, 5u);
+  EXPECT_TRUE(Has(Journal(), "store read g1 page")) << "the store was not asked for the page";
+  EXPECT_FALSE(Has(Journal(), "cache refill g1 2")) << "a page was stored in the cache as the whole history";
+
+  // A page that happens to be the whole history refills it.
+  auto whole = p->Read("g1", {std::nullopt, 10000, std::nullopt});
+  ASSERT_TRUE(whole.status.ok());
+  EXPECT_EQ(whole.served_by, "store");
+  EXPECT_EQ(Contents(whole.messages), (std::vector<std::string>{"m0", "m1", "m2", "m3", "m4"}));
+  EXPECT_EQ(Journal().back(), "cache refill g1 5");
+  // Then the cache serves every page, cut by the host (it ignores ranges).
+  auto cached = p->Read("g1", {4, 2, std::nullopt});
+  EXPECT_EQ(cached.served_by, "cache");
+  EXPECT_EQ(Contents(cached.messages), (std::vector<std::string>{"m2", "m3"}));
+  EXPECT_EQ(cached.first_sequence, 2u);
+}
+
+TEST_F(PipelineTest, APageReadFromAStageThatIgnoresTheRangeStillRefillsWithTheWholeHistory) {
+  auto p = Build({{"cache", Policy::kRequired, {{"write", "skip"}}}, {"store"}});
+  ASSERT_TRUE(p);
+  for (const char* c : {"m0", "m1", "m2"}) ASSERT_TRUE(p->Write("g1", Msg(c)).status.ok());
+  auto page = p->Read("g1", {std::nullopt, 1, std::nullopt});
+  EXPECT_EQ(Contents(page.messages), (std::vector<std::string>{"m2"}));
+  EXPECT_EQ(Journal().back(), "cache refill g1 3");
+  auto cached = p->Read("g1");
+  EXPECT_EQ(cached.served_by, "cache");
+  EXPECT_EQ(Contents(cached.messages), (std::vector<std::string>{"m0", "m1", "m2"}));
+}
+
+TEST_F(PipelineTest, AStageWhosePageDoesNotMatchTheTotalItGaveFailsTheRead) {
+  auto p = Build({{"store", Policy::kRequired, {{"range", "wrong"}}}});
+  ASSERT_TRUE(p);
+  for (const char* c : {"m0", "m1", "m2"}) ASSERT_TRUE(p->Write("g1", Msg(c)).status.ok());
+  auto read = p->Read("g1", {std::nullopt, 2, std::nullopt});
+  EXPECT_EQ(read.status.code(), StatusCode::kInternal);
+  EXPECT_EQ(read.failed_stage, "store");
+  EXPECT_NE(read.status.message().find("returned 3 messages where that page holds 2"), std::string::npos)
+      << read.status.message();
+  EXPECT_TRUE(read.messages.empty());
 }
 
 TEST_F(PipelineTest, ReadOfAnUnknownGuestIsEmptyAndGuestsAreIsolated) {

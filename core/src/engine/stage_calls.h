@@ -122,30 +122,32 @@ WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactio
 // Runs a guest call (read, refill, erase, search, prepare_erase) of one
 // stage: on this thread with an autocommit session when it has a database,
 // on this thread when it keeps its deadlines, else on the runner with its
-// timeout. `attributes` (may be null) is given to the stage as
-// ctx.attributes and must be owned by the caller until the call is done or
-// abandoned: pass one held by a shared_ptr the call keeps (`keep`).
+// timeout. `attributes` and `range` (each may be null) are given to the
+// stage as ctx.attributes and ctx.range; the call keeps them alive until it
+// is done, even when the engine stopped waiting for it, so read what the
+// stage left in them only once it returned in time.
 // nullopt when the call did not return in time.
 template <typename R>
 std::optional<R> CallGuest(CallRunner& runner, const StageInstance& s, const std::string& guest_id,
                            std::function<R(stowage::Stage&, stowage::GuestContext&)> op,
-                           std::shared_ptr<stowage::Attributes> attributes = nullptr) {
+                           std::shared_ptr<stowage::Attributes> attributes = nullptr,
+                           std::shared_ptr<stowage::ReadRange> range = nullptr) {
   const stowage::Deadline deadline = stowage::Deadline::After(s.settings.timeout);
   if (s.database != nullptr) {
     LazySession session(*s.database, nullptr, "", deadline);
-    stowage::GuestContext ctx{guest_id, deadline, *s.logger, &session, attributes.get()};
+    stowage::GuestContext ctx{guest_id, deadline, *s.logger, &session, attributes.get(), range.get()};
     R result = op(*s.stage, ctx);
     if (deadline.expired()) return std::nullopt;
     return result;
   }
   if (s.keeps_deadlines) {
-    stowage::GuestContext ctx{guest_id, deadline, *s.logger, nullptr, attributes.get()};
+    stowage::GuestContext ctx{guest_id, deadline, *s.logger, nullptr, attributes.get(), range.get()};
     return op(*s.stage, ctx);
   }
   CallTarget target = TargetOf(s);
   auto id = std::make_shared<const std::string>(guest_id);
-  return CallWithDeadline<R>(runner, deadline.at(), [target, id, deadline, op, attributes]() {
-    stowage::GuestContext ctx{*id, deadline, *target.log, nullptr, attributes.get()};
+  return CallWithDeadline<R>(runner, deadline.at(), [target, id, deadline, op, attributes, range]() {
+    stowage::GuestContext ctx{*id, deadline, *target.log, nullptr, attributes.get(), range.get()};
     return op(*target.stage, ctx);
   });
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cctype>
 #include <cstdio>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>
@@ -192,6 +193,13 @@ ReadResult StageConformanceTest::Read(const std::string& guest, Deadline deadlin
   return stage_->read(ctx);
 }
 
+ReadResult StageConformanceTest::ReadPage(const std::string& guest, ReadRange& range, Deadline deadline) {
+  LentSession session(GetParam());
+  if (!session.status().ok()) return {session.status(), false, {}};
+  GuestContext ctx{guest, deadline, log_, session.get(), nullptr, &range};
+  return stage_->read(ctx);
+}
+
 EraseResult StageConformanceTest::Erase(const std::string& guest, Deadline deadline) {
   LentSession session(GetParam());
   if (!session.status().ok()) return {session.status(), false};
@@ -234,6 +242,45 @@ TEST_P(StageConformanceTest, ReadOfAnUnknownGuestIsAMiss) {
   ASSERT_TRUE(read.status.ok()) << read.status.ToString();
   EXPECT_FALSE(read.found);
   EXPECT_TRUE(read.messages.empty()) << Describe(read.messages);
+}
+
+// SDK 1.5: a read asked for a page (GuestContext::range) returns exactly
+// that page, oldest first, and sets ReadRange::total; or it leaves total
+// unset and returns the whole history (the host cuts the page).
+TEST_P(StageConformanceTest, APageReadIsThePageWithTheTotalOrTheWholeHistory) {
+  if (!GetParam().serves_reads) GTEST_SKIP() << "the stage does not serve reads";
+  const std::string guest = Guest("page");
+  std::vector<Message> history;
+  for (int i = 0; i < 5; ++i) {
+    history.push_back(Msg("page message " + std::to_string(i), i + 1));
+    Status written = Write(guest, history.back());
+    ASSERT_TRUE(written.ok()) << written.ToString();
+  }
+  const struct {
+    std::optional<std::uint64_t> before, limit;
+  } asked[] = {{std::nullopt, 2}, {4, 2}, {1, 3}, {9, 10}, {3, std::nullopt}};
+  for (const auto& a : asked) {
+    ReadRange range{a.before, a.limit, std::nullopt};
+    const std::string what = "before=" + (a.before ? std::to_string(*a.before) : "-") +
+                             " limit=" + (a.limit ? std::to_string(*a.limit) : "-");
+    ReadResult read = ReadPage(guest, range);
+    ASSERT_TRUE(read.status.ok()) << what << ": " << read.status.ToString();
+    EXPECT_TRUE(read.found) << what;
+    if (!range.total) {
+      EXPECT_EQ(read.messages, history)
+          << what << ": a stage that leaves ReadRange::total unset returns the whole history; "
+          << Describe(read.messages);
+      continue;
+    }
+    EXPECT_EQ(*range.total, history.size()) << what << ": ReadRange::total is how many messages the guest has";
+    const std::vector<Message> page(history.begin() + static_cast<std::ptrdiff_t>(range.first(history.size())),
+                                    history.begin() + static_cast<std::ptrdiff_t>(range.end(history.size())));
+    EXPECT_EQ(read.messages, page) << what << ": " << Describe(read.messages);
+  }
+  ReadRange unknown{2, 1, std::nullopt};
+  ReadResult miss = ReadPage(Guest("page-never-written"), unknown);
+  ASSERT_TRUE(miss.status.ok()) << miss.status.ToString();
+  EXPECT_FALSE(miss.found);
 }
 
 TEST_P(StageConformanceTest, EraseRemovesTheGuestAndReportsHeld) {

@@ -20,7 +20,9 @@
 //
 // and links stowage::testkit (which brings GoogleTest and its main()).
 //
-// The suite checks: a write is served back by a read; an erase removes it and
+// The suite checks: a write is served back by a read; a read asked for a page
+// (SDK 1.5) returns that page and the guest's total, or the whole history
+// when the stage ignores the range; an erase removes it and
 // says the stage held it; compensate() removes exactly the write it is given
 // (a later write stays; skipped for a stage with a database, whose writes
 // the host rolls back instead); a replay (SDK 1.3, WriteContext::replay) of a
@@ -158,6 +160,9 @@ class StageConformanceTest : public ::testing::TestWithParam<StageUnderTest> {
   Status Replay(const std::string& guest, const Message& message, Attributes& attributes,
                 Deadline deadline = Soon());
   ReadResult Read(const std::string& guest, Deadline deadline = Soon());
+  // A read asked for the page `range` names (SDK 1.5, GuestContext::range);
+  // what the stage answers in it (its total) is left in `range`.
+  ReadResult ReadPage(const std::string& guest, ReadRange& range, Deadline deadline = Soon());
   EraseResult Erase(const std::string& guest, Deadline deadline = Soon());
 
   bool has_database() const { return static_cast<bool>(GetParam().sql); }
