@@ -125,7 +125,7 @@ TEST_F(MappingStageTest, WriteMapsTheMessageWithExactlyTheseValues) {
   const std::string guest = Guest("guest");
   const std::string id = StoreMessage(guest);
 
-  ASSERT_TRUE(Write(*stage, guest, id).ok()) << log_.all();
+  ASSERT_TRUE(Write(*stage, guest, id).ok()) << log_.All();
 
   SqlResult row = db_->Query(
       "SELECT cache_type, cache_id::text, content_id::text, user_id, cache_backend, content_backend,"
@@ -134,7 +134,7 @@ TEST_F(MappingStageTest, WriteMapsTheMessageWithExactlyTheseValues) {
   ASSERT_EQ(row.rows.size(), 1u);
   EXPECT_EQ(row.rows[0], (std::vector<SqlValue>{"message", id, std::nullopt, guest, "redis", "postgresql",
                                                 "true", "true"}));
-  EXPECT_THAT(log_.all(),
+  EXPECT_THAT(log_.All(),
               HasSubstr("info: ✓ Created cache_content_mapping entry: message " + id +
                         " (redis -> postgresql) for guest " + guest));
 }
@@ -167,7 +167,7 @@ TEST_F(MappingStageTest, MappingTheSameMessageTwiceStoresOneRow) {
   Status again = Write(*stage, guest, id);
   EXPECT_TRUE(again.ok()) << again.ToString();
   EXPECT_EQ(Rows(guest), "1");
-  EXPECT_THAT(log_.all(), HasSubstr("info: message " + id + " of guest " + guest +
+  EXPECT_THAT(log_.All(), HasSubstr("info: message " + id + " of guest " + guest +
                                     " is mapped already: stored nothing new"));
 }
 
@@ -178,7 +178,7 @@ TEST_F(MappingStageTest, AReplayMapsAMessageTheStageMissed) {
   const std::string guest = Guest("guest");
   const std::string id = StoreMessage(guest);
 
-  ASSERT_TRUE(Write(*stage, guest, id, /*replay=*/true).ok()) << log_.all();
+  ASSERT_TRUE(Write(*stage, guest, id, /*replay=*/true).ok()) << log_.All();
 
   SqlResult row = db_->Query(
       "SELECT cache_type, cache_id::text, user_id, cache_backend, content_backend FROM cache_content_mapping"
@@ -186,7 +186,7 @@ TEST_F(MappingStageTest, AReplayMapsAMessageTheStageMissed) {
       {guest});
   ASSERT_EQ(row.rows.size(), 1u);
   EXPECT_EQ(row.rows[0], (std::vector<SqlValue>{"message", id, guest, "redis", "postgresql"}));
-  EXPECT_THAT(log_.all(),
+  EXPECT_THAT(log_.All(),
               HasSubstr("info: ✓ Created cache_content_mapping entry: replay: message " + id +
                         " (redis -> postgresql) for guest " + guest));
 }
@@ -199,13 +199,13 @@ TEST_F(MappingStageTest, AReplayOfAMappedMessageStoresNothingNew) {
   const std::string before =
       db_->Scalar("SELECT id::text FROM cache_content_mapping WHERE user_id = $1", {guest});
 
-  ASSERT_TRUE(Write(*stage, guest, id, /*replay=*/true).ok()) << log_.all();
-  ASSERT_TRUE(Write(*stage, guest, id, /*replay=*/true).ok()) << log_.all();
+  ASSERT_TRUE(Write(*stage, guest, id, /*replay=*/true).ok()) << log_.All();
+  ASSERT_TRUE(Write(*stage, guest, id, /*replay=*/true).ok()) << log_.All();
 
   EXPECT_EQ(Rows(guest), "1");
   EXPECT_EQ(db_->Scalar("SELECT id::text FROM cache_content_mapping WHERE user_id = $1", {guest}), before)
       << "the row written first is kept";
-  EXPECT_THAT(log_.all(), HasSubstr("info: replay: message " + id + " of guest " + guest +
+  EXPECT_THAT(log_.All(), HasSubstr("info: replay: message " + id + " of guest " + guest +
                                     " is mapped already, or was erased since: stored nothing new"));
 }
 
@@ -265,7 +265,7 @@ TEST_F(MappingStageTest, AMissingMessageIdIsAnErrorNamingTheFix) {
   EXPECT_FALSE(status.ok());
   EXPECT_THAT(status.message(), HasSubstr("put the mapping stage after the postgres stage"));
   EXPECT_THAT(status.message(), HasSubstr("no message_id for the message of guest " + guest));
-  EXPECT_THAT(log_.all(), Not(HasSubstr("no message_id")));  // the host logs what it is given
+  EXPECT_THAT(log_.All(), Not(HasSubstr("no message_id")));  // the host logs what it is given
   EXPECT_EQ(Rows(guest), "0");
 }
 
@@ -298,8 +298,8 @@ TEST(MappingStageConstructionTest, WithoutMessageCacheItWarnsAndCreatesTheTableL
   CapturingLogger log;
   StageEnvironment env{log, &db.database()};
   MappingStage stage(Config(), env);
-  EXPECT_THAT(log.all(), HasSubstr("warn: cache_content_mapping references message_cache"));
-  EXPECT_THAT(log.all(), HasSubstr("put the mapping stage after the postgres stage"));
+  EXPECT_THAT(log.All(), HasSubstr("warn: cache_content_mapping references message_cache"));
+  EXPECT_THAT(log.All(), HasSubstr("put the mapping stage after the postgres stage"));
   EXPECT_EQ(db.Scalar("SELECT to_regclass('cache_content_mapping')::text"), "<null>");
 
   for (const char* statement : kChatTables) db.Query(statement);

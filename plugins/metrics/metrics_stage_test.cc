@@ -110,7 +110,7 @@ TEST_F(MetricsStageTest, FirstPostCreatesTheUsersRow) {
   const std::string user = User("guest");
   ASSERT_EQ(Usage(user, "id"), "<null>");
 
-  ASSERT_TRUE(Post(*stage, user).ok()) << log_.all();
+  ASSERT_TRUE(Post(*stage, user).ok()) << log_.All();
 
   EXPECT_EQ(Usage(user, "tier"), "guest");
   EXPECT_EQ(Usage(user, "total_requests"), "1");
@@ -119,20 +119,20 @@ TEST_F(MetricsStageTest, FirstPostCreatesTheUsersRow) {
   EXPECT_EQ(Usage(user, "monthly_request_limit"), "1000");
   EXPECT_EQ(Usage(user, "month_requests"), "1");
   EXPECT_EQ(Usage(user, "month_start = date_trunc('month', now() AT TIME ZONE 'UTC')::date"), "true");
-  EXPECT_THAT(log_.all(), HasSubstr("info: ✓ Created new usage metrics record: counted request 1 of 1000 this "
+  EXPECT_THAT(log_.All(), HasSubstr("info: ✓ Created new usage metrics record: counted request 1 of 1000 this "
                                     "month for guest " + user));
 }
 
 TEST_F(MetricsStageTest, EveryPostAddsOneRequestAndOneMiss) {
   auto stage = Make();
   const std::string user = User("guest");
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Post(*stage, user).ok()) << log_.all();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Post(*stage, user).ok()) << log_.All();
 
   EXPECT_EQ(Usage(user, "total_requests"), "3");
   EXPECT_EQ(Usage(user, "cache_misses"), "3");
   EXPECT_EQ(Usage(user, "cache_hits"), "0");
   EXPECT_EQ(Usage(user, "month_requests"), "3");
-  EXPECT_THAT(log_.all(), HasSubstr("✓ Updated usage metrics: counted request 3 of 1000 this month for guest " + user));
+  EXPECT_THAT(log_.All(), HasSubstr("✓ Updated usage metrics: counted request 3 of 1000 this month for guest " + user));
   EXPECT_EQ(db_->Scalar("SELECT count(*) FROM usage_metrics WHERE user_id = $1", {user}), "1");
 }
 
@@ -185,12 +185,12 @@ TEST_F(MetricsStageTest, AReplayIsCountedOnceLikeAPost) {
   const std::string user = User("guest");
   ASSERT_TRUE(Post(*stage, user).ok());
 
-  ASSERT_TRUE(Post(*stage, user, /*replay=*/true).ok()) << log_.all();
+  ASSERT_TRUE(Post(*stage, user, /*replay=*/true).ok()) << log_.All();
 
   EXPECT_EQ(Usage(user, "total_requests"), "2");
   EXPECT_EQ(Usage(user, "cache_misses"), "2");
   EXPECT_EQ(Usage(user, "month_requests"), "2");
-  EXPECT_THAT(log_.all(), HasSubstr("info: ✓ Updated usage metrics: counted replayed request 2 of 1000 this month for guest " + user));
+  EXPECT_THAT(log_.All(), HasSubstr("info: ✓ Updated usage metrics: counted replayed request 2 of 1000 this month for guest " + user));
 }
 
 TEST_F(MetricsStageTest, AReplayBeyondTheMonthlyLimitIsCountedButNotRefused) {
@@ -204,9 +204,9 @@ TEST_F(MetricsStageTest, AReplayBeyondTheMonthlyLimitIsCountedButNotRefused) {
   EXPECT_TRUE(replayed.ok()) << replayed.ToString();
   EXPECT_EQ(Usage(user, "total_requests"), "3");
   EXPECT_EQ(Usage(user, "month_requests"), "3");
-  EXPECT_THAT(log_.all(), HasSubstr("info: replayed request of guest " + user +
+  EXPECT_THAT(log_.All(), HasSubstr("info: replayed request of guest " + user +
                                     " is beyond its monthly limit of 2: counted, not refused"));
-  EXPECT_THAT(log_.all(), HasSubstr("info: ✓ Updated usage metrics: counted replayed request 3 of 2 this month for guest " + user));
+  EXPECT_THAT(log_.All(), HasSubstr("info: ✓ Updated usage metrics: counted replayed request 3 of 2 this month for guest " + user));
 
   // A new POST is still refused, and not counted.
   EXPECT_EQ(Post(*stage, user).code(), StatusCode::kRejected);
@@ -219,7 +219,7 @@ TEST_F(MetricsStageTest, TheLimitIsTheOneStoredWithTheUser) {
   ASSERT_TRUE(Post(*stage, user).ok());
   db_->Query("UPDATE usage_metrics SET monthly_request_limit = 5 WHERE user_id = $1", {user});
   EXPECT_TRUE(Post(*stage, user).ok());
-  EXPECT_THAT(log_.all(), HasSubstr("counted request 2 of 5 this month"));
+  EXPECT_THAT(log_.All(), HasSubstr("counted request 2 of 5 this month"));
 }
 
 TEST_F(MetricsStageTest, WithoutEnforcementThePostGoesThroughAndIsCounted) {
@@ -228,7 +228,7 @@ TEST_F(MetricsStageTest, WithoutEnforcementThePostGoesThroughAndIsCounted) {
   ASSERT_TRUE(Post(*stage, user).ok());
   EXPECT_TRUE(Post(*stage, user).ok());
   EXPECT_EQ(Usage(user, "month_requests"), "2");
-  EXPECT_THAT(log_.all(), HasSubstr("counted request 2 of 1 this month"));
+  EXPECT_THAT(log_.All(), HasSubstr("counted request 2 of 1 this month"));
 }
 
 TEST_F(MetricsStageTest, ObservedTrafficIsFlushedToBothTables) {
@@ -242,7 +242,7 @@ TEST_F(MetricsStageTest, ObservedTrafficIsFlushedToBothTables) {
   stage->observe({RequestKind::kRead, b, true, false, microseconds(5000)});
   stage->observe({RequestKind::kErase, b, true, false, microseconds(9000)});  // not traffic of the cache
 
-  ASSERT_TRUE(stage->flush(Deadline::After(std::chrono::seconds(10))).ok()) << log_.all();
+  ASSERT_TRUE(stage->flush(Deadline::After(std::chrono::seconds(10))).ok()) << log_.All();
 
   // a: one POST (counted by admit) and three reads, two of them hits.
   EXPECT_EQ(Usage(a, "total_requests"), "4");
@@ -300,7 +300,7 @@ TEST_F(MetricsStageTest, AFailedFlushKeepsItsCountsForTheNextOne) {
 
   db_->Query("ALTER TABLE cache_metrics_away RENAME TO cache_metrics");
   stage->observe({RequestKind::kRead, user, true, false, microseconds(3000)});
-  ASSERT_TRUE(stage->flush(Deadline::After(std::chrono::seconds(10))).ok()) << log_.all();
+  ASSERT_TRUE(stage->flush(Deadline::After(std::chrono::seconds(10))).ok()) << log_.All();
   EXPECT_EQ(Usage(user, "cache_hits"), "1");
   EXPECT_EQ(Usage(user, "cache_misses"), "2");
   EXPECT_EQ(NewestCacheMetrics(), "1 1 2 2");
@@ -316,7 +316,7 @@ TEST_F(MetricsStageTest, ADroppedUsageTableFailsAdmissionNamingTheTable) {
   EXPECT_NE(status.code(), StatusCode::kRejected);  // not the user's fault: the request may go on
   EXPECT_THAT(status.message(), HasSubstr("usage_metrics"));
   EXPECT_THAT(status.message(), HasSubstr("could not count the request of guest " + User("guest")));
-  EXPECT_THAT(log_.all(), Not(HasSubstr("could not count")));  // the host logs what it is given
+  EXPECT_THAT(log_.All(), Not(HasSubstr("could not count")));  // the host logs what it is given
 }
 
 TEST_F(MetricsStageTest, EraseKeepsTheAccounting) {
@@ -357,8 +357,8 @@ TEST(MetricsStageConstructionTest, AnUnreachableDatabaseIsMigratedBeforeTheFirst
   database::PostgresDatabase database(settings, std::make_shared<CapturingLogger>());
   StageEnvironment env{log, &database};
   MetricsStage stage(Config(), env);
-  EXPECT_THAT(log.all(), HasSubstr("warn: "));
-  EXPECT_THAT(log.all(), HasSubstr("the tables will be created before the first use"));
+  EXPECT_THAT(log.All(), HasSubstr("warn: "));
+  EXPECT_THAT(log.All(), HasSubstr("the tables will be created before the first use"));
 
   ASSERT_TRUE(server.Start());
   auto acquired = database.Acquire(Deadline::After(std::chrono::seconds(10)));

@@ -21,6 +21,7 @@
 #include "database/postgres_database.h"
 #include "message_hash.h"
 #include "migrations.h"
+#include "scratch_database.h"
 #include "stowage/sql_migrations.h"
 #include "support/services.h"
 
@@ -38,40 +39,11 @@ using stowage::SqlValue;
 using stowage::Status;
 using stowage::StatusCode;
 using stowage::database::PostgresDatabase;
+using stowage::testing::CapturingLogger;
+using stowage::testing::ScratchDatabase;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// Keeps every line logged through it.
-class CapturingLogger final : public stowage::Logger {
- public:
-  void log(stowage::LogLevel, std::string_view text) noexcept override {
-    std::lock_guard lock(mu_);
-    lines_.emplace_back(text);
-  }
-  bool enabled(stowage::LogLevel) const noexcept override { return true; }
-
-  std::string All() {
-    std::lock_guard lock(mu_);
-    std::string all;
-    for (const auto& line : lines_) all += line + "\n";
-    return all;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> lines_;
-};
-
-// `url` (postgresql://user@host:port/db?params) with its database replaced.
-std::string WithDatabase(const std::string& url, const std::string& dbname) {
-  std::size_t authority = url.find("://");
-  authority = authority == std::string::npos ? 0 : authority + 3;
-  std::size_t path = url.find_first_of("/?", authority);
-  if (path == std::string::npos) return url + "/" + dbname;
-  std::size_t query = url.find('?', path);
-  return url.substr(0, path) + "/" + dbname + (query == std::string::npos ? "" : url.substr(query));
-}
 
 // A [[database]] named "main" on `url`, as the host builds it.
 std::unique_ptr<PostgresDatabase> OpenDatabase(const std::string& url, int pool_size = 16) {
@@ -98,42 +70,6 @@ std::string Scalar(stowage::Database& db, const std::string& statement,
   SqlValue value = result.value(0, 0);
   return value ? *value : "<null>";
 }
-
-// A database name no other run uses.
-std::string FreshName(const std::string& what) {
-  static std::atomic<int> counter{0};
-  return "stowage_test_" + what + "_" + std::to_string(getpid()) + "_" + std::to_string(counter++);
-}
-
-// A database created for one test on the server of STOWAGE_TEST_DATABASE_URL
-// and dropped afterwards, with a time zone far from UTC so that a timestamp
-// handled in local time shows.
-class ScratchDatabase {
- public:
-  explicit ScratchDatabase(const std::string& what) : name_(FreshName(what)) {
-    const std::string admin_url = stowage::testing::RequireEnv("STOWAGE_TEST_DATABASE_URL");
-    if (admin_url.empty()) return;
-    admin_ = OpenDatabase(admin_url, 2);
-    Status created = Exec(*admin_, "CREATE DATABASE " + name_);
-    if (!created.ok()) {
-      ADD_FAILURE() << "could not create database " << name_ << ": " << created.ToString();
-      return;
-    }
-    Status zone = Exec(*admin_, "ALTER DATABASE " + name_ + " SET timezone TO 'America/St_Johns'");
-    EXPECT_TRUE(zone.ok()) << zone.ToString();
-    url_ = WithDatabase(admin_url, name_);
-  }
-  ~ScratchDatabase() {
-    // A leftover database is harmless: names never repeat.
-    if (!url_.empty()) Exec(*admin_, "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
-  }
-  const std::string& url() const { return url_; }
-  const std::string& name() const { return name_; }
-
- private:
-  std::string name_, url_;
-  std::unique_ptr<PostgresDatabase> admin_;
-};
 
 Message Msg(const std::string& role, const std::string& content,
             const std::string& timestamp = "2025-01-02T03:04:05.123456Z") {

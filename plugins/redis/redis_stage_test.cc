@@ -30,40 +30,15 @@
 
 #include "chat_json.h"
 #include "redis_url.h"
+#include "stowage/testkit/loggers.h"
 
 namespace stowage::redis {
 namespace {
 
+using testkit::CapturingLogger;
+
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-// Keeps every line a stage logs.
-class CapturingLogger final : public Logger {
- public:
-  void log(LogLevel level, std::string_view text) noexcept override {
-    std::lock_guard lock(mu_);
-    lines_.push_back({level, std::string(text)});
-  }
-  bool enabled(LogLevel) const noexcept override { return true; }
-
-  // The lines at `level` that contain `part`.
-  int Count(LogLevel level, const std::string& part) const {
-    std::lock_guard lock(mu_);
-    int n = 0;
-    for (const auto& [l, text] : lines_) n += (l == level && text.find(part) != std::string::npos);
-    return n;
-  }
-  std::string All() const {
-    std::lock_guard lock(mu_);
-    std::string all;
-    for (const auto& line : lines_) all += line.second + "\n";
-    return all;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<std::pair<LogLevel, std::string>> lines_;
-};
 
 // A plain hiredis connection for looking at what the stage stored, the way
 // any other client of the key would.
@@ -402,9 +377,9 @@ TEST_F(RedisStageTest, WriteLogsOneInfoLinePerMessage) {
   std::string guest = UniqueGuest("log");
   ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("one")).ok());
   ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("two")).ok());
-  EXPECT_EQ(log_.Count(LogLevel::kInfo, "Message stored successfully! guest " + guest + ", key guest:" + guest), 2)
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "Message stored successfully! guest " + guest + ", key guest:" + guest), 2u)
       << log_.All();
-  EXPECT_EQ(log_.Count(LogLevel::kInfo, "ttl 86400s"), 2) << log_.All();
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "ttl 86400s"), 2u) << log_.All();
 }
 
 TEST_F(RedisStageTest, WriteSetsTheTtlAndRenewsIt) {
@@ -719,7 +694,7 @@ TEST_F(RedisStageTest, ASequenceMismatchDropsTheArrayAndTheRefillRestoresIt) {
   Write sixth = Numbered(guest, 5, Msg("message 5"));
   ASSERT_TRUE(sixth.Post(*stage_, log_).ok());
   EXPECT_FALSE(ArrayExists(guest));
-  EXPECT_EQ(log_.Count(LogLevel::kInfo, "dropped key guest:" + guest), 1) << log_.All();
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "dropped key guest:" + guest), 1u) << log_.All();
 
   history.push_back(sixth.message);
   ASSERT_NO_FATAL_FAILURE(MissAndRefill(guest, history));
@@ -792,7 +767,7 @@ TEST_F(RedisStageTest, ARefillIsRefusedWhenAWriteBeganAfterItsReadMissed) {
   ASSERT_TRUE(third.Into(*stage_, log_).ok());  // settled before the refill, so no mark stops it
   ASSERT_TRUE(Refill(guest, history, &notes).ok());
   EXPECT_FALSE(ArrayExists(guest)) << "stored the history read before the write";
-  EXPECT_EQ(log_.Count(LogLevel::kInfo, "the guest changed since the read missed"), 1) << log_.All();
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "the guest changed since the read missed"), 1u) << log_.All();
 }
 
 TEST_F(RedisStageTest, ARefillIsRefusedWhenAnEraseBeganAfterItsReadMissed) {
@@ -1117,8 +1092,8 @@ TEST_F(PrivateRedisTest, RedisDownIsUnavailableAndItsReturnNeedsNoRestart) {
             std::string::npos)
       << down.message();
   // The host logs the failure it is given; the stage does not log it too.
-  EXPECT_EQ(log_.Count(LogLevel::kWarn, "could not store message"), 0) << log_.All();
-  EXPECT_EQ(log_.Count(LogLevel::kError, "could not store message"), 0) << log_.All();
+  EXPECT_EQ(log_.Count(LogLevel::kWarn, "could not store message"), 0u) << log_.All();
+  EXPECT_EQ(log_.Count(LogLevel::kError, "could not store message"), 0u) << log_.All();
 
   ASSERT_TRUE(redis_.Start());
   Write after{guest, Msg("after")};
@@ -1288,7 +1263,7 @@ TEST_F(PrivateRedisTest, AWriteThatTimedOutIsNeverServedStaleAfterRedisComesBack
   Status timed_out = third.Into(stage, log_);
   redis_.Thaw();
   EXPECT_EQ(timed_out.code(), StatusCode::kUnavailable) << timed_out.ToString();
-  EXPECT_EQ(log_.Count(LogLevel::kWarn, "will be dropped before it is served again"), 1) << log_.All();
+  EXPECT_EQ(log_.Count(LogLevel::kWarn, "will be dropped before it is served again"), 1u) << log_.All();
 
   ReadResult read = ReadGuest(stage, log_, guest);
   EXPECT_TRUE(read.status.ok()) << read.status.ToString();

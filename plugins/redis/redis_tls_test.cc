@@ -30,31 +30,17 @@
 #include "redis_stage.h"
 #include "redis_tls.h"
 #include "redis_url.h"
+#include "stowage/testkit/loggers.h"
 
 extern char** environ;
 
 namespace stowage::redis {
 namespace {
 
+using testkit::CapturingLogger;
+
 using std::chrono::milliseconds;
 namespace fs = std::filesystem;
-
-class CapturingLogger final : public Logger {
- public:
-  void log(LogLevel, std::string_view text) noexcept override {
-    std::lock_guard lock(mu_);
-    all_ += std::string(text) + "\n";
-  }
-  bool enabled(LogLevel) const noexcept override { return true; }
-  std::string All() const {
-    std::lock_guard lock(mu_);
-    return all_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::string all_;
-};
 
 bool HaveCommand(const std::string& name) {
   return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;

@@ -115,7 +115,7 @@ class JournalRoutesTest : public ::testing::Test {
     journal::JournalStore store(
         std::shared_ptr<database::PostgresDatabase>(std::shared_ptr<void>(), &scratch_->database()), log);
     Status ready = store.EnsureSchema(Deadline::After(std::chrono::seconds(10)));
-    ASSERT_TRUE(ready.ok()) << ready.ToString() << "\n" << log->all();
+    ASSERT_TRUE(ready.ok()) << ready.ToString() << "\n" << log->All();
     server_ = new Server(scratch_->url());
   }
   static void TearDownTestSuite() {

@@ -33,19 +33,6 @@ std::string FreshName(const std::string& what) {
 
 }  // namespace
 
-void CapturingLogger::log(LogLevel level, std::string_view text) noexcept {
-  static const char* const kNames[] = {"trace", "debug", "info", "warn", "error"};
-  std::lock_guard lock(mu_);
-  lines_.push_back(std::string(kNames[static_cast<int>(level)]) + ": " + std::string(text));
-}
-
-std::string CapturingLogger::all() const {
-  std::lock_guard lock(mu_);
-  std::string out;
-  for (const auto& line : lines_) out += line + "\n";
-  return out;
-}
-
 std::string WithDatabaseName(const std::string& url, const std::string& name) {
   const std::size_t scheme = url.find("://");
   const std::size_t slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
@@ -66,6 +53,8 @@ ScratchDatabase::ScratchDatabase(const std::string& what)
     ADD_FAILURE() << "could not create database " << name_ << ": " << status.ToString();
     return;
   }
+  status = Run(*admin, "ALTER DATABASE " + name_ + " SET timezone TO 'America/St_Johns'");
+  EXPECT_TRUE(status.ok()) << status.ToString();
   url_ = WithDatabaseName(admin_url_, name_);
   database_ = Open("main", url_, log_);
 }

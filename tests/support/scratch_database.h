@@ -1,39 +1,31 @@
 // Test support for SQL stages: a PostgreSQL database made for one test on
 // the server of STOWAGE_TEST_DATABASE_URL and dropped afterwards, opened as
-// the host opens a [[database]], and a logger that keeps what it is told.
+// the host opens a [[database]], and a transaction on it as the host runs a
+// write. The logger that keeps what it is told is the test kit's
+// (stowage/testkit/loggers.h), also named here.
 #pragma once
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "database/postgres_database.h"
 #include "stowage/sdk.h"
+#include "stowage/testkit/loggers.h"
 
 namespace stowage::testing {
 
-// Keeps every line logged to it. Thread-safe.
-class CapturingLogger final : public Logger {
- public:
-  void log(LogLevel level, std::string_view text) noexcept override;
-  bool enabled(LogLevel) const noexcept override { return true; }
-
-  // Every line so far, one per line, each prefixed with its level ("warn: ...").
-  std::string all() const;
-
- private:
-  mutable std::mutex mu_;
-  std::vector<std::string> lines_;
-};
+using CapturingLogger = testkit::CapturingLogger;
 
 // `url` with its database name replaced by `name`.
 std::string WithDatabaseName(const std::string& url, const std::string& name);
 
 // A fresh database, created at construction (when STOWAGE_TEST_DATABASE_URL
 // is set; otherwise a test failure is recorded and ok() is false) and
-// dropped, connections and all, at destruction.
+// dropped, connections and all, at destruction. Its time zone is far from
+// UTC (America/St_Johns, -03:30), so that a timestamp handled in local time
+// shows.
 class ScratchDatabase {
  public:
   explicit ScratchDatabase(const std::string& what);
@@ -43,6 +35,7 @@ class ScratchDatabase {
 
   bool ok() const noexcept { return database_ != nullptr; }
   const std::string& url() const noexcept { return url_; }
+  const std::string& name() const noexcept { return name_; }
   // The database as a stage receives it (named "main"), and as the host
   // holds it (to lease connections).
   database::PostgresDatabase& database() { return *database_; }
