@@ -41,8 +41,11 @@ void CancelWatchdog::Run() {
       continue;
     }
     auto first = armed_.begin();
-    if (stowage::Clock::now() < first->first.first) {
-      wake_.wait_until(lock, first->first.first);
+    // A copy: wait_until reads its time point again after waking, and a
+    // Disarm meanwhile frees the map's node.
+    const stowage::Clock::time_point at = first->first.first;
+    if (stowage::Clock::now() < at) {
+      wake_.wait_until(lock, at);
       continue;
     }
     PGcancel* cancel = first->second;

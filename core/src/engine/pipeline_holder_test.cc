@@ -208,6 +208,40 @@ TEST_F(PipelineHolderTest, RequestInFlightFinishesOnItsGenerationWhileTheNewOneS
   EXPECT_TRUE(old_generation.expired()) << "the old generation should go with its last request";
 }
 
+// A health check the host stopped waiting for runs on to its end on the call
+// runner (Pipeline::Health); a reload meanwhile makes its stage again and
+// drops the generation it was asked on. What the stage was given (its logger)
+// must last until the check ends, and go with it: the stage logs when it
+// wakes up (under ASan, a use after free if the logger went with the
+// generation).
+TEST_F(PipelineHolderTest, AHealthCheckThatOutlivesItsGenerationKeepsItsStagesLoggerUntilItEnds) {
+  const std::string hangs = "health = \"hang\"\nhang_ms = 400";
+  auto holder = Start(Stage("a", hangs));
+  ASSERT_TRUE(holder);
+  std::weak_ptr<stowage::Logger> logger = holder->current()->stage("a")->logger;
+  std::weak_ptr<stowage::Stage> stage = holder->current()->stage("a")->stage;
+  auto health = holder->current()->Health(50ms);
+  ASSERT_EQ(health.size(), 1u);
+  EXPECT_EQ(health[0].status.code(), StatusCode::kDeadlineExceeded) << health[0].status.ToString();
+
+  Write(Stage("a", hangs + "\nset_attribute = \"x=1\""));
+  auto report = holder->Reload(file_);
+  ASSERT_TRUE(report.ok) << report.Summary();
+  EXPECT_EQ(report.reconfigured, std::vector<std::string>{"a"});
+  EXPECT_NE(holder->current()->stage("a")->stage.get(), stage.lock().get());
+  // Generation 1 is gone; its stage's health() still sleeps.
+  EXPECT_FALSE(stage.expired()) << "the health check in flight should hold its stage";
+  EXPECT_FALSE(logger.expired()) << "the health check in flight should hold its stage's logger";
+
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  // The stage's weak_ptr expires as its destruction begins, what it was
+  // given is destroyed after it.
+  while (!(stage.expired() && logger.expired()) && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(stage.expired()) << "the stage should go when its health check ends";
+  EXPECT_TRUE(logger.expired()) << "the logger should go with the stage";
+}
+
 // A plugin rebuilt in place: two builds of the test stage whose target()
 // answers "<target>-v1" or "<target>-v2", copied over the file the
 // pipeline names.

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <random>
+#include <thread>
 
 #include "engine/pipeline_sql_fixture.h"
 #include "engine/transaction.h"
@@ -260,6 +261,33 @@ TEST_F(TransactionTest, AStatementCancelledAtItsDeadlineInAPipelineIsRolledBackT
   }
   ASSERT_TRUE(transactions.CommitAll(Deadline::After(5s)).status.ok());
   EXPECT_EQ(Rows(), (std::vector<std::string>{"tx:kept"}));
+}
+
+// A health check the host stopped waiting for runs on to its end on the call
+// runner (Pipeline::Health), after its pipeline is gone (a reload that
+// dropped the generation, or as here its last holder). The stage still uses
+// the [[database]] it was given: it must last until the check ends, and go
+// with it (under ASan, a use after free if it went with the pipeline).
+TEST_F(PipelineSqlTest, AHealthCheckThatOutlivesItsPipelineKeepsItsStagesDatabaseUntilItEnds) {
+  auto p = Build({{"a", Policy::kRequired,
+                   {{"health", "hang"}, {"hang_ms", std::int64_t{400}}, {"health_sql", "SELECT 1"}}}});
+  ASSERT_TRUE(p);
+  std::weak_ptr<database::PostgresDatabase> db = p->stage("a")->database;
+  std::weak_ptr<stowage::Stage> stage = p->stage("a")->stage;
+  auto health = p->Health(50ms);
+  ASSERT_EQ(health.size(), 1u);
+  EXPECT_EQ(health[0].status.code(), StatusCode::kDeadlineExceeded) << health[0].status.ToString();
+  p.reset();
+  EXPECT_FALSE(db.expired()) << "the health check in flight should hold its stage's database";
+
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  // The stage's weak_ptr expires as its destruction begins, what it was
+  // given is destroyed after it.
+  while (!(stage.expired() && db.expired()) && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(stage.expired()) << "the stage should go when its health check ends";
+  EXPECT_TRUE(db.expired()) << "the database should go with the stage";
+  EXPECT_EQ(Journal(), (std::vector<std::string>{"postgresql health", "postgresql health_sql ok"}));
 }
 
 TEST_F(PipelineSqlTest, AStageNamingAnUndeclaredDatabaseIsAConfigError) {
