@@ -274,7 +274,7 @@ void Session::Enqueue() {
   auto ticket = std::make_shared<std::atomic<QueueTicket>>(QueueTicket::kWaiting);
   queue_timer_.expires_after(host_->options().queue_timeout);
   queue_timer_.async_wait([self = shared_from_this(), ticket](beast::error_code ec) {
-    if (ec) return;  // cancelled: a worker took the request
+    if (ec) return;  // cancelled: a worker answered the request
     auto waiting = QueueTicket::kWaiting;
     if (!ticket->compare_exchange_strong(waiting, QueueTicket::kExpired)) return;
     self->host_->NoteOverload(SessionHost::Overload::kQueueTimeout);
@@ -287,9 +287,10 @@ void Session::Enqueue() {
     host.Dequeued();
     auto waiting = QueueTicket::kWaiting;
     if (!ticket->compare_exchange_strong(waiting, QueueTicket::kTaken)) return;  // refused already
-    net::post(self->stream_.get_executor(), [self] { self->queue_timer_.cancel(); });
     Response response = host.handler().Handle(self->request_);
     net::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+      // A timer that fired meanwhile found the ticket taken and did nothing.
+      self->queue_timer_.cancel();
       self->Respond(std::move(response), false);
     });
   });
