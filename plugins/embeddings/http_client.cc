@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "text_chunk.h"
+#include "url_syntax.h"
 
 namespace stowage::embeddings {
 namespace {
@@ -199,67 +200,79 @@ asio::awaitable<void> Run(Stream& stream, const tcp::resolver::results_type& end
 }  // namespace
 
 std::optional<Url> ParseUrl(std::string_view text, std::string* error) {
-  Url url;
-  const std::size_t scheme_end = text.find("://");
-  if (scheme_end == std::string_view::npos) {
-    *error = "'" + std::string(text) + "' is not a URL: it needs http:// or https://";
+  // The authority ends at the first '/', '?' or '#'. Its user info is never
+  // sent. Messages mask everything up to the last '@' (url_syntax::
+  // RedactUserInfo): in a url that does not parse, a password may hold a '/'.
+  constexpr std::string_view kAuthorityEndsAt = "/?#";
+  const std::optional<url_syntax::UrlPieces> pieces = url_syntax::SplitUrl(text, kAuthorityEndsAt);
+  if (!pieces) {
+    *error = "'" + url_syntax::RedactUserInfo(text) + "' is not a URL: it needs http:// or https://";
     return std::nullopt;
   }
-  const std::string scheme = Lowercase(text.substr(0, scheme_end));
+  Url url;
+  const std::string scheme = Lowercase(pieces->scheme);
   if (scheme == "https") {
     url.tls = true;
   } else if (scheme != "http") {
     *error = "URL scheme '" + scheme + "' is not supported: use http:// or https://";
     return std::nullopt;
   }
-  std::string_view rest = text.substr(scheme_end + 3);
-  const std::size_t authority_end = rest.find_first_of("/?#");
-  std::string_view authority = rest.substr(0, authority_end);
-  std::string_view tail = authority_end == std::string_view::npos ? "" : rest.substr(authority_end);
-  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos)
-    authority.remove_prefix(at + 1);
-
-  std::string_view port;
-  if (!authority.empty() && authority.front() == '[') {
-    const std::size_t close = authority.find(']');
-    if (close == std::string_view::npos) {
-      *error = "URL '" + std::string(text) + "' has an unclosed '[' in its host";
-      return std::nullopt;
+  const std::string rest(text.substr(pieces->host_and_port.data() - text.data()));
+  const std::string shown = url_syntax::RedactUserInfo(text);
+  // Read without the user info, and without the fragment, which is the
+  // client's.
+  const std::string without_user_info = scheme + "://" + rest.substr(0, rest.find('#'));
+  url_syntax::UrlRefusal refusal;
+  const std::optional<url_syntax::ParsedUrl> parsed = url_syntax::ParseUrl(without_user_info, "/?", &refusal);
+  if (!parsed) {
+    using Reason = url_syntax::UrlRefusal::Reason;
+    switch (refusal.reason) {
+      case Reason::kUnclosedBracket:
+        *error = "URL '" + shown + "' has an unclosed '[' in its host";
+        break;
+      case Reason::kTextAfterIpAddress:
+        *error = "URL '" + shown + "' has text after its IPv6 host";
+        break;
+      case Reason::kNotAnIpAddress:
+        *error = "URL '" + shown + "' has a host in brackets that is not an IPv6 address";
+        break;
+      case Reason::kPortNotANumber:
+        *error =
+            "URL '" + shown + "' has port " + url_syntax::ShownPart(shown, refusal.text) + "; use 1 to 65535";
+        break;
+      case Reason::kMalformedEscape:
+        *error = "URL '" + shown + "' has a malformed %-escape in its " +
+                 std::string(url_syntax::PartName(refusal.part)) + "; write '%' as %25";
+        break;
+      default:
+        *error = "URL '" + shown + "' has a host that is not a host name or an address";
+        break;
     }
-    url.host = std::string(authority.substr(1, close - 1));
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        *error = "URL '" + std::string(text) + "' has text after its IPv6 host";
-        return std::nullopt;
-      }
-      port = after.substr(1);
-    }
-  } else {
-    const std::size_t colon = authority.find(':');
-    url.host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
-  }
-  if (url.host.empty()) {
-    *error = "URL '" + std::string(text) + "' has no host";
     return std::nullopt;
   }
+  const boost::urls::url_view parts = parsed->url;
+  url.host = parsed->host;
+  if (url.host.empty()) {
+    *error = "URL '" + shown + "' has no host";
+    return std::nullopt;
+  }
+  const std::string_view port = parts.port();
   if (port.empty()) {
     url.port = url.tls ? "443" : "80";
   } else {
     unsigned value = 0;
     auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
     if (ec != std::errc() || end != port.data() + port.size() || value < 1 || value > 65535) {
-      *error = "URL '" + std::string(text) + "' has port '" + std::string(port) + "'; use 1 to 65535";
+      *error = "URL '" + shown + "' has port " + url_syntax::ShownPart(shown, port) + "; use 1 to 65535";
       return std::nullopt;
     }
     url.port = std::to_string(value);
   }
-  if (const std::size_t hash = tail.find('#'); hash != std::string_view::npos) tail = tail.substr(0, hash);
-  url.target = tail.empty() || tail.front() != '/' ? "/" + std::string(tail) : std::string(tail);
-  const std::string_view path = std::string_view(url.target).substr(0, url.target.find('?'));
+  // Sent as RFC 3986 has it: what it does not allow raw is percent-encoded.
+  const std::string path = parts.encoded_path().empty() ? "/" : std::string(parts.encoded_path());
+  url.target = parts.has_query() ? path + "?" + std::string(parts.encoded_query()) : path;
   const bool ipv6 = url.host.find(':') != std::string::npos;
-  url.text = scheme + "://" + (ipv6 ? "[" + url.host + "]" : url.host) + ":" + url.port + std::string(path);
+  url.text = scheme + "://" + (ipv6 ? "[" + url.host + "]" : url.host) + ":" + url.port + path;
   return url;
 }
 

@@ -22,7 +22,10 @@
 
 namespace stowage::embeddings {
 
-// A parsed http:// or https:// URL.
+// A parsed http:// or https:// URL (read by core/src/url/url_syntax.h, on
+// Boost.URL). Its user info and fragment are dropped; the host is
+// percent-decoded; path and query are kept as RFC 3986 writes them (a
+// character it does not allow raw is percent-encoded).
 struct Url {
   bool tls = false;    // https
   std::string host;    // without brackets for an IPv6 literal
@@ -32,7 +35,7 @@ struct Url {
 };
 
 // Parses `text`; on failure returns nullopt with `*error` saying what is
-// wrong with it.
+// wrong with it, quoting the URL with its user info masked.
 std::optional<Url> ParseUrl(std::string_view text, std::string* error);
 
 struct HttpTimeouts {

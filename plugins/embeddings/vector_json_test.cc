@@ -173,5 +173,70 @@ TEST(UrlTest, RefusesWhatItCannotUse) {
   EXPECT_NE(error.find("no host"), std::string::npos) << error;
 }
 
+TEST(UrlTest, Ipv6HostsInBrackets) {
+  std::string error;
+  auto url = ParseUrl("https://[2001:db8::7]/v1", &error);
+  ASSERT_TRUE(url) << error;
+  EXPECT_EQ(url->host, "2001:db8::7");
+  EXPECT_EQ(url->port, "443");
+  EXPECT_EQ(url->text, "https://[2001:db8::7]:443/v1");
+  EXPECT_FALSE(ParseUrl("http://[::1", &error));
+  EXPECT_NE(error.find("unclosed '['"), std::string::npos) << error;
+  EXPECT_FALSE(ParseUrl("http://[::1]8080/", &error));
+  EXPECT_NE(error.find("text after its IPv6 host"), std::string::npos) << error;
+  EXPECT_FALSE(ParseUrl("http://[localhost]/", &error));
+  EXPECT_NE(error.find("not an IPv6 address"), std::string::npos) << error;
+}
+
+TEST(UrlTest, PortsOutOfRange) {
+  std::string error;
+  EXPECT_EQ(ParseUrl("http://h:65535/", &error)->port, "65535");
+  EXPECT_EQ(ParseUrl("http://h:0080/", &error)->port, "80");
+  EXPECT_EQ(ParseUrl("http://h:/", &error)->port, "80");
+  for (const char* bad : {"http://h:0/", "http://h:65536/", "http://h:-1/", "http://h:8o/"}) {
+    EXPECT_FALSE(ParseUrl(bad, &error)) << bad;
+    EXPECT_NE(error.find("use 1 to 65535"), std::string::npos) << error;
+  }
+}
+
+TEST(UrlTest, UserInfoIsNeverSentNorShown) {
+  std::string error;
+  // Percent-encoded or not, it is dropped.
+  auto url = ParseUrl("https://us%40er:p%40ss@api.example.com/v1", &error);
+  ASSERT_TRUE(url) << error;
+  EXPECT_EQ(url->host, "api.example.com");
+  EXPECT_EQ(url->target, "/v1");
+  EXPECT_EQ(ParseUrl("https://u:p@ss%zz@api.example.com/v1", &error)->host, "api.example.com");
+  for (const char* bad : {"https://u:s3cret@h:99999/", "https://u:s3cret@h:x/", "https://u:s3cret@[::1/",
+                          "https://u:s3/cret@h:1/", "https://:s3cret?#@h:1/", "https://u:s3cret@h%zz/"}) {
+    EXPECT_FALSE(ParseUrl(bad, &error)) << bad;
+    EXPECT_EQ(error.find("s3cret"), std::string::npos) << error;
+    EXPECT_EQ(error.find("cret"), std::string::npos) << error;
+  }
+}
+
+TEST(UrlTest, BadPercentEscapesAreRefused) {
+  std::string error;
+  EXPECT_FALSE(ParseUrl("http://h/v1%zz", &error));
+  EXPECT_NE(error.find("malformed %-escape in its path"), std::string::npos) << error;
+  EXPECT_FALSE(ParseUrl("http://h/v1?x=%4", &error));
+  EXPECT_NE(error.find("malformed %-escape in its query"), std::string::npos) << error;
+  EXPECT_FALSE(ParseUrl("http://h%g1/", &error));
+  EXPECT_NE(error.find("malformed %-escape in its host"), std::string::npos) << error;
+}
+
+TEST(UrlTest, TheTargetIsSentAsRfc3986WritesIt) {
+  std::string error;
+  auto url = ParseUrl("http://h/v1/a b?q=caf\xC3\xA9&x=%41", &error);
+  ASSERT_TRUE(url) << error;
+  EXPECT_EQ(url->target, "/v1/a%20b?q=caf%C3%A9&x=%41");
+  // Vertex AI's model path holds '@' and ':'; a name may start like an
+  // address.
+  url = ParseUrl("https://10.0.0.5.nip.io/v1/models/multimodalembedding@001:predict", &error);
+  ASSERT_TRUE(url) << error;
+  EXPECT_EQ(url->host, "10.0.0.5.nip.io");
+  EXPECT_EQ(url->target, "/v1/models/multimodalembedding@001:predict");
+}
+
 }  // namespace
 }  // namespace stowage::embeddings

@@ -34,6 +34,9 @@ VertexProvider::VertexProvider(VertexSettings settings)
   if (settings_.model.empty()) settings_.model = "multimodalembedding@001";
   if (settings_.endpoint.empty())
     settings_.endpoint = "https://" + settings_.location + "-aiplatform.googleapis.com";
+  // The endpoint alone first: its errors then quote it as written (masked
+  // from "://" to the last '@', which the model's path below holds).
+  ParseSetting(StripSlash(settings_.endpoint), "endpoint");
   url_ = ParseSetting(StripSlash(settings_.endpoint) + "/v1/projects/" + settings_.project + "/locations/" +
                           settings_.location + "/publishers/google/models/" + settings_.model + ":predict",
                       "endpoint");

@@ -1,15 +1,26 @@
 #include "redis_url.h"
 
 #include <charconv>
+#include <optional>
 #include <stdexcept>
 #include <string>
+
+#include "url_syntax.h"
 
 namespace stowage::redis {
 namespace {
 
+namespace us = url_syntax;
+
 constexpr std::string_view kExpectedForms =
     "expected redis://[[user]:password@]host[:port][/db], rediss://... (TLS) or "
     "unix:///path/to/socket[?db=N]";
+
+// redis:// and rediss://: the authority ends at the first '/' only, so that a
+// password may hold an unescaped '?'.
+constexpr std::string_view kTcpAuthorityEndsAt = "/";
+// unix://: the socket path follows "unix://" at once.
+constexpr std::string_view kUnixAuthorityEndsAt = "/?";
 
 [[noreturn]] void Fail(std::string_view url, std::string_view why) {
   throw std::invalid_argument("stage[redis].config.url '" + RedactRedisUrl(url) +
@@ -27,102 +38,107 @@ bool ParseNumber(std::string_view text, int min, int max, int* out) {
   return true;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
+// `part` of `url` as a message may quote it (url_syntax::ShownPart).
+std::string Shown(std::string_view url, std::string_view part) {
+  return us::ShownPart(RedactRedisUrl(url), part);
 }
 
-// Decodes %XX escapes; false on a malformed escape.
-bool PercentDecode(std::string_view text, std::string* out) {
-  out->clear();
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '%') {
-      out->push_back(text[i]);
-      continue;
+// Why the redis:// or rediss:// url `url` was refused by the generic reading.
+std::string TcpProblem(std::string_view url, const us::UrlRefusal& refusal) {
+  using Reason = us::UrlRefusal::Reason;
+  switch (refusal.reason) {
+    case Reason::kNotAUrl:
+      return "it must start with redis://, rediss:// or unix://";
+    case Reason::kMalformedEscape:
+      if (refusal.part == us::UrlPart::kUser || refusal.part == us::UrlPart::kPassword)
+        return "the user or password holds a malformed %-escape";
+      if (refusal.part == us::UrlPart::kPath)
+        return "the database after '/' must be a non-negative integer, not " +
+               Shown(url, std::string_view(refusal.text).substr(1));
+      if (refusal.part == us::UrlPart::kQuery)
+        return "query parameters are not supported for redis:// and rediss://";
+      return "the host holds a malformed %-escape";
+    case Reason::kUnclosedBracket:
+      return "an IPv6 address misses its closing ']'";
+    case Reason::kTextAfterIpAddress:
+      return "expected ':port' after the IPv6 address";
+    case Reason::kNotAnIpAddress:
+      return "the host in brackets is not an IPv6 address";
+    case Reason::kBadHost:
+      return "the host " + Shown(url, refusal.text) + " is not a host name or an address";
+    case Reason::kPortNotANumber:
+      return "the port must be a number from 1 to 65535, not " + Shown(url, refusal.text);
+  }
+  return "it must start with redis://, rediss:// or unix://";
+}
+
+RedisUrl ParseUnix(std::string_view url) {
+  constexpr std::string_view kRelative = "the socket path must be absolute (unix:///path/to/socket)";
+  us::UrlRefusal refusal;
+  const std::optional<us::ParsedUrl> parsed = us::ParseUrl(url, kUnixAuthorityEndsAt, &refusal);
+  if (!parsed) {
+    if (refusal.part == us::UrlPart::kPath) Fail(url, "the socket path holds a malformed %-escape");
+    if (refusal.part == us::UrlPart::kQuery) Fail(url, "the query holds a malformed %-escape (only db=N)");
+    Fail(url, kRelative);  // something between "unix://" and the path
+  }
+  const boost::urls::url_view parts = parsed->url;
+  if (parts.has_userinfo() || !parsed->host.empty() || parts.has_port() || parts.encoded_path().empty())
+    Fail(url, kRelative);
+  RedisUrl out;
+  out.kind = RedisUrl::Kind::kUnix;
+  out.socket_path = parts.path();
+  if (!parts.has_query()) return out;
+  const auto params = parts.encoded_params();
+  std::size_t seen = 0;
+  for (const auto& param : params) {
+    // "?" alone, or a trailing '&', adds nothing.
+    if (++seen == params.size() && param.key.empty() && !param.has_value) break;
+    const std::string value = param.value.decode();
+    if (param.key != "db" || !param.has_value) {
+      Fail(url, "unknown query parameter '" + param.key.decode() + (param.has_value ? "=" + value : "") +
+                    "' (only db=N)");
     }
-    if (i + 2 >= text.size()) return false;
-    int high = HexValue(text[i + 1]), low = HexValue(text[i + 2]);
-    if (high < 0 || low < 0) return false;
-    out->push_back(static_cast<char>(high * 16 + low));
-    i += 2;
+    if (!ParseNumber(param.value, 0, 1 << 20, &out.db))
+      Fail(url, "db must be a non-negative integer, not '" + value + "'");
   }
-  return true;
+  return out;
 }
 
-RedisUrl ParseUnix(std::string_view url, std::string_view rest) {
-  RedisUrl parsed;
-  parsed.kind = RedisUrl::Kind::kUnix;
-  std::string_view query;
-  if (auto q = rest.find('?'); q != std::string_view::npos) {
-    query = rest.substr(q + 1);
-    rest = rest.substr(0, q);
-  }
-  if (rest.empty() || rest.front() != '/')
-    Fail(url, "the socket path must be absolute (unix:///path/to/socket)");
-  parsed.socket_path = std::string(rest);
-  while (!query.empty()) {
-    std::string_view param = query.substr(0, query.find('&'));
-    query = param.size() < query.size() ? query.substr(param.size() + 1) : std::string_view();
-    if (param.substr(0, 3) != "db=")
-      Fail(url, "unknown query parameter '" + std::string(param) + "' (only db=N)");
-    if (!ParseNumber(param.substr(3), 0, 1 << 20, &parsed.db))
-      Fail(url, "db must be a non-negative integer, not '" + std::string(param.substr(3)) + "'");
-  }
-  return parsed;
-}
-
-RedisUrl ParseTcp(std::string_view url, std::string_view rest, bool tls) {
-  RedisUrl parsed;
-  parsed.tls = tls;
-  std::string_view authority = rest.substr(0, rest.find('/'));
-  std::string_view path = rest.substr(authority.size());
-  if (auto at = authority.rfind('@'); at != std::string_view::npos) {
-    std::string_view userinfo = authority.substr(0, at);
-    authority = authority.substr(at + 1);
-    auto colon = userinfo.find(':');
-    if (colon == std::string_view::npos)
-      Fail(url, "the part before '@' must be ':password' or 'user:password'");
-    if (!PercentDecode(userinfo.substr(0, colon), &parsed.user) ||
-        !PercentDecode(userinfo.substr(colon + 1), &parsed.password))
-      Fail(url, "the user or password holds a malformed %-escape");
-    if (!parsed.user.empty() && parsed.password.empty())
-      Fail(url, "a user needs a password (user:password@)");
-  }
-  if (authority.find(',') != std::string_view::npos)
+// Parses `text`, the url of one host; `url`, the url as configured (which
+// may list several hosts), is the one messages quote.
+RedisUrl ParseTcp(std::string_view url, std::string_view text, bool tls) {
+  const us::UrlPieces pieces = *us::SplitUrl(text, kTcpAuthorityEndsAt);
+  if (pieces.host_and_port.find(',') != std::string_view::npos)
     Fail(url, "it names several hosts, which only a Redis Cluster takes; set stage[redis].config.cluster = true, "
               "or name one host");
-  std::string_view port_text;
-  if (!authority.empty() && authority.front() == '[') {  // [IPv6]:port
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) Fail(url, "an IPv6 address misses its closing ']'");
-    parsed.host = std::string(authority.substr(1, close - 1));
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') Fail(url, "expected ':port' after the IPv6 address");
-      port_text = after.substr(1);
-      if (port_text.empty()) Fail(url, "the port after ':' is empty");
-    }
-  } else {
-    auto colon = authority.find(':');
-    parsed.host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) {
-      port_text = authority.substr(colon + 1);
-      if (port_text.empty()) Fail(url, "the port after ':' is empty");
-    }
+  us::UrlRefusal refusal;
+  const std::optional<us::ParsedUrl> parsed = us::ParseUrl(text, kTcpAuthorityEndsAt, &refusal);
+  if (!parsed) Fail(url, TcpProblem(url, refusal));
+  const boost::urls::url_view parts = parsed->url;
+
+  RedisUrl out;
+  out.tls = tls;
+  if (parts.has_userinfo()) {
+    if (!parts.has_password()) Fail(url, "the part before '@' must be ':password' or 'user:password'");
+    out.user = parts.user();
+    out.password = parts.password();
+    if (!out.user.empty() && out.password.empty()) Fail(url, "a user needs a password (user:password@)");
   }
-  if (parsed.host.empty()) Fail(url, "the host is missing");
-  if (!port_text.empty() && !ParseNumber(port_text, 1, 65535, &parsed.port))
-    Fail(url, "the port must be a number from 1 to 65535, not '" + std::string(port_text) + "'");
-  if (!path.empty()) {
-    std::string_view db_text = path.substr(1);
-    if (db_text.find('?') != std::string_view::npos)
-      Fail(url, "query parameters are not supported for redis:// and rediss://");
-    if (!db_text.empty() && !ParseNumber(db_text, 0, 1 << 20, &parsed.db))
-      Fail(url, "the database after '/' must be a non-negative integer, not '" + std::string(db_text) + "'");
+  out.host = parsed->host;
+  if (out.host.empty()) Fail(url, "the host is missing");
+  if (parts.has_port()) {
+    if (parts.port().empty()) Fail(url, "the port after ':' is empty");
+    if (!ParseNumber(parts.port(), 1, 65535, &out.port))
+      Fail(url, "the port must be a number from 1 to 65535, not " + Shown(url, parts.port()));
   }
-  return parsed;
+  if (parts.has_query()) Fail(url, "query parameters are not supported for redis:// and rediss://");
+  // The database is the path's digits as written: "/%31" is not database 1.
+  if (!pieces.path.empty()) {
+    const std::string_view db_text = pieces.path.substr(1);
+    if (!db_text.empty() && !ParseNumber(db_text, 0, 1 << 20, &out.db))
+      Fail(url, "the database after '/' must be a non-negative integer, not " + Shown(url, db_text));
+  }
+  return out;
 }
 
 }  // namespace
@@ -135,9 +151,9 @@ std::string RedisUrl::Address() const {
 
 RedisUrl ParseRedisUrl(std::string_view url) {
   constexpr std::string_view kRedis = "redis://", kUnix = "unix://", kTls = "rediss://";
-  if (url.substr(0, kRedis.size()) == kRedis) return ParseTcp(url, url.substr(kRedis.size()), false);
-  if (url.substr(0, kTls.size()) == kTls) return ParseTcp(url, url.substr(kTls.size()), true);
-  if (url.substr(0, kUnix.size()) == kUnix) return ParseUnix(url, url.substr(kUnix.size()));
+  if (url.substr(0, kRedis.size()) == kRedis) return ParseTcp(url, url, false);
+  if (url.substr(0, kTls.size()) == kTls) return ParseTcp(url, url, true);
+  if (url.substr(0, kUnix.size()) == kUnix) return ParseUnix(url);
   Fail(url, "it must start with redis://, rediss:// or unix://");
 }
 
@@ -145,17 +161,17 @@ std::vector<RedisUrl> ParseRedisUrls(std::string_view url) {
   constexpr std::string_view kRedis = "redis://", kTls = "rediss://";
   const bool tls = url.substr(0, kTls.size()) == kTls;
   if (!tls && url.substr(0, kRedis.size()) != kRedis) return {ParseRedisUrl(url)};
-  const std::string_view rest = url.substr(tls ? kTls.size() : kRedis.size());
-  const std::string_view authority = rest.substr(0, rest.find('/'));
-  const std::string_view path = rest.substr(authority.size());
-  const std::size_t at = authority.rfind('@');
-  const std::string_view userinfo = at == std::string_view::npos ? std::string_view() : authority.substr(0, at + 1);
-  std::string_view hosts = at == std::string_view::npos ? authority : authority.substr(at + 1);
+  // Each host of the list, with the url's scheme, user info and path.
+  const std::string_view hosts_text = us::SplitUrl(url, kTcpAuthorityEndsAt)->host_and_port;
+  const std::size_t hosts_at = hosts_text.data() - url.data();
+  const std::string before(url.substr(0, hosts_at));
+  const std::string after(url.substr(hosts_at + hosts_text.size()));
   std::vector<RedisUrl> urls;
+  std::string_view hosts = hosts_text;
   while (true) {
     const std::string_view host = hosts.substr(0, hosts.find(','));
     if (host.empty()) Fail(url, "an entry of its comma-separated host list is empty");
-    urls.push_back(ParseTcp(url, std::string(userinfo) + std::string(host) + std::string(path), tls));
+    urls.push_back(ParseTcp(url, before + std::string(host) + after, tls));
     if (host.size() == hosts.size()) break;
     hosts = hosts.substr(host.size() + 1);
   }
@@ -163,17 +179,7 @@ std::vector<RedisUrl> ParseRedisUrls(std::string_view url) {
 }
 
 std::string RedactRedisUrl(std::string_view url) {
-  auto scheme_end = url.find("://");
-  std::size_t start = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
-  std::string_view rest = url.substr(start);
-  // The last '@' anywhere: a password with an unescaped '/' is masked too.
-  auto at = rest.rfind('@');
-  if (at == std::string_view::npos) return std::string(url);
-  std::string_view userinfo = rest.substr(0, at);
-  auto colon = userinfo.find(':');
-  std::string masked =
-      colon == std::string_view::npos ? "***" : std::string(userinfo.substr(0, colon)) + ":***";
-  return std::string(url.substr(0, start)) + masked + std::string(rest.substr(at));
+  return us::RedactUserInfo(url);
 }
 
 }  // namespace stowage::redis

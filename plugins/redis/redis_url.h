@@ -11,7 +11,11 @@ namespace stowage::redis {
 //   redis://[[user]:password@]host[:port][/db]   (port 6379 and db 0 by default)
 //   rediss://[[user]:password@]host[:port][/db]  (the same over TLS)
 //   unix:///path/to/socket[?db=N]
-// User and password may be percent-encoded (e.g. "%40" for '@').
+// Read as core/src/url/url_syntax.h reads URLs (Boost.URL): user, password,
+// host and socket path are percent-decoded ("%40" is '@'); the user info runs
+// to the last '@' before the first '/', so that a password may hold '@', '?',
+// '#' or ':' unescaped (a '/' must be written %2F). The database is the path's
+// digits as written.
 struct RedisUrl {
   enum class Kind { kTcp, kUnix };
 

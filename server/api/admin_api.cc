@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <exception>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <optional>
@@ -34,13 +35,6 @@ json::array Names(const std::vector<std::string>& names) {
 http::Response Unauthorized(std::string message) {
   http::Response response = ErrorResponse(ApiError{401, "unauthorized", std::move(message)});
   response.headers.emplace_back("WWW-Authenticate", "Bearer");
-  return response;
-}
-
-http::Response MethodNotAllowed(const http::Request& request, const std::string& path, const char* allowed) {
-  http::Response response = ErrorResponse(ApiError::MethodNotAllowed(
-      "method " + request.method + " is not allowed on " + path + "; use " + allowed));
-  response.headers.emplace_back("Allow", allowed);
   return response;
 }
 
@@ -114,7 +108,7 @@ bool ValidStageName(const std::string& name) {
 
 // The entries a journal route's query string selects; `with_limit` for the
 // list, which takes `limit`. An error names the parameter that is wrong.
-std::optional<ApiError> ParseSelection(const std::string& query, bool with_limit, journal::Selection* out) {
+std::optional<ApiError> ParseSelection(std::string_view query, bool with_limit, journal::Selection* out) {
   const char* known = with_limit ? "stage, id, parked and limit" : "stage, id and parked";
   auto values = ParseQueryString(query);
   if (!values) {
@@ -250,30 +244,41 @@ engine::ReloadReport AdminApi::Reload() noexcept {
   return report;
 }
 
-http::Response AdminApi::Handle(const http::Request& request) noexcept {
-  try {
-    return Route(request);
-  } catch (const std::exception& e) {
-    try {
-      return ErrorResponse(
-          ApiError::Internal(std::string("internal error while answering the admin request: ") + e.what() +
+std::vector<Route> AdminApi::Routes() {
+  // An admin route: the token, then the method, then `answer` with the query
+  // string. The operator reads the answer, so an exception is named in it.
+  auto route = [this](std::string pattern, std::string method,
+                      std::function<http::Response(std::string_view query)> answer) {
+    return Route{.pattern = std::move(pattern),
+                 .methods = {std::move(method)},
+                 .handler =
+                     [answer = std::move(answer)](const http::Request& request, const PathParams&) {
+                       try {
+                         return answer(QueryOf(request.target));
+                       } catch (const std::exception& e) {
+                         return ErrorResponse(ApiError::Internal(
+                             std::string("internal error while answering the admin request: ") + e.what() +
                              "; see the stowaged log and retry"));
-    } catch (...) {
-    }
-  } catch (...) {
-  }
-  http::Response response;
-  response.status = 500;
-  response.body =
-      R"({"error":{"code":"internal","message":"internal error; see the stowaged log and retry"}})";
-  return response;
+                       }
+                     },
+                 .audience = Audience::kOperators,
+                 .admit = [this](const http::Request& request) { return Admit(request); }};
+  };
+  return {
+      route("/v1/admin/reload", "POST", [this](std::string_view) { return ReloadAnswer(); }),
+      route("/v1/admin/pipeline", "GET", [this](std::string_view) { return Pipeline(); }),
+      route("/v1/admin/journal", "GET", [this](std::string_view query) { return Journal(query); }),
+      route("/v1/admin/journal/replay", "POST",
+            [this](std::string_view query) { return JournalAct(query, false); }),
+      route("/v1/admin/journal/drop", "POST",
+            [this](std::string_view query) { return JournalAct(query, true); }),
+  };
 }
 
-http::Response AdminApi::Route(const http::Request& request) {
-  const std::string path = request.target.substr(0, request.target.find('?'));
+std::optional<http::Response> AdminApi::Admit(const http::Request& request) const {
   if (token_.empty()) {
     return ErrorResponse(ApiError::NotFound(
-        "no route for " + request.method + " " + path +
+        "no route for " + request.method + " " + std::string(PathOf(request.target)) +
         "; the admin routes are off: set the environment variable named by [server] admin_token_env "
         "(default STOWAGE_ADMIN_TOKEN) to a token and restart stowaged"));
   }
@@ -286,34 +291,24 @@ http::Response AdminApi::Route(const http::Request& request) {
     return Unauthorized(
         "the admin token is wrong; send the token stowaged was started with as "
         "'Authorization: Bearer <token>'");
+  return std::nullopt;
+}
 
-  if (path == "/v1/admin/reload") {
-    if (request.method != "POST") return MethodNotAllowed(request, path, "POST");
-    engine::ReloadReport report = Reload();
-    http::Response response;
-    response.status = report.ok ? 200 : 400;
-    response.body = ReloadReportJson(report);
-    response.log_note = report.ok ? "generation=" + std::to_string(report.generation) : "reload=refused";
-    return response;
-  }
-  if (path == "/v1/admin/pipeline") {
-    if (request.method != "GET") return MethodNotAllowed(request, path, "GET");
-    return Pipeline();
-  }
-  const auto question = request.target.find('?');
-  const std::string query = question == std::string::npos ? "" : request.target.substr(question + 1);
-  if (path == kJournalPath) {
-    if (request.method != "GET") return MethodNotAllowed(request, path, "GET");
-    return Journal(query);
-  }
-  if (path == kJournalReplayPath || path == kJournalDropPath) {
-    if (request.method != "POST") return MethodNotAllowed(request, path, "POST");
-    return JournalAct(query, path == kJournalDropPath);
-  }
+http::Response AdminApi::NoRoute(const http::Request& request) const {
+  if (std::optional<http::Response> refused = Admit(request)) return std::move(*refused);
   return ErrorResponse(ApiError::NotFound(
-      "no route for " + request.method + " " + path +
+      "no route for " + request.method + " " + std::string(PathOf(request.target)) +
       "; the admin routes are POST /v1/admin/reload, GET /v1/admin/pipeline, GET /v1/admin/journal, "
       "POST /v1/admin/journal/replay and POST /v1/admin/journal/drop"));
+}
+
+http::Response AdminApi::ReloadAnswer() {
+  engine::ReloadReport report = Reload();
+  http::Response response;
+  response.status = report.ok ? 200 : 400;
+  response.body = ReloadReportJson(report);
+  response.log_note = report.ok ? "generation=" + std::to_string(report.generation) : "reload=refused";
+  return response;
 }
 
 http::Response AdminApi::Pipeline() {
@@ -370,7 +365,7 @@ http::Response AdminApi::Pipeline() {
   return Json(200, out);
 }
 
-http::Response AdminApi::Journal(const std::string& query) {
+http::Response AdminApi::Journal(std::string_view query) {
   journal::Selection selection;
   if (auto error = ParseSelection(query, true, &selection)) return ErrorResponse(*error);
   std::shared_ptr<engine::Pipeline> pipeline = holder_.current();
@@ -429,7 +424,7 @@ http::Response AdminApi::Journal(const std::string& query) {
   return response;
 }
 
-http::Response AdminApi::JournalAct(const std::string& query, bool drop) {
+http::Response AdminApi::JournalAct(std::string_view query, bool drop) {
   journal::Selection selection;
   if (auto error = ParseSelection(query, false, &selection)) return ErrorResponse(*error);
   if (drop && selection.stage.empty() && !selection.id) {

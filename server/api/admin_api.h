@@ -16,24 +16,26 @@
 //
 // Access: with no token configured (the variable named by [server]
 // admin_token_env unset or empty) every admin route answers 404; otherwise a
-// request needs `Authorization: Bearer <token>` or gets 401. Thread-safe; no
-// exception leaves it.
+// request needs `Authorization: Bearer <token>` or gets 401, whatever its
+// method. Thread-safe; an exception of a route is answered 500 naming it.
 #pragma once
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include "api/router.h"
 #include "engine/pipeline_holder.h"
 #include "http/http_types.h"
 #include "observability/metrics.h"
 
 namespace stowage::api {
 
+// Every admin route's path starts with it.
 inline constexpr std::string_view kAdminPrefix = "/v1/admin/";
-inline constexpr std::string_view kJournalPath = "/v1/admin/journal";
-inline constexpr std::string_view kJournalReplayPath = "/v1/admin/journal/replay";
-inline constexpr std::string_view kJournalDropPath = "/v1/admin/journal/drop";
 
 // How long /v1/admin/pipeline and /readyz wait for a stage's health().
 inline constexpr std::chrono::milliseconds kHealthTimeout{1000};
@@ -46,8 +48,13 @@ class AdminApi {
   AdminApi(engine::PipelineHolder& holder, std::filesystem::path config_file, std::string token,
            observability::Registry& metrics);
 
-  // Answers a request whose path starts with /v1/admin/.
-  http::Response Handle(const http::Request& request) noexcept;
+  // The admin routes, for a Router (for operators; each admits a request
+  // by its token first). They refer to this.
+  std::vector<Route> Routes();
+
+  // The answer for a path under kAdminPrefix that no admin route matches:
+  // 404 or 401 as for a route without the token, else 404 naming the routes.
+  http::Response NoRoute(const http::Request& request) const;
 
   // Reloads the configuration file, logs the report and counts it
   // (stowage_reloads_total, stowage_pipeline_generation). Used by the route
@@ -57,11 +64,14 @@ class AdminApi {
   bool enabled() const noexcept { return !token_.empty(); }
 
  private:
-  http::Response Route(const http::Request& request);
+  // nullopt when `request` may use the admin routes, else its refusal: 404
+  // when they are off, 401 when the token is missing or wrong.
+  std::optional<http::Response> Admit(const http::Request& request) const;
+  http::Response ReloadAnswer();
   http::Response Pipeline();
-  http::Response Journal(const std::string& query);
+  http::Response Journal(std::string_view query);
   // Replay (JournalStore::Requeue) or, with `drop`, JournalStore::Drop.
-  http::Response JournalAct(const std::string& query, bool drop);
+  http::Response JournalAct(std::string_view query, bool drop);
 
   engine::PipelineHolder& holder_;
   const std::filesystem::path config_file_;

@@ -27,6 +27,21 @@ http::Response ErrorResponse(const ApiError& error) {
   return response;
 }
 
+http::Response InternalError(const http::Request& request, std::string_view what) noexcept {
+  try {
+    spdlog::error("internal error while answering {} {}: {}", request.method, request.target, what);
+    return ErrorResponse(ApiError::Internal(
+        "internal error while answering the request; retry, and give the request_id to the operator if it "
+        "persists"));
+  } catch (...) {
+  }
+  http::Response response;
+  response.status = 500;
+  response.body = R"({"error":{"code":"internal","message":"internal error while answering the request; )"
+                  R"(see the stowaged log and retry"}})";
+  return response;
+}
+
 ApiError PipelineError(const stowage::Status& status, const std::string& stage, std::string_view operation) {
   using stowage::StatusCode;
   // The status text can name hosts, ports, databases, users, SQL or another

@@ -44,6 +44,11 @@ std::string ErrorBody(std::string_view code, std::string_view message);
 // The HTTP answer for `error`.
 http::Response ErrorResponse(const ApiError& error);
 
+// 500 internal for a request whose answer failed unexpectedly (an
+// exception): `what` is logged with the request's method and target, never
+// answered; the client is told to retry and give its request_id. Never throws.
+http::Response InternalError(const http::Request& request, std::string_view what) noexcept;
+
 // The answer for a pipeline call that failed with `status` in `stage` (empty
 // when no stage is to blame). `operation` says what the client asked for,
 // e.g. "storing the message". The message names the stage and the kind of

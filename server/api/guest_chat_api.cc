@@ -18,9 +18,6 @@
 namespace stowage::api {
 namespace {
 
-constexpr std::string_view kChatPrefix = "/v1/guest/chat/";
-constexpr std::string_view kHealthPath = "/healthz";
-constexpr std::string_view kSearchSuffix = "/search";
 constexpr const char* kRoutes =
     "the routes are POST, GET and DELETE /v1/guest/chat/{guest_id}, GET /v1/guest/chat/{guest_id}/search?q=TEXT, "
     "GET /healthz, GET /readyz, GET /metrics, and the admin routes under /v1/admin/ (docs/api.md)";
@@ -29,13 +26,6 @@ http::Response Json(int status, std::string body) {
   http::Response response;
   response.status = status;
   response.body = std::move(body);
-  return response;
-}
-
-http::Response NotAllowed(const std::string& method, const std::string& path, const char* allow) {
-  http::Response response = ErrorResponse(ApiError::MethodNotAllowed(
-      "method " + method + " is not allowed on " + path + "; use " + std::string(allow)));
-  response.headers.emplace_back("Allow", allow);
   return response;
 }
 
@@ -59,7 +49,7 @@ constexpr std::uint64_t kMaxBefore = 9223372036854775807ULL;
 // The page a GET of the chat asks for with its query string: `limit` (1 to
 // max_history, default max_history) and `before` (1 to kMaxBefore, default
 // none). An error names the parameter that is wrong and what it takes.
-std::optional<ApiError> ParsePage(const std::string& query, std::size_t max_history, stowage::ReadRange* range,
+std::optional<ApiError> ParsePage(std::string_view query, std::size_t max_history, stowage::ReadRange* range,
                                   bool* limit_given) {
   auto values = ParseQueryString(query);
   if (!values) {
@@ -101,28 +91,42 @@ std::optional<ApiError> ParsePage(const std::string& query, std::size_t max_hist
 }  // namespace
 
 GuestChatApi::GuestChatApi(ChatService& service, ApiOptions options)
-    : service_(service), options_(std::move(options)), idempotency_(options_.idempotency_ttl) {
+    : service_(service),
+      options_(std::move(options)),
+      idempotency_(options_.idempotency_ttl),
+      router_(Routes(), &GuestChatApi::NoRoute) {
   if (!options_.now) options_.now = NowTimestamp;
 }
 
+std::vector<Route> GuestChatApi::Routes() {
+  return {
+      {.pattern = "/healthz",
+       .methods = {"GET"},
+       .handler = [](const http::Request&, const PathParams&) { return Json(200, R"({"status":"ok"})"); },
+       .audience = Audience::kEveryone,
+       .immediate = true},
+      {.pattern = "/v1/guest/chat/{guest_id}",
+       .methods = {"GET", "POST", "DELETE"},
+       .handler = [this](const http::Request& request,
+                         const PathParams& params) { return Chat(params.at("guest_id"), request); },
+       .audience = Audience::kGuests},
+      {.pattern = "/v1/guest/chat/{guest_id}/search",
+       .methods = {"GET"},
+       .handler =
+           [this](const http::Request& request, const PathParams& params) {
+             return Search(params.at("guest_id"), QueryOf(request.target));
+           },
+       .audience = Audience::kGuests},
+  };
+}
+
 http::Response GuestChatApi::Handle(const http::Request& request) noexcept {
-  try {
-    return Route(request);
-  } catch (const std::exception& e) {
-    try {
-      spdlog::error("internal error while answering {} {}: {}", request.method, request.target, e.what());
-      return ErrorResponse(
-          ApiError::Internal("internal error while answering the request; retry, and give the request_id to the "
-                             "operator if it persists"));
-    } catch (...) {
-    }
-  } catch (...) {
-  }
-  http::Response response;
-  response.status = 500;
-  response.body = R"({"error":{"code":"internal","message":"internal error while answering the request; )"
-                  R"(see the stowaged log and retry"}})";
-  return response;
+  return router_.Answer(request);
+}
+
+http::Response GuestChatApi::NoRoute(const http::Request& request) {
+  return ErrorResponse(ApiError::NotFound("no route for " + request.method + " " +
+                                          std::string(PathOf(request.target)) + "; " + kRoutes));
 }
 
 http::Response GuestChatApi::Refuse(http::Refusal why, const http::Request& request,
@@ -151,50 +155,17 @@ http::Response GuestChatApi::Refuse(http::Refusal why, const http::Request& requ
         return response;
       }
     }
-    (void)request;
     return ErrorResponse({400, "bad_request", "the request is not valid HTTP/1.1; check the client"});
-  } catch (...) {
-    http::Response response;
-    response.status = 500;
-    response.body = R"({"error":{"code":"internal","message":"internal error; see the stowaged log"}})";
-    return response;
+  } catch (const std::exception& e) {
+    return InternalError(request, e.what());
   }
 }
 
-http::Response GuestChatApi::Route(const http::Request& request) {
-  std::string path = request.target.substr(0, request.target.find('?'));
-  const std::string& method = request.method;
-
-  if (path == kHealthPath) {
-    if (method != "GET") return NotAllowed(method, path, "GET");
-    return Json(200, R"({"status":"ok"})");
-  }
-  if (path.size() > kChatPrefix.size() && path.compare(0, kChatPrefix.size(), kChatPrefix) == 0 &&
-      path.find('/', kChatPrefix.size()) == std::string::npos) {
-    if (method != "GET" && method != "POST" && method != "DELETE") {
-      return NotAllowed(method, "/v1/guest/chat/{guest_id}", "GET, POST, DELETE");
-    }
-    std::string guest_id = path.substr(kChatPrefix.size());
-    if (auto error = CheckGuestId(guest_id)) return ErrorResponse(*error);
-    if (method == "POST") return Post(guest_id, request);
-    if (method == "GET") {
-      auto question = request.target.find('?');
-      return Get(guest_id, question == std::string::npos ? "" : request.target.substr(question + 1));
-    }
-    return Delete(guest_id);
-  }
-  if (path.size() > kChatPrefix.size() + kSearchSuffix.size() && path.starts_with(kChatPrefix) &&
-      path.ends_with(kSearchSuffix)) {
-    std::string guest_id =
-        path.substr(kChatPrefix.size(), path.size() - kChatPrefix.size() - kSearchSuffix.size());
-    if (guest_id.find('/') == std::string::npos) {
-      if (method != "GET") return NotAllowed(method, "/v1/guest/chat/{guest_id}/search", "GET");
-      if (auto error = CheckGuestId(guest_id)) return ErrorResponse(*error);
-      auto question = request.target.find('?');
-      return Search(guest_id, question == std::string::npos ? "" : request.target.substr(question + 1));
-    }
-  }
-  return ErrorResponse(ApiError::NotFound("no route for " + method + " " + path + "; " + kRoutes));
+http::Response GuestChatApi::Chat(const std::string& guest_id, const http::Request& request) {
+  if (auto error = CheckGuestId(guest_id)) return ErrorResponse(*error);
+  if (request.method == "POST") return Post(guest_id, request);
+  if (request.method == "GET") return Get(guest_id, request.target);
+  return Delete(guest_id);
 }
 
 http::Response GuestChatApi::Post(const std::string& guest_id, const http::Request& request) {
@@ -276,10 +247,11 @@ http::Response GuestChatApi::Post(const std::string& guest_id, const http::Reque
   return response;
 }
 
-http::Response GuestChatApi::Get(const std::string& guest_id, const std::string& query_string) {
+http::Response GuestChatApi::Get(const std::string& guest_id, std::string_view target) {
   stowage::ReadRange range;
   bool limit_given = false;
-  if (auto error = ParsePage(query_string, options_.max_history, &range, &limit_given)) return ErrorResponse(*error);
+  if (auto error = ParsePage(QueryOf(target), options_.max_history, &range, &limit_given))
+    return ErrorResponse(*error);
   engine::ReadOutcome outcome = service_.Read(guest_id, range);
   http::Response response =
       outcome.status.ok()
@@ -287,9 +259,9 @@ http::Response GuestChatApi::Get(const std::string& guest_id, const std::string&
           : ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "reading the messages"));
   if (outcome.status.ok() && outcome.first_sequence > 0) {
     // Older messages exist: the page before this one, same size (RFC 8288).
-    response.headers.emplace_back("Link", "<" + std::string(kChatPrefix) + guest_id +
-                                              "?limit=" + std::to_string(*range.limit) +
-                                              "&before=" + std::to_string(outcome.first_sequence) + ">; rel=\"next\"");
+    response.headers.emplace_back(
+        "Link", "<" + std::string(PathOf(target)) + "?limit=" + std::to_string(*range.limit) +
+                    "&before=" + std::to_string(outcome.first_sequence) + ">; rel=\"next\"");
     // A GET without `limit` asked for everything and got the newest part.
     if (!limit_given) response.headers.emplace_back("X-History-Truncated", "true");
   }
@@ -311,7 +283,8 @@ http::Response GuestChatApi::Delete(const std::string& guest_id) {
   return response;
 }
 
-http::Response GuestChatApi::Search(const std::string& guest_id, const std::string& query_string) {
+http::Response GuestChatApi::Search(const std::string& guest_id, std::string_view query_string) {
+  if (auto error = CheckGuestId(guest_id)) return ErrorResponse(*error);
   auto values = ParseQueryString(query_string);
   if (!values) {
     return ErrorResponse(ApiError::InvalidField("the query string has a malformed %-escape; encode it as "

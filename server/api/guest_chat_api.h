@@ -22,18 +22,21 @@
 // in-process front makes a retry that arrives while the first request runs
 // wait for its answer.
 //
-// Paths match exactly (a trailing slash is another path); the query string is
-// read by GET of the chat (limit, before) and the search (q, k), ignored
-// elsewhere. Every request is validated before the ChatService is called, so a
-// bad request stores nothing. Errors are answered as ApiError; no exception
-// leaves Handle.
+// Paths match as a Router matches them (exactly; {guest_id} as sent); the
+// query string is read by GET of the chat (limit, before) and the search (q,
+// k), ignored elsewhere. Every request is validated before the ChatService is
+// called, so a bad request stores nothing. Errors are answered as ApiError;
+// no exception leaves Handle.
 #pragma once
 
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "api/chat_service.h"
+#include "api/router.h"
 #include "http/http_types.h"
 #include "idempotency/idempotency_cache.h"
 
@@ -55,20 +58,36 @@ class GuestChatApi final : public http::Handler {
   // `service` must outlive this. Thread-safe.
   GuestChatApi(ChatService& service, ApiOptions options);
 
+  GuestChatApi(const GuestChatApi&) = delete;
+  GuestChatApi& operator=(const GuestChatApi&) = delete;
+
+  // Its routes, for a Router (ServerHandler's): /healthz (for everyone,
+  // immediate), the chat and the search (for guests). They refer to this.
+  std::vector<Route> Routes();
+
+  // Answers with these routes alone (HEAD and OPTIONS included), as a
+  // listener that serves nothing else would.
   http::Response Handle(const http::Request& request) noexcept override;
   http::Response Refuse(http::Refusal why, const http::Request& request,
                         std::size_t body_limit) noexcept override;
 
+  // 404 not_found for a path no route matches, naming every route.
+  static http::Response NoRoute(const http::Request& request);
+
  private:
-  http::Response Route(const http::Request& request);
+  // GET, POST and DELETE of /v1/guest/chat/{guest_id}.
+  http::Response Chat(const std::string& guest_id, const http::Request& request);
   http::Response Post(const std::string& guest_id, const http::Request& request);
-  http::Response Get(const std::string& guest_id, const std::string& query_string);
+  // The page the query string of `target` asks for; the Link header names
+  // `target`'s path.
+  http::Response Get(const std::string& guest_id, std::string_view target);
   http::Response Delete(const std::string& guest_id);
-  http::Response Search(const std::string& guest_id, const std::string& query_string);
+  http::Response Search(const std::string& guest_id, std::string_view query_string);
 
   ChatService& service_;
   ApiOptions options_;
   idempotency::IdempotencyCache idempotency_;
+  const Router router_;  // of Routes(), for Handle
 };
 
 }  // namespace stowage::api

@@ -11,8 +11,9 @@
 namespace stowage::api {
 
 // Decodes "q=hello+world&k=5" into {"k":"5","q":"hello world"}: '+' is a
-// space and %XX a byte. Returns nullopt for a malformed escape. A repeated
-// name keeps its first value.
+// space, %XX a byte and any other byte itself (Boost.URL splits and
+// decodes). Returns nullopt for a malformed escape. A repeated name keeps its
+// first value; empty items ("a=1&&b=2") are skipped.
 std::optional<std::map<std::string, std::string>> ParseQueryString(std::string_view query);
 
 // A parameter's name or value as an error message quotes it: at most 64

@@ -27,6 +27,29 @@ TEST(QueryStringTest, RefusesMalformedEscapes) {
   EXPECT_FALSE(ParseQueryString("q=%zz"));
   EXPECT_FALSE(ParseQueryString("q=%4"));
   EXPECT_FALSE(ParseQueryString("q=abc%"));
+  EXPECT_FALSE(ParseQueryString("%g0=1"));
+  EXPECT_FALSE(ParseQueryString("k=5&q=%"));
+}
+
+TEST(QueryStringTest, EveryOtherByteIsItself) {
+  // A request target may hold bytes a URL's query may not (raw UTF-8, '#',
+  // '[', '"', '|'); they read as themselves.
+  auto values = ParseQueryString("q=w\xC3\xB6rld #1 [a]|\"b\"&%2B=%2B+&%3D=%26");
+  ASSERT_TRUE(values);
+  EXPECT_EQ(values->at("q"), "w\xC3\xB6rld #1 [a]|\"b\"");
+  EXPECT_EQ(values->at("+"), "+ ");
+  EXPECT_EQ(values->at("="), "&");
+}
+
+TEST(QueryStringTest, SkipsEmptyItemsAndKeepsEmptyNames) {
+  auto values = ParseQueryString("&&k=5&&=v&");
+  ASSERT_TRUE(values);
+  EXPECT_EQ(values->size(), 2u);
+  EXPECT_EQ(values->at("k"), "5");
+  EXPECT_EQ(values->at(""), "v");
+  EXPECT_TRUE(ParseQueryString("")->empty());
+  // '=' after the first is the value's.
+  EXPECT_EQ(ParseQueryString("a=b=c")->at("a"), "b=c");
 }
 
 TEST(QueryStringTest, AWholeNumberIsAllOfTheTextAndFitsItsType) {

@@ -14,19 +14,26 @@
 //
 // Every request is counted in stowage_http_requests_total{route,method,status}
 // and stowage_http_request_duration_seconds{route}, labelled with its route
-// pattern (e.g. /v1/guest/chat/{guest_id}), never the raw path.
+// pattern (e.g. /v1/guest/chat/{guest_id}), never the raw path; a route of
+// another listener keeps its label. All of it goes through one Router:
+// matching, HEAD, OPTIONS, 405 and the labels.
 #pragma once
+
+#include <string_view>
+#include <vector>
 
 #include "api/admin_api.h"
 #include "api/guest_chat_api.h"
 #include "api/readiness.h"
+#include "api/router.h"
 #include "engine/pipeline_holder.h"
 #include "http/http_types.h"
 #include "observability/metrics.h"
 
 namespace stowage::api {
 
-// Which routes a listener serves.
+// Which routes a listener serves (by their Audience). A route it does not
+// serve is answered as an unknown path.
 enum class Listener {
   kAll,        // the guest API, probes, metrics and the admin routes
   kPublic,     // everything but the admin routes (they have a listener of their own)
@@ -40,30 +47,29 @@ class ServerHandler final : public http::Handler {
                 observability::Registry& metrics);
 
   http::Response Handle(const http::Request& request) noexcept override;
-  // GET and HEAD /healthz: answered on the I/O thread, whatever the workers do.
+  // GET and HEAD of an immediate route this listener serves (/healthz):
+  // answered on the I/O thread, whatever the workers do.
   bool Immediate(const http::Request& request) const noexcept override;
   http::Response Refuse(http::Refusal why, const http::Request& request,
                         std::size_t body_limit) noexcept override;
 
  private:
-  http::Response Route(const http::Request& request, const std::string& path);
-  // OPTIONS: 204 with the route's Allow (its methods, HEAD with GET, and
-  // OPTIONS), learned by asking the route with a method it refuses; any
-  // other answer (404, 401) as the route gives it.
-  http::Response Options(const http::Request& request, const std::string& path);
-  void Count(const std::string& route, const std::string& method, int status, double seconds) noexcept;
+  // Every route of stowaged: the guest API's, /readyz, /metrics, the admin
+  // routes.
+  std::vector<Route> Routes();
+  bool Serves(Audience audience) const;
+  // 404 for a path no route of this listener matches, in the words of the
+  // admin routes (under kAdminPrefix, when it serves them), of the admin
+  // listener, or of the guest API.
+  http::Response NoRoute(const http::Request& request) const;
+  void Count(std::string_view route, std::string_view method, int status, double seconds) noexcept;
 
   const Listener listener_;
   GuestChatApi& api_;
   AdminApi& admin_;
   Readiness& readiness_;
   observability::Registry& metrics_;
+  const Router router_;  // of Routes(); last, for its routes refer to the members above
 };
-
-// The route pattern of a path, for metric labels: "/v1/guest/chat/{guest_id}",
-// "/v1/guest/chat/{guest_id}/search", "/healthz", "/readyz", "/metrics",
-// "/v1/admin/reload", "/v1/admin/pipeline", "/v1/admin/journal",
-// "/v1/admin/journal/replay", "/v1/admin/journal/drop", or "other".
-std::string RouteOf(const std::string& path);
 
 }  // namespace stowage::api

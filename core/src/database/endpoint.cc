@@ -1,38 +1,45 @@
 #include "database/endpoint.h"
 
-#include <cctype>
+#include <optional>
 #include <stdexcept>
+#include <string_view>
 #include <utility>
 #include <vector>
+
+#include "url_syntax.h"
 
 namespace stowage::database {
 namespace {
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+// libpq's URL: its authority ends at the first '/' or '?', so that a '?' in a
+// password starts the query (written %3F, it is the password's).
+constexpr std::string_view kAuthorityEndsAt = "/?";
 
-// Decodes %XX escapes; `what` names the part for the error message.
-std::string PercentDecode(const std::string& text, const char* what, const std::string& fix) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '%') {
-      out += text[i];
-      continue;
-    }
-    int hi = i + 2 < text.size() ? HexValue(text[i + 1]) : -1;
-    int lo = i + 2 < text.size() ? HexValue(text[i + 2]) : -1;
-    if (hi < 0 || lo < 0) {
-      throw std::invalid_argument(std::string("the PostgreSQL url has a bad %-escape in its ") + what + fix);
-    }
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
+// What is wrong with the url, for "the PostgreSQL url <this>". Quotes nothing
+// of the url: in one that does not parse as meant, any part may hold the
+// password.
+std::string Problem(const url_syntax::UrlRefusal& refusal) {
+  using Reason = url_syntax::UrlRefusal::Reason;
+  switch (refusal.reason) {
+    case Reason::kNotAUrl:
+      return "does not start with postgresql://";
+    case Reason::kMalformedEscape:
+      if (refusal.part == url_syntax::UrlPart::kPath) return "has a bad %-escape in its database name";
+      if (refusal.part == url_syntax::UrlPart::kQuery) return "has a bad %-escape in its query parameters";
+      return "has a bad %-escape in its " + std::string(url_syntax::PartName(refusal.part));
+    case Reason::kUnclosedBracket:
+      return "has an unclosed '[' in its host";
+    case Reason::kTextAfterIpAddress:
+      return "has junk after its host";
+    case Reason::kNotAnIpAddress:
+      return "has a host in brackets that is not an IPv6 address";
+    case Reason::kBadHost:
+      return "has a host that is not a host name or an address (percent-encode a unix socket directory, "
+             "or give it as ?host=...)";
+    case Reason::kPortNotANumber:
+      return "has a port that is not a number";
   }
-  return out;
+  return "is not a URL";
 }
 
 // Quotes a value for a libpq keyword/value connection string.
@@ -51,101 +58,61 @@ Endpoint ParseEndpoint(const std::string& url, const std::string& name,
                        std::chrono::milliseconds connect_timeout) {
   const std::string fix =
       "; write postgresql://user[:password]@host[:port]/db as [[database]] " + name + "'s url";
-  std::string rest;
-  for (const char* scheme : {"postgresql://", "postgres://"}) {
-    if (url.rfind(scheme, 0) == 0) rest = url.substr(std::string(scheme).size());
-  }
-  if (rest.empty()) {
-    throw std::invalid_argument("the PostgreSQL url does not start with postgresql://" + fix);
-  }
+  auto refuse = [&fix](const std::string& problem) {
+    throw std::invalid_argument("the PostgreSQL url " + problem + fix);
+  };
+  if (url.rfind("postgresql://", 0) != 0 && url.rfind("postgres://", 0) != 0)
+    refuse("does not start with postgresql://");
+  if (url == "postgresql://" || url == "postgres://") refuse("has nothing after postgresql://");
+  url_syntax::UrlRefusal refusal;
+  std::optional<url_syntax::ParsedUrl> parsed = url_syntax::ParseUrl(url, kAuthorityEndsAt, &refusal);
+  if (!parsed) refuse(Problem(refusal));
+  const boost::urls::url_view parts = parsed->url;
 
-  std::string query;
-  if (auto q = rest.find('?'); q != std::string::npos) {
-    query = rest.substr(q + 1);
-    rest.resize(q);
-  }
-  std::string dbname;
-  if (auto slash = rest.find('/'); slash != std::string::npos) {
-    dbname = PercentDecode(rest.substr(slash + 1), "database name", fix);
-    rest.resize(slash);
-  }
-  std::string user, password;
-  bool has_password = false;
-  std::string redacted_userinfo;
-  if (auto at = rest.rfind('@'); at != std::string::npos) {
-    std::string userinfo = rest.substr(0, at);
-    rest = rest.substr(at + 1);
-    if (auto colon = userinfo.find(':'); colon != std::string::npos) {
-      has_password = true;
-      password = PercentDecode(userinfo.substr(colon + 1), "password", fix);
-      userinfo.resize(colon);
-      redacted_userinfo = userinfo + ":***@";
-    } else {
-      redacted_userinfo = userinfo + "@";
-    }
-    user = PercentDecode(userinfo, "user name", fix);
-  }
-  std::string host = rest, port;
-  if (!host.empty() && host.front() == '[') {  // [ipv6]:port
-    auto close = host.find(']');
-    if (close == std::string::npos)
-      throw std::invalid_argument("the PostgreSQL url has an unclosed '[' in its host" + fix);
-    if (close + 1 < host.size()) {
-      if (host[close + 1] != ':')
-        throw std::invalid_argument("the PostgreSQL url has junk after its host" + fix);
-      port = host.substr(close + 2);
-    }
-    host = host.substr(1, close - 1);
-  } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
-    port = host.substr(colon + 1);
-    host.resize(colon);
-  }
-  for (char c : port) {
-    if (!std::isdigit(static_cast<unsigned char>(c))) {
-      throw std::invalid_argument("the PostgreSQL url has a port that is not a number" + fix);
-    }
-  }
-  host = PercentDecode(host, "host", fix);
+  std::string host = parsed->host;
+  // Digits, as many as written: libpq checks the range when it connects.
+  std::string port = parts.has_port() ? std::string(parts.port()) : "";
+  // The path after its '/', '/'s included: "/a/b" names database "a/b".
+  const std::string path = parts.path();
+  const std::string dbname = path.empty() ? "" : path.substr(1);
+  const std::string user = parts.has_userinfo() ? parts.user() : "";
+  const bool has_password = parts.has_password();
+  const std::string password = has_password ? parts.password() : "";
 
   std::vector<std::pair<std::string, std::string>> params;
   std::string options, query_password;
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    std::string item = query.substr(0, amp);
-    query = amp == std::string::npos ? "" : query.substr(amp + 1);
-    if (item.empty()) continue;
-    auto eq = item.find('=');
-    if (eq == std::string::npos) {
+  // '+' is itself in a libpq url, not a space.
+  for (const auto& param : parts.params(boost::urls::encoding_opts(/*space_as_plus=*/false))) {
+    if (param.key.empty() && !param.has_value) continue;  // "&&", or a '?' alone
+    if (!param.has_value) {
       // The item is not shown: after a '?' left unescaped in a password, it
       // is the rest of the password.
-      throw std::invalid_argument(
-          "the PostgreSQL url has a query parameter without '=' (write ?key=value&...; a '?' in the "
-          "password must be written %3F)" +
-          fix);
+      refuse(
+          "has a query parameter without '=' (write ?key=value&...; a '?' in the password must be written "
+          "%3F)");
     }
-    std::string key = PercentDecode(item.substr(0, eq), "query parameters", fix);
-    std::string value = PercentDecode(item.substr(eq + 1), "query parameters", fix);
-    if (key == "host" && host.empty()) host = value;  // e.g. ?host=/var/run/postgresql
-    if (key == "port" && port.empty()) port = value;
-    if (key == "password") query_password = value;
-    if (key == "options") {
-      options = value;
+    if (param.key == "host" && host.empty()) host = param.value;  // e.g. ?host=/var/run/postgresql
+    if (param.key == "port" && port.empty()) port = param.value;
+    if (param.key == "password") query_password = param.value;
+    if (param.key == "options") {
+      options = param.value;
       continue;
     }
-    params.emplace_back(std::move(key), std::move(value));
+    params.emplace_back(param.key, param.value);
   }
 
   Endpoint endpoint;
   std::string shown_host = host.empty() ? "localhost" : host;
   std::string shown_port = port.empty() ? "5432" : port;
   endpoint.address = shown_host + ":" + shown_port + "/" + (dbname.empty() ? user : dbname);
-  std::string redacted = url;
+  endpoint.redacted_url = url;
   if (has_password) {
-    auto start = url.find("://") + 3;
-    auto at = url.rfind('@', url.find_first_of("/?", start));
-    redacted = url.substr(0, start) + redacted_userinfo + url.substr(at + 1);
+    const url_syntax::UrlPieces pieces = *url_syntax::SplitUrl(url, kAuthorityEndsAt);
+    const std::string_view user_info = *pieces.user_info;
+    endpoint.redacted_url = std::string(pieces.scheme) + "://" +
+                            std::string(user_info.substr(0, user_info.find(':'))) + ":***@" +
+                            url.substr(pieces.host_and_port.data() - url.data());
   }
-  endpoint.redacted_url = redacted;
 
   std::string& c = endpoint.conninfo;
   auto add = [&c](const std::string& key, const std::string& value) {

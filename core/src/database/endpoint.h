@@ -21,10 +21,14 @@ struct Endpoint {
 };
 
 // Parses a libpq URL "postgresql://user[:password]@host[:port][/db][?key=value&...]"
-// ("postgres://" is accepted too) of the [[database]] named `name`. Query
-// parameters are passed to libpq as connection keywords. Throws
-// std::invalid_argument naming what is wrong with the URL; the message never
-// contains the password.
+// ("postgres://" is accepted too) of the [[database]] named `name`, read as
+// core/src/url/url_syntax.h reads URLs (Boost.URL): every part is
+// percent-decoded; the authority ends at the first '/' or '?' and its user
+// info at its last '@', so that a password may hold '@', '#' or ':'
+// unescaped (a '/' or '?' must be written %2F, %3F). Query parameters are
+// passed to libpq as connection keywords ('+' is a '+'). The port is digits,
+// whose range libpq checks. Throws std::invalid_argument naming what is
+// wrong with the URL; the message never contains the password.
 Endpoint ParseEndpoint(const std::string& url, const std::string& name,
                        std::chrono::milliseconds connect_timeout);
 
