@@ -6,7 +6,6 @@
 // Last, a flood of POSTs while PostgreSQL is frozen (SIGSTOP): every answer
 // comes quickly, and nothing refused is stored after PostgreSQL resumes.
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -503,34 +502,6 @@ TEST(OverloadTest, TwentyThousandHeldConnectionsLeaveHealthzAnsweringInMilliseco
 // ---------------------------------------------------------------------------
 // PostgreSQL frozen under a flood of POSTs
 
-// The pids of PostgreSQL's postmaster (first) and its children.
-std::vector<pid_t> PostgresProcesses(const fs::path& data_dir) {
-  std::ifstream pid_file(data_dir / "postmaster.pid");
-  pid_t postmaster = 0;
-  pid_file >> postmaster;
-  std::vector<pid_t> pids;
-  if (postmaster <= 0) return pids;
-  pids.push_back(postmaster);
-  if (DIR* proc = ::opendir("/proc")) {
-    while (dirent* entry = ::readdir(proc)) {
-      const pid_t pid = std::atoi(entry->d_name);
-      if (pid <= 0) continue;
-      std::ifstream stat(fs::path("/proc") / entry->d_name / "stat");
-      std::string line;
-      std::getline(stat, line);
-      // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
-      const auto close = line.rfind(')');
-      if (close == std::string::npos) continue;
-      char state = 0;
-      pid_t parent = 0;
-      if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &parent) == 2 && parent == postmaster)
-        pids.push_back(pid);
-    }
-    ::closedir(proc);
-  }
-  return pids;
-}
-
 TEST(OverloadTest, PostgresFrozenUnderAFloodAnswersQuicklyAndStoresNothingItRefused) {
   ServiceInstance postgres(Service::kPostgres);
   ASSERT_TRUE(postgres.running());
@@ -582,12 +553,10 @@ TEST(OverloadTest, PostgresFrozenUnderAFloodAnswersQuicklyAndStoresNothingItRefu
     });
   }
   std::this_thread::sleep_for(milliseconds(1500));
-  const std::vector<pid_t> pids = PostgresProcesses(postgres.data_dir());
-  ASSERT_FALSE(pids.empty());
-  for (pid_t pid : pids) ::kill(pid, SIGSTOP);
+  ASSERT_TRUE(postgres.Pause());
   frozen = true;
   std::this_thread::sleep_for(milliseconds(3000));
-  for (auto it = pids.rbegin(); it != pids.rend(); ++it) ::kill(*it, SIGCONT);
+  ASSERT_TRUE(postgres.Resume());
   frozen = false;
   std::this_thread::sleep_for(milliseconds(1500));
   stop = true;

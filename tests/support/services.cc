@@ -1,11 +1,14 @@
 #include "support/services.h"
 
+#include <signal.h>
 #include <stdlib.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <system_error>
 
@@ -73,6 +76,7 @@ ServiceInstance::ServiceInstance(Service service) : service_(service) {
 
 ServiceInstance::~ServiceInstance() {
   if (folder_.empty()) return;
+  if (paused_) Resume();
   if (port_ != 0) {
     std::string ignored;
     RunScript({"stop", ServiceName(service_), data_dir().string()}, &ignored);
@@ -108,6 +112,47 @@ ServiceInstance::~ServiceInstance() {
   auto result = RunScript({"stop", ServiceName(service_), data_dir().string()}, &output);
   if (result) running_ = false;
   return result;
+}
+
+std::vector<pid_t> ServiceInstance::Processes() const {
+  std::ifstream pid_file(data_dir() / (service_ == Service::kRedis ? "redis.pid" : "postmaster.pid"));
+  pid_t main = 0;
+  pid_file >> main;
+  std::vector<pid_t> pids;
+  if (main <= 0) return pids;
+  pids.push_back(main);
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+    const auto close = line.rfind(')');
+    char state = 0;
+    pid_t parent = 0;
+    if (close != std::string::npos && std::sscanf(line.c_str() + close + 1, " %c %d", &state, &parent) == 2 &&
+        parent == main)
+      pids.push_back(std::stoi(name));
+  }
+  return pids;
+}
+
+::testing::AssertionResult ServiceInstance::Pause() {
+  const std::vector<pid_t> pids = Processes();
+  if (pids.empty()) return ::testing::AssertionFailure() << "no process of the server in " << data_dir();
+  for (pid_t pid : pids) ::kill(pid, SIGSTOP);
+  paused_ = true;
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult ServiceInstance::Resume() {
+  const std::vector<pid_t> pids = Processes();
+  // Children first, the process that accepts connections last.
+  for (auto it = pids.rbegin(); it != pids.rend(); ++it) ::kill(*it, SIGCONT);
+  paused_ = false;
+  if (pids.empty()) return ::testing::AssertionFailure() << "no process of the server in " << data_dir();
+  return ::testing::AssertionSuccess();
 }
 
 ::testing::AssertionResult ServiceInstance::RunScript(const std::vector<std::string>& args,

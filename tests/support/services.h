@@ -6,6 +6,8 @@
 // starts a private one with ServiceInstance instead.
 #pragma once
 
+#include <sys/types.h>
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -50,6 +52,13 @@ class ServiceInstance {
   // Stops the server (PostgreSQL: fast shutdown); a no-op if stopped.
   ::testing::AssertionResult Stop();
 
+  // Freezes the server's processes (SIGSTOP): connections stay open and
+  // nothing is answered, as with a server stalled or cut off by the network.
+  // Resume() lets them run again (SIGCONT). The destructor resumes a paused
+  // server before it stops it.
+  ::testing::AssertionResult Pause();
+  ::testing::AssertionResult Resume();
+
   bool running() const noexcept { return running_; }
   // redis://127.0.0.1:PORT/0 or postgresql://stowage@127.0.0.1:PORT/stowage;
   // empty until the server has started once.
@@ -61,7 +70,11 @@ class ServiceInstance {
  private:
   ::testing::AssertionResult RunScript(const std::vector<std::string>& args, std::string* output);
 
+  // The server's process (from its pid file) and its children.
+  std::vector<pid_t> Processes() const;
+
   Service service_;
+  bool paused_ = false;
   std::filesystem::path folder_;
   std::uint16_t port_ = 0;
   std::string url_;

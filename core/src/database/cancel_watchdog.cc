@@ -13,13 +13,13 @@ CancelWatchdog::~CancelWatchdog() {
   thread_.join();
 }
 
-CancelWatchdog::Token CancelWatchdog::Arm(stowage::Clock::time_point at, PGcancel* cancel) {
+CancelWatchdog::Token CancelWatchdog::Arm(stowage::Clock::time_point at, std::shared_ptr<PGcancel> cancel) {
   Token token;
   bool earliest = false;
   {
     std::lock_guard lock(mu_);
     token = Token(at, next_id_++);
-    armed_.emplace(token, cancel);
+    armed_.emplace(token, std::move(cancel));
     earliest = armed_.begin()->first == token;
   }
   if (earliest) wake_.notify_all();
@@ -31,6 +31,11 @@ bool CancelWatchdog::Disarm(const Token& token) {
   if (armed_.erase(token) == 1) return false;
   sent_.wait(lock, [&] { return sending_ != token; });
   return true;
+}
+
+void CancelWatchdog::Abandon(const Token& token) {
+  std::lock_guard lock(mu_);
+  armed_.erase(token);
 }
 
 void CancelWatchdog::Run() {
@@ -48,14 +53,15 @@ void CancelWatchdog::Run() {
       wake_.wait_until(lock, at);
       continue;
     }
-    PGcancel* cancel = first->second;
+    std::shared_ptr<PGcancel> cancel = std::move(first->second);
     sending_ = first->first;
     armed_.erase(first);
     lock.unlock();
     // The server answers a cancel request on a connection of its own; an
     // error here (server gone) leaves the statement to fail by itself.
     char error[256];
-    PQcancel(cancel, error, sizeof error);
+    PQcancel(cancel.get(), error, sizeof error);
+    cancel.reset();  // the connection may be gone: the last owner frees it
     lock.lock();
     sending_.reset();
     sent_.notify_all();

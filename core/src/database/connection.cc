@@ -3,8 +3,12 @@
 #include <poll.h>
 #include <soci/postgresql/soci-postgresql.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,16 +55,29 @@ std::size_t SkipBlank(std::string_view text, std::size_t at) {
   return at;
 }
 
+// How long after a statement's deadline the server has to answer, the
+// cancel request sent at the deadline included, before the connection is
+// given up: a live server ends a cancelled statement within milliseconds; one
+// that is stopped, overloaded past answering or cut off by the network would
+// otherwise hold the request until it comes back (or TCP gives up, minutes
+// later).
+constexpr std::chrono::milliseconds kCancelGrace{200};
+
 // The armed deadline of one statement; disarmed when it goes out of scope.
 class ArmedDeadline {
  public:
-  ArmedDeadline(CancelWatchdog& watchdog, stowage::Deadline deadline, PGcancel* cancel)
+  ArmedDeadline(CancelWatchdog& watchdog, stowage::Deadline deadline, std::shared_ptr<PGcancel> cancel)
       : watchdog_(watchdog), armed_(cancel != nullptr && deadline.at() != stowage::Clock::time_point::max()) {
-    if (armed_) token_ = watchdog_.Arm(deadline.at(), cancel);
+    if (armed_) token_ = watchdog_.Arm(deadline.at(), std::move(cancel));
   }
   ~ArmedDeadline() { Disarm(); }
   void Disarm() noexcept {
     if (armed_) watchdog_.Disarm(token_);
+    armed_ = false;
+  }
+  // For a connection given up: no waiting for a cancel request in flight.
+  void Abandon() noexcept {
+    if (armed_) watchdog_.Abandon(token_);
     armed_ = false;
   }
 
@@ -108,12 +125,10 @@ PgConnection::PgConnection(const Endpoint& endpoint, const Target& target, Cance
       total_round_trips_(round_trips),
       named_statements_(named_statements) {
   PQsetNoticeReceiver(native(), ForwardNotice, &log);
-  cancel_ = PQgetCancel(native());
+  if (PGcancel* cancel = PQgetCancel(native())) cancel_ = std::shared_ptr<PGcancel>(cancel, PQfreeCancel);
 }
 
-PgConnection::~PgConnection() {
-  if (cancel_ != nullptr) PQfreeCancel(cancel_);
-}
+PgConnection::~PgConnection() = default;
 
 // Not checked by UBSan's vptr check: it needs the typeinfo of
 // soci::postgresql_session_backend, which libsoci_postgresql does not export
@@ -204,28 +219,65 @@ void PgConnection::CountRoundTrip() noexcept {
   if (total_round_trips_ != nullptr) total_round_trips_->fetch_add(1, std::memory_order_relaxed);
 }
 
+PGresult* PgConnection::NextResult() {
+  PGconn* conn = native();
+  while (PQisBusy(conn) == 1) {
+    int wait_ms = -1;
+    if (give_up_at_ != stowage::Clock::time_point::max()) {
+      const auto left = give_up_at_ - stowage::Clock::now();
+      if (left <= stowage::Clock::duration::zero()) {
+        unanswered_ = true;
+        broken_ = true;
+        return nullptr;
+      }
+      wait_ms = static_cast<int>(
+          std::min<std::int64_t>(std::chrono::ceil<std::chrono::milliseconds>(left).count(), 60'000));
+    }
+    pollfd fd{PQsocket(conn), POLLIN, 0};
+    const int ready = poll(&fd, 1, wait_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) break;                                  // PQgetResult waits and reports
+    if (ready > 0 && PQconsumeInput(conn) == 0) break;  // the connection failed: PQgetResult reports it
+  }
+  return PQgetResult(conn);
+}
+
+std::unique_ptr<PGresult, void (*)(PGresult*)> PgConnection::Collect() {
+  std::unique_ptr<PGresult, void (*)(PGresult*)> kept(nullptr, PQclear);
+  while (PGresult* got = NextResult()) {
+    std::unique_ptr<PGresult, void (*)(PGresult*)> owned(got, PQclear);
+    const ExecStatusType status = PQresultStatus(got);
+    if (!kept || PQresultStatus(kept.get()) != PGRES_FATAL_ERROR) kept = std::move(owned);
+    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) break;
+  }
+  if (unanswered_) kept.reset();
+  return kept;
+}
+
 PgConnection::Ran PgConnection::RunAlone(const std::string& text, bool simple,
                                          const std::vector<const char*>& values) {
   PGconn* conn = native();
   Ran ran;
   if (simple) {
     CountRoundTrip();
-    ran.result.reset(PQexec(conn, text.c_str()));
+    if (PQsendQuery(conn, text.c_str()) == 1) ran.result = Collect();
     return ran;
   }
   if (!named_statements_) {
     CountRoundTrip();
-    ran.result.reset(PQexecParams(conn, text.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
-                                  nullptr, nullptr, 0));
+    if (PQsendQueryParams(conn, text.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                          nullptr, 0) == 1)
+      ran.result = Collect();
     return ran;
   }
   auto it = prepared_.find(text);
   if (it == prepared_.end()) {
     std::string name = "s" + std::to_string(next_statement_);
     CountRoundTrip();
-    ResultPtr prepare(PQprepare(conn, name.c_str(), text.c_str(), 0, nullptr));
+    if (PQsendPrepare(conn, name.c_str(), text.c_str(), 0, nullptr) != 1) return ran;
+    auto prepare = Collect();
     if (!prepare || PQresultStatus(prepare.get()) != PGRES_COMMAND_OK) {
-      ran.result.reset(prepare.release());
+      ran.result = std::move(prepare);
       return ran;
     }
     ++next_statement_;
@@ -233,8 +285,9 @@ PgConnection::Ran PgConnection::RunAlone(const std::string& text, bool simple,
   }
   ran.prepared_name = it->second;
   CountRoundTrip();
-  ran.result.reset(PQexecPrepared(conn, ran.prepared_name.c_str(), static_cast<int>(values.size()),
-                                  values.data(), nullptr, nullptr, 0));
+  if (PQsendQueryPrepared(conn, ran.prepared_name.c_str(), static_cast<int>(values.size()), values.data(),
+                          nullptr, nullptr, 0) == 1)
+    ran.result = Collect();
   return ran;
 }
 
@@ -293,7 +346,7 @@ stowage::Status PgConnection::RunPipeline(const std::string* text, bool simple,
   std::vector<ResultPtr> results(parts);
   bool lost = false;
   for (std::size_t p = 0; p < parts && !lost; ++p) {
-    while (PGresult* got = PQgetResult(conn)) {
+    while (PGresult* got = NextResult()) {
       ResultPtr owned(got);
       const ExecStatusType status = PQresultStatus(got);
       if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
@@ -310,7 +363,7 @@ stowage::Status PgConnection::RunPipeline(const std::string* text, bool simple,
     if (!results[p] || PQstatus(conn) != CONNECTION_OK) lost = true;
   }
   if (!lost) {
-    ResultPtr sync(PQgetResult(conn));
+    ResultPtr sync(NextResult());
     lost = !sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC || PQexitPipelineMode(conn) != 1;
   }
   if (lost) broken_ = true;  // the server is gone, or the connection is left in pipeline mode
@@ -438,7 +491,22 @@ stowage::Status PgConnection::execute(std::string_view statement,
     const std::string text(statement);
     const bool simple = params.empty() && UsesSimpleProtocol(statement);
     const auto start = stowage::Clock::now();
+    give_up_at_ = deadline_.at() >= stowage::Clock::time_point::max() - kCancelGrace
+                      ? stowage::Clock::time_point::max()
+                      : deadline_.at() + kCancelGrace;
     ArmedDeadline armed(watchdog_, deadline_, cancel_);
+    // The server answered neither the statement nor its cancel request: the
+    // connection is given up (broken_), and closing it makes PostgreSQL roll
+    // back what it has not committed once it runs again.
+    auto unanswered = [&] {
+      armed.Abandon();
+      return stowage::Status::DeadlineExceeded(
+          "PostgreSQL database '" + target_.name + "' at " + target_.address +
+          " answered neither a statement by its deadline nor the cancel request sent then, " +
+          std::to_string(kCancelGrace.count()) +
+          " ms later; the connection is closed (PostgreSQL rolls back what it did not commit); check that the "
+          "server is running and reachable");
+    };
     Ran ran;
     if (!HasWaiting()) {
       ran = RunAlone(text, simple, values);
@@ -446,6 +514,7 @@ stowage::Status PgConnection::execute(std::string_view statement,
       // The simple protocol's text cannot join a pipeline: the deferred
       // commands go first, in a round trip of their own.
       stowage::Status ready = RunPipeline(nullptr, false, values, start, &ran);
+      if (unanswered_) return unanswered();
       if (!ready.ok()) return ready;
       if (deadline_.expired()) {
         return stowage::Status::DeadlineExceeded(
@@ -456,8 +525,10 @@ stowage::Status PgConnection::execute(std::string_view statement,
       ran = RunAlone(text, true, values);
     } else {
       stowage::Status piped = RunPipeline(&text, simple, values, start, &ran);
+      if (unanswered_) return unanswered();
       if (!piped.ok()) return piped;
     }
+    if (unanswered_) return unanswered();
     armed.Disarm();
     const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(stowage::Clock::now() - start);
     return Finish(text, ran, elapsed, result);

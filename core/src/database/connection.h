@@ -95,8 +95,17 @@ class PgConnection final : public Connection {
 
   PGconn* native() const noexcept;
   void CountRoundTrip() noexcept;
+  // The next result of what was sent (PQgetResult), reading the socket
+  // only while the server answers by give_up_at_. When it does not, the
+  // connection is given up (unanswered_ and broken_ are set) and null is
+  // returned, as at the end of the results.
+  PGresult* NextResult();
+  // Every result of what was sent, to the end: the last one, or the first
+  // error (as PQexec keeps it); a COPY ends it. Null when given up.
+  std::unique_ptr<PGresult, void (*)(PGresult*)> Collect();
   bool HasWaiting() const noexcept;
-  // The statement alone: PQexec, or PQprepare when new and PQexecPrepared.
+  // The statement alone: as PQexec, or PQprepare when new and
+  // PQexecPrepared, each sent and then waited for until give_up_at_.
   Ran RunAlone(const std::string& text, bool simple, const std::vector<const char*>& values);
   // The waiting deferred commands, then `text` when not null, in one
   // pipeline. Fills `*ran` with the statement's result; returns the error of
@@ -110,8 +119,12 @@ class PgConnection final : public Connection {
   const Target& target_;
   CancelWatchdog& watchdog_;
   soci::session session_;
-  PGcancel* cancel_ = nullptr;
+  std::shared_ptr<PGcancel> cancel_;  // shared with the watchdog while it sends
   stowage::Deadline deadline_{stowage::Clock::time_point::max()};
+  // The statement's deadline and kCancelGrace: past it, the server answered
+  // neither the statement nor its cancel request.
+  stowage::Clock::time_point give_up_at_ = stowage::Clock::time_point::max();
+  bool unanswered_ = false;  // the statement was given up at give_up_at_
   bool broken_ = false;
   std::unordered_map<std::string, std::string> prepared_;  // statement text -> name
   std::uint64_t next_statement_ = 1;
