@@ -15,6 +15,7 @@
 #include "fake_provider.h"
 #include "postgres_stage.h"
 #include "similarity.h"
+#include "stowage/testkit/loggers.h"
 #include "support/services.h"
 #include "vector_json.h"
 
@@ -23,40 +24,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using stowage::testing::RequireEnv;
-
-class CaptureLogger : public Logger {
- public:
-  void log(LogLevel level, std::string_view text) noexcept override {
-    std::lock_guard lock(mu_);
-    lines_.push_back(std::string(level == LogLevel::kWarn ? "W " : "") + std::string(text));
-  }
-  bool enabled(LogLevel) const noexcept override { return true; }
-  std::string all() const {
-    std::lock_guard lock(mu_);
-    std::string out;
-    for (const auto& line : lines_) out += line + "\n";
-    return out;
-  }
-  int count(const std::string& part) const {
-    std::lock_guard lock(mu_);
-    int n = 0;
-    for (const auto& line : lines_) n += line.find(part) != std::string::npos;
-    return n;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<std::string> lines_;
-};
-
-StageConfig Defaults(const ConfigSchema& schema, std::map<std::string, ConfigValue> overrides = {}) {
-  std::map<std::string, ConfigValue> values;
-  for (const ConfigKey& key : schema.keys()) {
-    if (key.default_value) values[key.name] = *key.default_value;
-  }
-  for (auto& [name, value] : overrides) values[name] = value;
-  return StageConfig(values);
-}
+using stowage::testkit::CapturingLogger;
 
 // A guest id no other test run uses.
 std::string NewGuest(const std::string& tag) {
@@ -75,16 +43,16 @@ class EmbeddingsStageTest : public ::testing::Test {
   void SetUp() override {
     url_ = RequireEnv("STOWAGE_TEST_DATABASE_URL");
     if (url_.empty()) GTEST_SKIP();
-    log_ = std::make_shared<CaptureLogger>();
+    log_ = std::make_shared<CapturingLogger>();
     config::DatabaseSettings settings;
     settings.name = "main";
     settings.url = url_;
     settings.pool_size = 8;
     database_ = std::make_unique<database::PostgresDatabase>(settings, log_);
     env_ = std::make_unique<StageEnvironment>(StageEnvironment{*log_, database_.get()});
-    postgres_ =
-        std::make_unique<postgres::PostgresStage>(Defaults(postgres::PostgresStage::config_schema()), *env_);
-    stage_ = std::make_unique<EmbeddingsStage>(Defaults(EmbeddingsStage::config_schema()), *env_);
+    postgres_ = std::make_unique<postgres::PostgresStage>(
+        ConfigWithDefaults(postgres::PostgresStage::config_schema()), *env_);
+    stage_ = std::make_unique<EmbeddingsStage>(ConfigWithDefaults(EmbeddingsStage::config_schema()), *env_);
   }
 
   struct Written {
@@ -183,7 +151,7 @@ class EmbeddingsStageTest : public ::testing::Test {
   }
 
   std::string url_;
-  std::shared_ptr<CaptureLogger> log_;
+  std::shared_ptr<CapturingLogger> log_;
   std::unique_ptr<database::PostgresDatabase> database_;
   std::unique_ptr<StageEnvironment> env_;
   std::unique_ptr<postgres::PostgresStage> postgres_;
@@ -217,15 +185,15 @@ TEST_F(EmbeddingsStageTest, WriteStoresOneRowWithModelDimensionAndJsonVector) {
   // jsonb keeps the decimal digits as written: the floats come back exactly.
   EXPECT_EQ(*stored, HashEmbedding("Hello, how are you today?", 256));
 
-  EXPECT_EQ(log_->count("✓ Embedding stored for message " + message_id + " of guest " + guest +
-                        " (256 dims, model stowage-hash-v1)"),
+  EXPECT_EQ(log_->Count(LogLevel::kInfo, "✓ Embedding stored for message " + message_id + " of guest " +
+                                             guest + " (256 dims, model stowage-hash-v1)"),
             1)
-      << log_->all();
+      << log_->All();
 }
 
 TEST_F(EmbeddingsStageTest, ExplicitDimensionsAreStoredAsSet) {
-  EmbeddingsStage wide(Defaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{1408}}}),
-                       *env_);
+  EmbeddingsStage wide(
+      ConfigWithDefaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{1408}}}), *env_);
   EXPECT_EQ(wide.provider().dimensions(), 1408u);
   const std::string guest = NewGuest("wide");
   Written written = Write(wide, guest, "Hello, how are you today?");
@@ -251,8 +219,8 @@ TEST_F(EmbeddingsStageTest, DefaultSizedEmbeddingIsStoredSmaller) {
       "joining us. Could you move the reservation to a larger table, ideally near the window? Thanks a lot, "
       "Maria.";
   ASSERT_EQ(content.size(), 200u);
-  EmbeddingsStage wide(Defaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{1408}}}),
-                       *env_);
+  EmbeddingsStage wide(
+      ConfigWithDefaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{1408}}}), *env_);
   const std::string guest = NewGuest("size");
   Written small = Write(guest, content);
   ASSERT_TRUE(small.status.ok()) << small.status.ToString();
@@ -300,12 +268,13 @@ TEST_F(EmbeddingsStageTest, AReplayStoresTheEmbeddingTheStageMissedOnce) {
   testing::FakeProvider fake(options);
   const char* token_env = "STOWAGE_TEST_EMBEDDINGS_REPLAY_KEY";
   unsetenv(token_env);
-  EmbeddingsStage remote(Defaults(EmbeddingsStage::config_schema(), {{"provider", std::string("openai")},
-                                                                     {"base_url", fake.base_url() + "/v1"},
-                                                                     {"model", std::string("test-embed")},
-                                                                     {"api_key_env", std::string(token_env)},
-                                                                     {"dimensions", std::int64_t{16}}}),
-                         *env_);
+  EmbeddingsStage remote(
+      ConfigWithDefaults(EmbeddingsStage::config_schema(), {{"provider", std::string("openai")},
+                                                            {"base_url", fake.base_url() + "/v1"},
+                                                            {"model", std::string("test-embed")},
+                                                            {"api_key_env", std::string(token_env)},
+                                                            {"dimensions", std::int64_t{16}}}),
+      *env_);
   const std::string guest = NewGuest("replay-missed");
   fake.set_mode(testing::FakeProvider::Mode::kErrorStatus, 503);
   Written failed = Write(remote, guest, "embedded on replay");
@@ -321,8 +290,10 @@ TEST_F(EmbeddingsStageTest, AReplayStoresTheEmbeddingTheStageMissedOnce) {
             {message_id})
           .rows,
       (std::vector<std::vector<SqlValue>>{{"embedded on replay", "test-embed", "16"}}));
-  EXPECT_EQ(log_->count("✓ Embedding stored (replay) for message " + message_id + " of guest " + guest), 1)
-      << log_->all();
+  EXPECT_EQ(log_->Count(LogLevel::kInfo,
+                        "✓ Embedding stored (replay) for message " + message_id + " of guest " + guest),
+            1)
+      << log_->All();
   const int calls = fake.requests();
 
   // Replayed again: nothing new, and the provider is not called.
@@ -330,10 +301,10 @@ TEST_F(EmbeddingsStageTest, AReplayStoresTheEmbeddingTheStageMissedOnce) {
   ASSERT_TRUE(replayed.ok()) << replayed.ToString();
   EXPECT_EQ(RowsOf(guest), 1u);
   EXPECT_EQ(fake.requests(), calls) << "a replay of a stored embedding does not embed again";
-  EXPECT_EQ(log_->count("replay of the embedding of message " + message_id + " for guest " + guest +
-                        ": stored nothing new, it is stored already"),
+  EXPECT_EQ(log_->Count(LogLevel::kInfo, "replay of the embedding of message " + message_id + " for guest " +
+                                             guest + ": stored nothing new, it is stored already"),
             1)
-      << log_->all();
+      << log_->All();
 }
 
 TEST_F(EmbeddingsStageTest, AReplayOfAStoredEmbeddingStoresNothingNew) {
@@ -363,10 +334,10 @@ TEST_F(EmbeddingsStageTest, AnyWriteOfAStoredEmbeddingStoresNothingNew) {
 
   ASSERT_TRUE(again.ok()) << again.ToString();
   EXPECT_EQ(RowsOf(guest), 1u);
-  EXPECT_EQ(log_->count("embedding of message " + message_id + " for guest " + guest +
-                        ": stored nothing new, it is stored already"),
+  EXPECT_EQ(log_->Count(LogLevel::kInfo, "embedding of message " + message_id + " for guest " + guest +
+                                             ": stored nothing new, it is stored already"),
             1)
-      << log_->all();
+      << log_->All();
 }
 
 TEST_F(EmbeddingsStageTest, AReplayOfAMessageErasedSinceStoresNothingAndSucceeds) {
@@ -382,12 +353,12 @@ TEST_F(EmbeddingsStageTest, AReplayOfAMessageErasedSinceStoresNothingAndSucceeds
                   {written.attributes.get(Attributes::kMessageId)})
                 .value(0, 0),
             "0");
-  EXPECT_EQ(log_->count("stored nothing, the message was erased since"), 1) << log_->all();
+  EXPECT_EQ(log_->Count(LogLevel::kInfo, "stored nothing, the message was erased since"), 1) << log_->All();
 }
 
 TEST_F(EmbeddingsStageTest, LongContentIsCutOnACharacterBoundary) {
-  EmbeddingsStage small(Defaults(EmbeddingsStage::config_schema(), {{"max_chunk_chars", std::int64_t{6}}}),
-                        *env_);
+  EmbeddingsStage small(
+      ConfigWithDefaults(EmbeddingsStage::config_schema(), {{"max_chunk_chars", std::int64_t{6}}}), *env_);
   const std::string guest = NewGuest("chunk");
   Written written = Write(small, guest, "abcd\xC3\xA9\xC3\xA9 and more");  // "abcdéé and more"
   ASSERT_TRUE(written.status.ok()) << written.status.ToString();
@@ -426,12 +397,12 @@ TEST_F(EmbeddingsStageTest, ProviderFailureFailsTheStageButNotTheMessage) {
   options.dimensions = 16;
   testing::FakeProvider fake(options);
   EmbeddingsStage remote(
-      Defaults(EmbeddingsStage::config_schema(), {{"provider", std::string("openai")},
-                                                  {"base_url", fake.base_url() + "/v1"},
-                                                  {"model", std::string("test-embed")},
-                                                  {"api_key_env", std::string(token_env)},
-                                                  {"dimensions", std::int64_t{16}},
-                                                  {"request_timeout_ms", std::int64_t{300}}}),
+      ConfigWithDefaults(EmbeddingsStage::config_schema(), {{"provider", std::string("openai")},
+                                                            {"base_url", fake.base_url() + "/v1"},
+                                                            {"model", std::string("test-embed")},
+                                                            {"api_key_env", std::string(token_env)},
+                                                            {"dimensions", std::int64_t{16}},
+                                                            {"request_timeout_ms", std::int64_t{300}}}),
       *env_);
   const std::string guest = NewGuest("provider");
   Written ok = Write(remote, guest, "remote embedding");
@@ -448,13 +419,13 @@ TEST_F(EmbeddingsStageTest, ProviderFailureFailsTheStageButNotTheMessage) {
   EXPECT_NE(down.status.message().find("HTTP 503"), std::string::npos) << down.status.message();
   EXPECT_NE(down.status.message().find("could not compute the embedding of message"), std::string::npos)
       << down.status.message();
-  EXPECT_EQ(log_->all().find("HTTP 503"), std::string::npos) << log_->all();  // the host logs it
+  EXPECT_EQ(log_->All().find("HTTP 503"), std::string::npos) << log_->All();  // the host logs it
 
   fake.set_mode(testing::FakeProvider::Mode::kHang);
   Written slow = Write(remote, guest, "provider hangs");
   EXPECT_EQ(slow.status.code(), StatusCode::kDeadlineExceeded);
   EXPECT_NE(slow.status.message().find("timed out"), std::string::npos) << slow.status.message();
-  EXPECT_EQ(log_->all().find("could not compute"), std::string::npos) << log_->all();
+  EXPECT_EQ(log_->All().find("could not compute"), std::string::npos) << log_->All();
 
   // The messages are stored; only the first has an embedding.
   EXPECT_EQ(
@@ -512,8 +483,8 @@ TEST_F(EmbeddingsStageTest, SearchFindsTheMatchingMessageFirstAndOnlyThatGuests)
 }
 
 TEST_F(EmbeddingsStageTest, SearchSkipsRowsOfAnotherModelOrSizeAndWarnsOnce) {
-  EmbeddingsStage other(Defaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{64}}}),
-                        *env_);
+  EmbeddingsStage other(
+      ConfigWithDefaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{64}}}), *env_);
   const std::string guest = NewGuest("mixed");
   ASSERT_TRUE(Write(other, guest, "password of another size").status.ok());
   ASSERT_TRUE(Write(guest, "password of the current size").status.ok());
@@ -523,15 +494,16 @@ TEST_F(EmbeddingsStageTest, SearchSkipsRowsOfAnotherModelOrSizeAndWarnsOnce) {
   ASSERT_EQ(result.hits.size(), 1u);
   EXPECT_EQ(result.hits[0].message.content, "password of the current size");
   Search(*stage_, guest, "password", 5);
-  EXPECT_EQ(log_->count("W search skipped 1 embedding(s) of guest " + guest), 1) << log_->all();
+  EXPECT_EQ(log_->Count(LogLevel::kWarn, "search skipped 1 embedding(s) of guest " + guest), 1)
+      << log_->All();
 }
 
 // Rows written at another size (e.g. 1408, set explicitly or by an older
 // default) are skipped by a stage of the default size, and searched again by
 // a stage of their size.
 TEST_F(EmbeddingsStageTest, SearchKeepsRowsOfEachSizeApart) {
-  EmbeddingsStage wide(Defaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{1408}}}),
-                       *env_);
+  EmbeddingsStage wide(
+      ConfigWithDefaults(EmbeddingsStage::config_schema(), {{"dimensions", std::int64_t{1408}}}), *env_);
   const std::string guest = NewGuest("sizes");
   ASSERT_TRUE(Write(wide, guest, "reset my password please").status.ok());
   ASSERT_TRUE(Write(guest, "my password does not work").status.ok());
@@ -542,12 +514,13 @@ TEST_F(EmbeddingsStageTest, SearchKeepsRowsOfEachSizeApart) {
   ASSERT_EQ(result.hits.size(), 2u);
   EXPECT_EQ(result.hits[0].message.content, "my password does not work");
   EXPECT_EQ(result.hits[1].message.content, "pizza with mushrooms");
-  EXPECT_EQ(log_->count("W search skipped 1 embedding(s) of guest " + guest), 1) << log_->all();
-  EXPECT_EQ(log_->count("(e.g. message "), 1) << log_->all();
-  EXPECT_NE(log_->all().find("model stowage-hash-v1, 1408 dims) than the current provider's (model "
+  EXPECT_EQ(log_->Count(LogLevel::kWarn, "search skipped 1 embedding(s) of guest " + guest), 1)
+      << log_->All();
+  EXPECT_EQ(log_->Count(LogLevel::kWarn, "(e.g. message "), 1) << log_->All();
+  EXPECT_NE(log_->All().find("model stowage-hash-v1, 1408 dims) than the current provider's (model "
                              "stowage-hash-v1, 256 dims)"),
             std::string::npos)
-      << log_->all();
+      << log_->All();
 
   result = Search(wide, guest, "reset my password", 5);
   ASSERT_TRUE(result.status.ok()) << result.status.ToString();
@@ -562,7 +535,7 @@ TEST_F(EmbeddingsStageTest, SearchKeepsRowsOfEachSizeApart) {
 TEST_F(EmbeddingsStageTest, ConstructorNeedsADatabase) {
   StageEnvironment no_database{*log_, nullptr};
   try {
-    EmbeddingsStage stage(Defaults(EmbeddingsStage::config_schema()), no_database);
+    EmbeddingsStage stage(ConfigWithDefaults(EmbeddingsStage::config_schema()), no_database);
     FAIL() << "constructed without a database";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("needs `database = "), std::string::npos) << e.what();
@@ -570,12 +543,13 @@ TEST_F(EmbeddingsStageTest, ConstructorNeedsADatabase) {
 }
 
 TEST_F(EmbeddingsStageTest, MigrationIsRecordedOnceAndRepeatable) {
-  EmbeddingsStage again(Defaults(EmbeddingsStage::config_schema()), *env_);
-  EXPECT_GE(log_->count("schema of database 'main' is current"), 1) << log_->all();
-  EXPECT_EQ(Query("SELECT version FROM stowage_schema_migrations WHERE component = 'embeddings' ORDER BY version",
-                  {})
-                .rows,
-            (std::vector<std::vector<SqlValue>>{{"1"}, {"2"}}));
+  EmbeddingsStage again(ConfigWithDefaults(EmbeddingsStage::config_schema()), *env_);
+  EXPECT_GE(log_->Count(LogLevel::kInfo, "schema of database 'main' is current"), 1) << log_->All();
+  EXPECT_EQ(
+      Query("SELECT version FROM stowage_schema_migrations WHERE component = 'embeddings' ORDER BY version",
+            {})
+          .rows,
+      (std::vector<std::vector<SqlValue>>{{"1"}, {"2"}}));
   // Migration 2: the embedding column is compressed with lz4 (Debian's
   // PostgreSQL has it).
   EXPECT_EQ(Query("SELECT attcompression FROM pg_attribute WHERE attrelid = 'cache_embeddings'::regclass"
@@ -595,7 +569,7 @@ TEST_F(EmbeddingsStageTest, MigrationIsRecordedOnceAndRepeatable) {
 TEST(EmbeddingsStageOutageTest, DatabaseDownAtStartIsMigratedBeforeFirstUse) {
   stowage::testing::ServiceInstance server(stowage::testing::Service::kPostgres);
   ASSERT_TRUE(server.running());
-  auto log = std::make_shared<CaptureLogger>();
+  auto log = std::make_shared<CapturingLogger>();
   config::DatabaseSettings settings;
   settings.name = "main";
   settings.url = server.url();
@@ -603,11 +577,12 @@ TEST(EmbeddingsStageOutageTest, DatabaseDownAtStartIsMigratedBeforeFirstUse) {
   database::PostgresDatabase database(settings, log);
   StageEnvironment env{*log, &database};
   // The postgres stage creates message_cache first, as in the pipeline.
-  postgres::PostgresStage postgres(Defaults(postgres::PostgresStage::config_schema()), env);
+  postgres::PostgresStage postgres(ConfigWithDefaults(postgres::PostgresStage::config_schema()), env);
   ASSERT_TRUE(server.Stop());
 
-  EmbeddingsStage stage(Defaults(EmbeddingsStage::config_schema()), env);
-  EXPECT_EQ(log->count("cache_embeddings will be created before the first use"), 1) << log->all();
+  EmbeddingsStage stage(ConfigWithDefaults(EmbeddingsStage::config_schema()), env);
+  EXPECT_EQ(log->Count(LogLevel::kWarn, "cache_embeddings will be created before the first use"), 1)
+      << log->All();
   ASSERT_TRUE(server.Start());
 
   auto acquired = database.Acquire(Soon());

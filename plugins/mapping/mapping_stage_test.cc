@@ -36,11 +36,7 @@ constexpr const char* kChatTables[] = {
 };
 
 StageConfig Config(std::map<std::string, ConfigValue> overrides = {}) {
-  std::map<std::string, ConfigValue> values;
-  const ConfigSchema schema = MappingStage::config_schema();
-  for (const auto& key : schema.keys()) values[key.name] = *key.default_value;
-  for (auto& [name, value] : overrides) values[name] = value;
-  return StageConfig(std::move(values));
+  return ConfigWithDefaults(MappingStage::config_schema(), std::move(overrides));
 }
 
 class MappingStageTest : public ::testing::Test {
@@ -134,9 +130,8 @@ TEST_F(MappingStageTest, WriteMapsTheMessageWithExactlyTheseValues) {
   ASSERT_EQ(row.rows.size(), 1u);
   EXPECT_EQ(row.rows[0], (std::vector<SqlValue>{"message", id, std::nullopt, guest, "redis", "postgresql",
                                                 "true", "true"}));
-  EXPECT_THAT(log_.All(),
-              HasSubstr("info: ✓ Created cache_content_mapping entry: message " + id +
-                        " (redis -> postgresql) for guest " + guest));
+  EXPECT_THAT(log_.All(), HasSubstr("info: ✓ Created cache_content_mapping entry: message " + id +
+                                    " (redis -> postgresql) for guest " + guest));
 }
 
 TEST_F(MappingStageTest, OneRowPerMessage) {
@@ -186,9 +181,8 @@ TEST_F(MappingStageTest, AReplayMapsAMessageTheStageMissed) {
       {guest});
   ASSERT_EQ(row.rows.size(), 1u);
   EXPECT_EQ(row.rows[0], (std::vector<SqlValue>{"message", id, guest, "redis", "postgresql"}));
-  EXPECT_THAT(log_.All(),
-              HasSubstr("info: ✓ Created cache_content_mapping entry: replay: message " + id +
-                        " (redis -> postgresql) for guest " + guest));
+  EXPECT_THAT(log_.All(), HasSubstr("info: ✓ Created cache_content_mapping entry: replay: message " + id +
+                                    " (redis -> postgresql) for guest " + guest));
 }
 
 TEST_F(MappingStageTest, AReplayOfAMappedMessageStoresNothingNew) {

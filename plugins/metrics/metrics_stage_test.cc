@@ -25,13 +25,9 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 StageConfig Config(std::map<std::string, ConfigValue> overrides = {}) {
-  std::map<std::string, ConfigValue> values;
-  const ConfigSchema schema = MetricsStage::config_schema();
-  for (const auto& key : schema.keys()) values[key.name] = *key.default_value;
   // Tests flush explicitly unless they say otherwise.
-  values["flush_interval_ms"] = std::int64_t{3'600'000};
-  for (auto& [name, value] : overrides) values[name] = value;
-  return StageConfig(std::move(values));
+  overrides.emplace("flush_interval_ms", std::int64_t{3'600'000});
+  return ConfigWithDefaults(MetricsStage::config_schema(), std::move(overrides));
 }
 
 class MetricsStageTest : public ::testing::Test {
@@ -119,8 +115,10 @@ TEST_F(MetricsStageTest, FirstPostCreatesTheUsersRow) {
   EXPECT_EQ(Usage(user, "monthly_request_limit"), "1000");
   EXPECT_EQ(Usage(user, "month_requests"), "1");
   EXPECT_EQ(Usage(user, "month_start = date_trunc('month', now() AT TIME ZONE 'UTC')::date"), "true");
-  EXPECT_THAT(log_.All(), HasSubstr("info: ✓ Created new usage metrics record: counted request 1 of 1000 this "
-                                    "month for guest " + user));
+  EXPECT_THAT(log_.All(),
+              HasSubstr("info: ✓ Created new usage metrics record: counted request 1 of 1000 this "
+                        "month for guest " +
+                        user));
 }
 
 TEST_F(MetricsStageTest, EveryPostAddsOneRequestAndOneMiss) {
@@ -132,7 +130,8 @@ TEST_F(MetricsStageTest, EveryPostAddsOneRequestAndOneMiss) {
   EXPECT_EQ(Usage(user, "cache_misses"), "3");
   EXPECT_EQ(Usage(user, "cache_hits"), "0");
   EXPECT_EQ(Usage(user, "month_requests"), "3");
-  EXPECT_THAT(log_.All(), HasSubstr("✓ Updated usage metrics: counted request 3 of 1000 this month for guest " + user));
+  EXPECT_THAT(log_.All(),
+              HasSubstr("✓ Updated usage metrics: counted request 3 of 1000 this month for guest " + user));
   EXPECT_EQ(db_->Scalar("SELECT count(*) FROM usage_metrics WHERE user_id = $1", {user}), "1");
 }
 
@@ -190,7 +189,10 @@ TEST_F(MetricsStageTest, AReplayIsCountedOnceLikeAPost) {
   EXPECT_EQ(Usage(user, "total_requests"), "2");
   EXPECT_EQ(Usage(user, "cache_misses"), "2");
   EXPECT_EQ(Usage(user, "month_requests"), "2");
-  EXPECT_THAT(log_.All(), HasSubstr("info: ✓ Updated usage metrics: counted replayed request 2 of 1000 this month for guest " + user));
+  EXPECT_THAT(
+      log_.All(),
+      HasSubstr("info: ✓ Updated usage metrics: counted replayed request 2 of 1000 this month for guest " +
+                user));
 }
 
 TEST_F(MetricsStageTest, AReplayBeyondTheMonthlyLimitIsCountedButNotRefused) {
@@ -206,7 +208,10 @@ TEST_F(MetricsStageTest, AReplayBeyondTheMonthlyLimitIsCountedButNotRefused) {
   EXPECT_EQ(Usage(user, "month_requests"), "3");
   EXPECT_THAT(log_.All(), HasSubstr("info: replayed request of guest " + user +
                                     " is beyond its monthly limit of 2: counted, not refused"));
-  EXPECT_THAT(log_.All(), HasSubstr("info: ✓ Updated usage metrics: counted replayed request 3 of 2 this month for guest " + user));
+  EXPECT_THAT(
+      log_.All(),
+      HasSubstr("info: ✓ Updated usage metrics: counted replayed request 3 of 2 this month for guest " +
+                user));
 
   // A new POST is still refused, and not counted.
   EXPECT_EQ(Post(*stage, user).code(), StatusCode::kRejected);

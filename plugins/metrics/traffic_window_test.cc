@@ -83,10 +83,7 @@ TEST(TextArrayLiteralTest, QuotesEveryElementAndEscapesQuotesAndBackslashes) {
 StageConfig PolicyConfig(std::map<std::string, ConfigValue> overrides) {
   ConfigSchema schema;
   UsagePolicy::Declare(schema);
-  std::map<std::string, ConfigValue> values;
-  for (const auto& key : schema.keys()) values[key.name] = *key.default_value;
-  for (auto& [name, value] : overrides) values[name] = value;
-  return StageConfig(std::move(values));
+  return ConfigWithDefaults(schema, std::move(overrides));
 }
 
 TEST(UsagePolicyTest, DefaultsToGuestsWithAnEnforcedLimitOf1000) {

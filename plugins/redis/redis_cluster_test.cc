@@ -16,8 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -78,7 +78,8 @@ class Node {
     }
     auto* reply = static_cast<redisReply*>(
         redisCommandArgv(context_, static_cast<int>(argv.size()), parts.data(), lengths.data()));
-    if (reply == nullptr) throw std::runtime_error("the node on port " + std::to_string(port_) + " did not answer");
+    if (reply == nullptr)
+      throw std::runtime_error("the node on port " + std::to_string(port_) + " did not answer");
     std::string text = Text(reply);
     freeReplyObject(reply);
     return text;
@@ -126,8 +127,8 @@ class RedisClusterTest : public ::testing::Test {
     }
     first_port_ = std::stoi(out);
     folder_ = fs::temp_directory_path() / ("stowage-cluster-" + std::to_string(::getpid()));
-    if (Shell(services_ + " start redis-cluster " + folder_.string() + " " + std::to_string(first_port_), &out) !=
-        0) {
+    if (Shell(services_ + " start redis-cluster " + folder_.string() + " " + std::to_string(first_port_),
+              &out) != 0) {
       setup_error_ = "scripts/services start redis-cluster failed: " + out;
       return;
     }
@@ -148,12 +149,7 @@ class RedisClusterTest : public ::testing::Test {
   // The stage's options from its defaults and `overrides`, as the host
   // would build them.
   static ChatStoreOptions OptionsFor(const std::map<std::string, ConfigValue>& overrides) {
-    std::map<std::string, ConfigValue> values;
-    const ConfigSchema schema = RedisStage::config_schema();
-    for (const ConfigKey& key : schema.keys())
-      if (key.default_value) values[key.name] = *key.default_value;
-    for (const auto& [name, value] : overrides) values[name] = value;
-    return RedisStage::OptionsFromConfig(StageConfig(values));
+    return RedisStage::OptionsFromConfig(ConfigWithDefaults(RedisStage::config_schema(), overrides));
   }
 
   // A stage on the cluster, given only the first seed of the url or all.
@@ -178,7 +174,8 @@ class RedisClusterTest : public ::testing::Test {
           fields >> id >> address >> flags >> master >> skip >> skip >> skip >> skip;
           NodeInfo info;
           info.id = id;
-          info.port = std::stoi(address.substr(address.find(':') + 1, address.find('@') - address.find(':') - 1));
+          info.port =
+              std::stoi(address.substr(address.find(':') + 1, address.find('@') - address.find(':') - 1));
           info.master = flags.find("master") != std::string::npos;
           info.failed = flags.find("fail") != std::string::npos;
           info.master_id = master;
@@ -187,7 +184,8 @@ class RedisClusterTest : public ::testing::Test {
             if (range.front() == '[') continue;  // a slot being moved
             const auto dash = range.find('-');
             const int first = std::stoi(range.substr(0, dash));
-            info.slots.emplace_back(first, dash == std::string::npos ? first : std::stoi(range.substr(dash + 1)));
+            info.slots.emplace_back(first,
+                                    dash == std::string::npos ? first : std::stoi(range.substr(dash + 1)));
           }
           nodes.push_back(info);
         }
@@ -250,8 +248,9 @@ class RedisClusterTest : public ::testing::Test {
 
 TEST_F(RedisClusterTest, KeySlotAgreesWithTheCluster) {
   Node node(first_port_);
-  std::vector<std::string> keys = {"guest:1", "guest:{guest:1}:version", "{chat}:guest:7", "a{}b", "{}{x}",
-                                   "x{y}{z}", "{{a}}", "", "user:\xff\x01"};
+  std::vector<std::string> keys = {
+      "guest:1",      "guest:{guest:1}:version", "{chat}:guest:7", "a{}b", "{}{x}", "x{y}{z}", "{{a}}", "",
+      "user:\xff\x01"};
   for (int i = 0; i < 300; ++i) keys.push_back("guest:" + std::to_string(i * 7919));
   for (const std::string& key : keys)
     EXPECT_EQ(std::to_string(KeySlot(key)), node.Command({"CLUSTER", "KEYSLOT", key})) << key;
@@ -271,7 +270,8 @@ TEST_F(RedisClusterTest, WritesLandOnTheSlotsMasterAndOnAReplica) {
     ASSERT_NE(master, 0) << "slot " << slot;
     ++per_master[master];
     Node on_master(master);
-    EXPECT_NE(on_master.Command({"GET", "guest:" + guest}), "(nil)") << guest << " is not on its slot's master";
+    EXPECT_NE(on_master.Command({"GET", "guest:" + guest}), "(nil)")
+        << guest << " is not on its slot's master";
     // WAIT 1 ran before write() returned: the master's replica has it.
     const std::string master_id = IdOf(master);
     for (const NodeInfo& info : Nodes()) {
@@ -279,7 +279,8 @@ TEST_F(RedisClusterTest, WritesLandOnTheSlotsMasterAndOnAReplica) {
       Node replica(info.port);
       replica.Command({"READONLY"});
       EXPECT_NE(replica.Command({"GET", "guest:" + guest}).find("second"), std::string::npos)
-          << guest << " is not on the replica on port " << info.port << ": " << replica.Command({"GET", "guest:" + guest});
+          << guest << " is not on the replica on port " << info.port << ": "
+          << replica.Command({"GET", "guest:" + guest});
     }
   }
   EXPECT_EQ(per_master.size(), 3u) << "40 guests should spread over the 3 masters";
@@ -337,7 +338,8 @@ TEST_F(RedisClusterTest, FollowsASlotThatMovesAskWhileItMovesMovedAfter) {
   waiting.join();
   ASSERT_TRUE(during.ok()) << "the write of a new guest during the move: " << during.ToString();
   ASSERT_TRUE(Post(*stage, settled, 2, "after the move").ok());
-  EXPECT_EQ(Cached(*stage, settled), (std::vector<std::string>{"before the move", "asked over", "after the move"}));
+  EXPECT_EQ(Cached(*stage, settled),
+            (std::vector<std::string>{"before the move", "asked over", "after the move"}));
   EXPECT_EQ(Cached(*stage, fresh), (std::vector<std::string>{"during the move"}));
   EXPECT_NE(target.Command({"GET", "guest:" + fresh}), "(nil)");
   EXPECT_EQ(MasterOf(slot), to);
@@ -384,7 +386,8 @@ TEST_F(RedisClusterTest, AKilledMasterIsFailedOverWithoutRestartingTheStage) {
 
   // The killed node comes back as a replica; the cluster is whole again.
   std::string out;
-  ASSERT_EQ(Shell(services_ + " start redis-node " + folder_.string() + " " + std::to_string(master), &out), 0)
+  ASSERT_EQ(Shell(services_ + " start redis-node " + folder_.string() + " " + std::to_string(master), &out),
+            0)
       << out;
   // The stage learned the map while the promoted master had no replica; a
   // second later it knows the replica and waits for it again: frozen, the
@@ -438,7 +441,8 @@ TEST_F(RedisClusterTest, RefusesConfigsThatCannotWork) {
   for (const std::string& url : {"unix:///tmp/redis.sock", "redis://h1:7000/3"}) {
     EXPECT_THROW(options({{"url", url}, {"cluster", true}}), std::invalid_argument) << url;
   }
-  const ChatStoreOptions taken = options({{"url", std::string("redis://:pw@h1:7000,h2,[::1]:7002")}, {"cluster", true}});
+  const ChatStoreOptions taken =
+      options({{"url", std::string("redis://:pw@h1:7000,h2,[::1]:7002")}, {"cluster", true}});
   ASSERT_EQ(taken.cluster_seeds.size(), 3u);
   EXPECT_EQ(taken.cluster_seeds[1].Address(), "h2:6379");
   EXPECT_EQ(taken.cluster_seeds[2].Address(), "[::1]:7002");

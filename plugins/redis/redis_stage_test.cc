@@ -201,13 +201,8 @@ Message Msg(std::string content, std::string role = "user") {
 }
 
 StageConfig ConfigFor(const std::string& url, std::map<std::string, ConfigValue> overrides = {}) {
-  std::map<std::string, ConfigValue> values;
-  const ConfigSchema schema = RedisStage::config_schema();
-  for (const ConfigKey& key : schema.keys())
-    if (key.default_value) values[key.name] = *key.default_value;
-  values["url"] = url;
-  for (auto& [name, value] : overrides) values[name] = value;
-  return StageConfig(values);
+  overrides.emplace("url", url);
+  return ConfigWithDefaults(RedisStage::config_schema(), std::move(overrides));
 }
 
 // The messages in a raw stored value, parsed by Boost.JSON directly; fails the
@@ -377,7 +372,8 @@ TEST_F(RedisStageTest, WriteLogsOneInfoLinePerMessage) {
   std::string guest = UniqueGuest("log");
   ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("one")).ok());
   ASSERT_TRUE(WriteNew(*stage_, log_, guest, Msg("two")).ok());
-  EXPECT_EQ(log_.Count(LogLevel::kInfo, "Message stored successfully! guest " + guest + ", key guest:" + guest), 2u)
+  EXPECT_EQ(
+      log_.Count(LogLevel::kInfo, "Message stored successfully! guest " + guest + ", key guest:" + guest), 2u)
       << log_.All();
   EXPECT_EQ(log_.Count(LogLevel::kInfo, "ttl 86400s"), 2u) << log_.All();
 }
@@ -507,8 +503,13 @@ TEST_F(RedisStageTest, EveryPageIsCutInRedisFromTheCachedHistory) {
   // Contents that look like the array's own punctuation, and long ones, so
   // that the history spans several of the script's 64 KiB slices.
   std::vector<Message> history;
-  const std::vector<std::string> tricky = {R"({"role":"user"})", R"(},{"role":"x","content":")", "\\\"{\"",
-                                           "{", "\"", "caf\u00e9 \xe2\x82\xac", "[{}]"};
+  const std::vector<std::string> tricky = {R"({"role":"user"})",
+                                           R"(},{"role":"x","content":")",
+                                           "\\\"{\"",
+                                           "{",
+                                           "\"",
+                                           "caf\u00e9 \xe2\x82\xac",
+                                           "[{}]"};
   for (int i = 0; i < 23; ++i) {
     std::string content = tricky[i % tricky.size()] + " #" + std::to_string(i);
     if (i % 2 == 0) content += std::string(20000 + i * 100, 'x');
@@ -531,7 +532,8 @@ TEST_F(RedisStageTest, EveryPageIsCutInRedisFromTheCachedHistory) {
       ASSERT_TRUE(read.status.ok()) << asked << ": " << read.status.ToString();
       ASSERT_TRUE(read.found) << asked;
       EXPECT_EQ(range.total, total) << asked;
-      const std::vector<Message> expected(history.begin() + range.first(total), history.begin() + range.end(total));
+      const std::vector<Message> expected(history.begin() + range.first(total),
+                                          history.begin() + range.end(total));
       EXPECT_EQ(read.messages, expected) << asked;
     }
   }
@@ -744,7 +746,8 @@ TEST_F(RedisStageTest, WhileAChangeIsInFlightTheArrayIsNotServedNorRefilled) {
   const GuestKeys keys = store.Keys(guest);
   ChatStore::Found found = ChatStore::Found::kHit;
   std::vector<Message> messages;
-  ASSERT_TRUE(store.Read(keys, "lease-in-flight", nullptr, Deadline::After(seconds(5)), &found, &messages).ok());
+  ASSERT_TRUE(
+      store.Read(keys, "lease-in-flight", nullptr, Deadline::After(seconds(5)), &found, &messages).ok());
   EXPECT_EQ(found, ChatStore::Found::kBusy);
   bool stored = true;
   ASSERT_TRUE(store.Refill(keys, "lease-in-flight", history, Deadline::After(seconds(5)), &stored).ok());

@@ -36,6 +36,7 @@
 #include "journal/journal_store.h"
 #include "loader/plugin_loader.h"
 #include "logging/logging.h"
+#include "stowage/plugin.h"
 #include "stowage/version.h"
 
 namespace {
@@ -145,10 +146,8 @@ int CheckTargets(const stowage::config::PipelineConfig& pipeline) {
             if (!db.ok()) return db;
           }
           return stage->stage->health(deadline);
-        } catch (const std::exception& e) {
-          return stowage::Status::Internal(std::string("health() threw: ") + e.what());
         } catch (...) {
-          return stowage::Status::Internal("health() threw a non-standard exception");
+          return stowage::internal::StatusFromCurrentException("health()");
         }
       });
       check.health = task.get_future();

@@ -98,6 +98,12 @@ TEST(ChecklistTest, TheOperatorsChecklistHoldsPointByPoint) {
   const std::string log = server->log();
   for (const char* prefix : kStagePrefixes)
     EXPECT_EQ(CountLines(log, prefix, guest), 1) << prefix << " should log one line for the message:\n" << log;
+  // Each names its stage (pipeline.toml's name) beside the plugin's tag.
+  const char* const kStageNames[] = {"redis", "postgres", "embeddings", "metrics", "mapping"};
+  for (std::size_t i = 0; i < std::size(kStageNames); ++i)
+    EXPECT_EQ(CountLines(log, kStagePrefixes[i], std::string(" stage=") + kStageNames[i]), 1)
+        << kStagePrefixes[i] << " should end with stage=" << kStageNames[i] << ":\n"
+        << log;
 
   // 3. Redis holds guest:{id}: a JSON array of the messages, TTL 86400.
   auto cached = redis.Get("guest:" + guest);

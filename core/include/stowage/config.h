@@ -22,10 +22,14 @@ enum class ConfigType { kString, kInteger, kFloat, kBoolean };
 
 inline const char* ConfigTypeName(ConfigType type) noexcept {
   switch (type) {
-    case ConfigType::kString: return "string";
-    case ConfigType::kInteger: return "integer";
-    case ConfigType::kFloat: return "float";
-    case ConfigType::kBoolean: return "boolean";
+    case ConfigType::kString:
+      return "string";
+    case ConfigType::kInteger:
+      return "integer";
+    case ConfigType::kFloat:
+      return "float";
+    case ConfigType::kBoolean:
+      return "boolean";
   }
   return "unknown";
 }
@@ -103,5 +107,16 @@ class StageConfig {
 
   std::map<std::string, ConfigValue> values_;
 };
+
+// A stage's config as the host makes it from a valid table: `values`, and
+// every optional key of `schema` they leave out at its default. For tests
+// and tools that make a stage without the host; `values` must hold the
+// required keys.
+inline StageConfig ConfigWithDefaults(const ConfigSchema& schema,
+                                      std::map<std::string, ConfigValue> values = {}) {
+  for (const ConfigKey& key : schema.keys())
+    if (key.default_value) values.emplace(key.name, *key.default_value);
+  return StageConfig(std::move(values));
+}
 
 }  // namespace stowage

@@ -34,10 +34,16 @@
 // written after the COMMIT, with prepare() before it (see stage.h).
 #pragma once
 
+#include <cxxabi.h>
+
+#include <concepts>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
+#include <typeinfo>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -112,15 +118,34 @@ struct StowagePluginInfo {
 
 namespace stowage::internal {
 
-// Turns an exception into a Status; used where stage code meets the boundary.
-inline Status StatusFromCurrentException(const char* operation) noexcept {
+// What the exception being handled is, for a message: its demangled type,
+// then what() for a std::exception ("std::bad_optional_access: bad optional
+// access"), or "an exception of type int". Call inside a catch block only.
+inline std::string CurrentExceptionText() noexcept {
   try {
-    throw;
-  } catch (const std::exception& e) {
-    return Status::Internal(std::string(operation) + " threw: " + e.what());
+    std::string type = "an unknown type";
+    if (const std::type_info* info = abi::__cxa_current_exception_type()) {
+      int status = 0;
+      std::unique_ptr<char, void (*)(void*)> demangled(abi::__cxa_demangle(info->name(), nullptr, nullptr, &status),
+                                                       std::free);
+      type = status == 0 && demangled ? demangled.get() : info->name();
+    }
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      return type + ": " + e.what();
+    } catch (...) {
+      return "an exception of type " + type;
+    }
   } catch (...) {
-    return Status::Internal(std::string(operation) + " threw a non-standard exception");
+    return "an exception (describing it failed)";
   }
+}
+
+// Turns an exception into a Status; used where stage code meets the boundary.
+// The message is "<operation> threw <CurrentExceptionText()>".
+inline Status StatusFromCurrentException(const char* operation) noexcept {
+  return Status::Internal(std::string(operation) + " threw " + CurrentExceptionText());
 }
 
 // Wraps a stage so that every call returns a result and none throws. Lives in
@@ -226,13 +251,47 @@ class GuardedStage final : public Stage {
   std::unique_ptr<StageClass> inner_;
 };
 
+// What STOWAGE_STAGE needs of its class, each checked by a static_assert
+// with a plain message before anything is instantiated with the class.
+template <typename StageClass>
+constexpr bool kDerivesFromStage = std::is_base_of_v<Stage, StageClass> && !std::is_abstract_v<StageClass>;
+template <typename StageClass>
+constexpr bool kHasStageConstructor =
+    std::is_constructible_v<StageClass, const StageConfig&, StageEnvironment&>;
+template <typename StageClass>
+constexpr bool kHasConfigSchema = requires {
+  { StageClass::config_schema() } -> std::convertible_to<ConfigSchema>;
+};
+template <typename StageClass>
+constexpr bool kIsStageClass =
+    kDerivesFromStage<StageClass> && kHasStageConstructor<StageClass> && kHasConfigSchema<StageClass>;
+
 template <typename StageClass>
 Stage* CreateGuarded(const StageConfig& config, StageEnvironment& env, Status& error) noexcept {
-  try {
-    return new GuardedStage<StageClass>(std::make_unique<StageClass>(config, env));
-  } catch (...) {
-    error = StatusFromCurrentException("the stage constructor");
-    return nullptr;
+  if constexpr (kIsStageClass<StageClass>) {
+    try {
+      return new GuardedStage<StageClass>(std::make_unique<StageClass>(config, env));
+    } catch (...) {
+      error = StatusFromCurrentException("the stage constructor");
+      return nullptr;
+    }
+  } else {
+    return nullptr;  // the static_asserts of STOWAGE_STAGE have failed the build
+  }
+}
+
+// The class's schema, made once; null when config_schema() threw.
+template <typename StageClass>
+const ConfigSchema* SchemaOf() noexcept {
+  if constexpr (kHasConfigSchema<StageClass>) {
+    try {
+      static const ConfigSchema schema = StageClass::config_schema();
+      return &schema;
+    } catch (...) {
+      return nullptr;
+    }
+  } else {
+    return nullptr;  // the static_asserts of STOWAGE_STAGE have failed the build
   }
 }
 
@@ -258,6 +317,16 @@ using StowagePluginCreateFn = stowage::Stage*(const stowage::StageConfig*, stowa
 using StowagePluginDestroyFn = void(stowage::Stage*) noexcept;
 
 #define STOWAGE_STAGE(StageClass, plugin_name, plugin_label, plugin_version)                        \
+  static_assert(stowage::internal::kDerivesFromStage<StageClass>,                                   \
+                "STOWAGE_STAGE(" #StageClass ", ...): " #StageClass                                 \
+                " must derive from stowage::Stage and override every pure virtual call "            \
+                "(target, write, compensate, erase)");                                              \
+  static_assert(stowage::internal::kHasStageConstructor<StageClass>,                                \
+                "STOWAGE_STAGE(" #StageClass ", ...): " #StageClass " needs a public constructor "  \
+                #StageClass "(const stowage::StageConfig& config, stowage::StageEnvironment& env)"); \
+  static_assert(stowage::internal::kHasConfigSchema<StageClass>,                                    \
+                "STOWAGE_STAGE(" #StageClass ", ...): " #StageClass                                 \
+                " needs a public static stowage::ConfigSchema config_schema()");                    \
   extern "C" {                                                                                      \
   STOWAGE_EXPORT extern const StowagePluginInfo stowage_plugin_info;                                \
   const StowagePluginInfo stowage_plugin_info = {                                                   \
@@ -268,12 +337,7 @@ using StowagePluginDestroyFn = void(stowage::Stage*) noexcept;
   const StowagePluginTraits stowage_plugin_traits = {                                               \
       sizeof(StowagePluginTraits), stowage::internal::TraitFlagsOf<StageClass>()};                  \
   STOWAGE_EXPORT const stowage::ConfigSchema* stowage_plugin_schema() noexcept {                    \
-    try {                                                                                           \
-      static const stowage::ConfigSchema schema = StageClass::config_schema();                      \
-      return &schema;                                                                               \
-    } catch (...) {                                                                                 \
-      return nullptr;                                                                               \
-    }                                                                                               \
+    return stowage::internal::SchemaOf<StageClass>();                                               \
   }                                                                                                 \
   STOWAGE_EXPORT stowage::Stage* stowage_plugin_create(const stowage::StageConfig* config,          \
                                                        stowage::StageEnvironment* env,              \

@@ -1,6 +1,7 @@
 #include "config/pipeline_config.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -432,8 +433,10 @@ TEST(PipelineConfigTest, JournalOnARequiredStageAndBadDurationsAreRefusedAtTheir
   EXPECT_EQ(bad.where.line, 4);
   EXPECT_NE(bad.message.find("required"), std::string::npos) << bad.message;
   for (const char* age : {"\"24\"", "\"1w\"", "\"h\"", "\"0s\"", "0", "1.5"}) {
-    bad = OnlyError(Parse("[[stage]]\nname = \"a\"\nplugin = \"redis\"\npolicy = \"best_effort\"\n"
-                          "replay_max_age = " + std::string(age) + "\n"));
+    bad =
+        OnlyError(Parse("[[stage]]\nname = \"a\"\nplugin = \"redis\"\npolicy = \"best_effort\"\n"
+                        "replay_max_age = " +
+                        std::string(age) + "\n"));
     EXPECT_EQ(bad.key, "stage[a].replay_max_age") << age;
     EXPECT_EQ(bad.where.line, 5) << age;
   }
@@ -456,7 +459,8 @@ TEST(PipelineConfigTest, UnknownKeyWithNothingCloseListsTheValidKeys) {
   EXPECT_EQ(
       error.message,
       "unknown key; valid keys: listen, io_threads, workers, body_limit, max_content_bytes, max_connections, "
-      "max_queue, queue_timeout_ms, max_history, plugin_path, admin_token_env, admin_listen, startup_timeout_ms");
+      "max_queue, queue_timeout_ms, max_history, plugin_path, admin_token_env, admin_listen, "
+      "startup_timeout_ms");
 }
 
 TEST(PipelineConfigTest, WrongTypesNameTheExpectedAndTheGivenType) {
@@ -974,15 +978,48 @@ TEST(LoadPipelineConfigTest, DirectoryIsRefused) {
   EXPECT_TRUE(Contains(result.errors[0].message, "directory"));
 }
 
+// Root reads files whatever their permissions (and CI runs as root): the
+// load then runs in a child process that has dropped to an unprivileged user
+// and sends back what it got, one error per line.
+std::vector<std::string> ErrorsLoadingAsAnUnprivilegedUser(const std::filesystem::path& file) {
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe() failed");
+  const pid_t child = ::fork();
+  if (child < 0) throw std::runtime_error("fork() failed");
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    // 65534 is "nobody" on Debian; a non-root user keeps its own id.
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    std::string out;
+    for (const ConfigError& error : LoadPipelineConfig(file, FakeEnv()).errors) out += error.message + "\n";
+    const bool written = ::write(pipe_fds[1], out.data(), out.size()) == static_cast<ssize_t>(out.size());
+    ::_exit(written ? 0 : 4);
+  }
+  ::close(pipe_fds[1]);
+  std::string got;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof(buffer))) > 0;) got.append(buffer, n);
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw std::runtime_error("the unprivileged child failed (exit status " + std::to_string(status) + ")");
+  std::vector<std::string> errors;
+  for (std::size_t start = 0, end; (end = got.find('\n', start)) != std::string::npos; start = end + 1)
+    errors.push_back(got.substr(start, end - start));
+  return errors;
+}
+
 TEST(LoadPipelineConfigTest, UnreadableFileNamesTheReason) {
-  if (geteuid() == 0) GTEST_SKIP() << "root reads files whatever their permissions";
   TempFolder folder;
+  // The folder must be reachable by the unprivileged user; only the file is not readable.
+  std::filesystem::permissions(folder.path(), std::filesystem::perms::all);
   const std::filesystem::path file = folder.path() / "pipeline.toml";
   std::ofstream(file) << kMinimalStage;
   std::filesystem::permissions(file, std::filesystem::perms::none);
-  LoadResult result = LoadPipelineConfig(file, FakeEnv());
-  ASSERT_EQ(result.errors.size(), 1u);
-  EXPECT_TRUE(Contains(result.errors[0].message, "Permission denied"));
+  std::vector<std::string> errors = ErrorsLoadingAsAnUnprivilegedUser(file);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_TRUE(Contains(errors[0], "Permission denied")) << errors[0];
 }
 
 // ---------------------------------------------------------------------------

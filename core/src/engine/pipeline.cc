@@ -111,7 +111,7 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* p
       continue;
     }
 
-    instance->logger = logging::MakeStageLogger(loaded.plugin->info().label);
+    instance->logger = logging::MakeStageLogger(loaded.plugin->info().label, settings.name);
     auto made = std::make_shared<StageWithEnvironment>();
     made->database = instance->database;
     made->logger = instance->logger;
@@ -141,6 +141,14 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* p
     }
     if (pipeline->metrics_) {
       instance->metrics = MetricsOf(*pipeline->metrics_, settings.name);
+      constexpr const char* kCompensations = "stowage_stage_compensations_total";
+      constexpr const char* kCompensationsHelp =
+          "Writes of a stage outside the databases undone because the request failed after them or they "
+          "finished after their deadline, by outcome: ok, failed (the message may remain in the target).";
+      instance->counters->compensated_total = &pipeline->metrics_->counter(
+          kCompensations, kCompensationsHelp, {{"stage", settings.name}, {"outcome", "ok"}});
+      instance->counters->compensation_failed_total = &pipeline->metrics_->counter(
+          kCompensations, kCompensationsHelp, {{"stage", settings.name}, {"outcome", "failed"}});
       if (instance->breaker) {
         instance->metrics.circuit = &pipeline->metrics_->gauge(
             "stowage_circuit_state",

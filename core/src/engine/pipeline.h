@@ -81,6 +81,10 @@ struct StageCounters {
   std::atomic<std::uint64_t> timed_out{0};
   std::atomic<std::uint64_t> compensated{0};
   std::atomic<std::uint64_t> compensation_failed{0};
+  // The exported series of the two above (stowage_stage_compensations_total);
+  // null without a metrics registry. Counted by CountCompensation.
+  observability::Counter* compensated_total = nullptr;
+  observability::Counter* compensation_failed_total = nullptr;
 };
 
 // One configured stage: its settings, its plugin, and (when enabled) the

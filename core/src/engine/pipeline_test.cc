@@ -12,6 +12,8 @@
 #include <sstream>
 #include <thread>
 
+#include "observability/metrics.h"
+
 namespace stowage::engine {
 namespace {
 
@@ -62,7 +64,7 @@ class PipelineTest : public ::testing::Test {
       for (const auto& [key, value] : spec.config) s.config[key] = RawValue{value, s.where};
       cfg.stages.push_back(std::move(s));
     }
-    auto built = Pipeline::Build(cfg);
+    auto built = Pipeline::Build(cfg, nullptr, &registry_);
     EXPECT_TRUE(built.errors.empty()) << (built.errors.empty() ? "" : built.errors.front());
     return built.pipeline;
   }
@@ -76,8 +78,15 @@ class PipelineTest : public ::testing::Test {
 
   static Message Msg(const std::string& content) { return {"user", content, "2026-01-01T00:00:00.000000Z"}; }
 
+  // The stage's series `outcome` of stowage_stage_compensations_total.
+  double Compensations(const std::string& stage, const std::string& outcome) {
+    return registry_.counter("stowage_stage_compensations_total", "", {{"stage", stage}, {"outcome", outcome}})
+        .value();
+  }
+
   fs::path dir_;
   std::string journal_;
+  observability::Registry registry_;
 };
 
 TEST_F(PipelineTest, WriteGoesThroughEveryStageInOrderAndReportsTargets) {
@@ -106,6 +115,10 @@ TEST_F(PipelineTest, RequiredFailureCompensatesAppliedStagesInReverseOrderAndFai
   EXPECT_TRUE(read.messages.empty());
   EXPECT_EQ(p->stages()[0]->counters->compensated.load(), 1u);
   EXPECT_EQ(p->stages()[2]->counters->failed.load(), 1u);
+  // Both compensations are exported (/metrics).
+  EXPECT_EQ(Compensations("a", "ok"), 1);
+  EXPECT_EQ(Compensations("b", "ok"), 1);
+  EXPECT_EQ(Compensations("a", "failed"), 0);
 }
 
 TEST_F(PipelineTest, BestEffortFailureDegradesAndTheWriteGoesOn) {

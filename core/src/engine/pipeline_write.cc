@@ -360,11 +360,10 @@ class WriteRun {
       }
       if (state_[*it] != StageState::kWritten || s.database != nullptr) continue;
       WriteCall undone = CallWrite(runner_, TargetOf(s), request_, outcome_.attributes, WriteOp::kCompensate);
+      CountCompensation(*s.counters, undone.status.ok());
       if (undone.status.ok()) {
-        s.counters->compensated.fetch_add(1, std::memory_order_relaxed);
         s.logger->info("undid the write for guest " + guest() + " because " + because);
       } else {
-        s.counters->compensation_failed.fetch_add(1, std::memory_order_relaxed);
         s.logger->error("could not undo the write for guest " + guest() + ": " + undone.status.ToString() +
                         "; the message may remain in this target");
       }

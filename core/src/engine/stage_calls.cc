@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "observability/metrics.h"
+#include "stowage/plugin.h"
 
 namespace stowage::engine {
 
@@ -47,9 +48,16 @@ StageMetrics MetricsOf(observability::Registry& registry, const std::string& sta
   m.journaled = &registry.counter("stowage_journal_recorded_total",
                                   "Messages a best_effort stage failed to store, journaled for replay.",
                                   {{"stage", stage}});
-  m.replayed = &registry.counter("stowage_journal_replayed_total",
-                                 "Journal entries replayed into their stage and removed.", {{"stage", stage}});
+  m.replayed =
+      &registry.counter("stowage_journal_replayed_total",
+                        "Journal entries replayed into their stage and removed.", {{"stage", stage}});
   return m;
+}
+
+void CountCompensation(StageCounters& counters, bool ok) {
+  (ok ? counters.compensated : counters.compensation_failed).fetch_add(1, std::memory_order_relaxed);
+  if (observability::Counter* total = ok ? counters.compensated_total : counters.compensation_failed_total)
+    total->Add();
 }
 
 namespace {
@@ -193,12 +201,11 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
                                 *target.log, done.attributes};
       ctx.replay = request->replay;
       Status undone = target.stage->compensate(ctx);
+      CountCompensation(*target.counters, undone.ok());
       if (undone.ok()) {
-        target.counters->compensated.fetch_add(1, std::memory_order_relaxed);
         target.log->warn("write for guest " + request->guest_id +
                          " finished after its deadline and was undone (compensated)");
       } else {
-        target.counters->compensation_failed.fetch_add(1, std::memory_order_relaxed);
         target.log->error("write for guest " + request->guest_id +
                           " finished after its deadline and could not be undone: " + undone.ToString() +
                           "; the message may remain in this target");
@@ -215,10 +222,8 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
 Status HealthOf(stowage::Stage& stage, Deadline deadline) {
   try {
     return stage.health(deadline);
-  } catch (const std::exception& e) {
-    return Status::Internal(std::string("health() threw: ") + e.what());
   } catch (...) {
-    return Status::Internal("health() threw a non-standard exception");
+    return stowage::internal::StatusFromCurrentException("health()");
   }
 }
 
@@ -227,8 +232,8 @@ std::string SavepointOf(std::size_t index) {
 }
 
 WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactions& transactions,
-                           const std::shared_ptr<const Request>& request, const Attributes& attributes, WriteOp op,
-                           bool* transaction_lost) {
+                           const std::shared_ptr<const Request>& request, const Attributes& attributes,
+                           WriteOp op, bool* transaction_lost) {
   const Deadline deadline = Deadline::After(s.settings.timeout);
   LazySession session(*s.database, &transactions, s.required() ? "" : SavepointOf(index), deadline);
   WriteCall call{Status::Ok(), attributes};

@@ -59,6 +59,10 @@ StageMetrics MetricsOf(observability::Registry& registry, const std::string& sta
 // breaker (when `breaker` is set: the call was let through by it).
 void Count(const StageInstance& s, const stowage::Status& status, Clock::time_point began, bool breaker = false);
 
+// Counts one compensation of a stage (`ok`: it undid the write), in its
+// counters and its metric.
+void CountCompensation(StageCounters& counters, bool ok);
+
 // Asks the breaker of a best_effort stage whether it may be called now; a
 // stage skipped is counted as such.
 bool Admitted(const StageInstance& s);

@@ -28,12 +28,8 @@ class NullLogger final : public stowage::Logger {
 // The test stage's config as the host would make it from its schema: every
 // key at its default, "construct" set to `construct` ("ok" or "throw").
 stowage::StageConfig TestStageConfig(const Plugin& plugin, const std::string& construct) {
-  std::map<std::string, stowage::ConfigValue> values;
-  for (const auto& key : plugin.schema().keys())
-    if (key.default_value) values[key.name] = *key.default_value;
-  values["target"] = std::string("t");
-  values["construct"] = construct;
-  return stowage::StageConfig(values);
+  return stowage::ConfigWithDefaults(plugin.schema(),
+                                     {{"target", std::string("t")}, {"construct", construct}});
 }
 
 TEST(PluginLoaderTest, LoadsAStageAndReadsItsVersionBlockAndSchema) {
@@ -77,7 +73,10 @@ TEST(PluginLoaderTest, RefusesALibraryWithoutVersionBlock) {
   EXPECT_FALSE(loaded.plugin);
   EXPECT_NE(loaded.error.find("no_version_block.so"), std::string::npos) << loaded.error;
   EXPECT_NE(loaded.error.find("has no version block"), std::string::npos) << loaded.error;
-  EXPECT_NE(loaded.error.find("host offers SDK " + std::to_string(STOWAGE_SDK_VERSION_MAJOR) + "." + std::to_string(STOWAGE_SDK_VERSION_MINOR)), std::string::npos) << loaded.error;
+  EXPECT_NE(loaded.error.find("host offers SDK " + std::to_string(STOWAGE_SDK_VERSION_MAJOR) + "." +
+                              std::to_string(STOWAGE_SDK_VERSION_MINOR)),
+            std::string::npos)
+      << loaded.error;
 }
 
 TEST(PluginLoaderTest, RefusesALibraryBuiltForAnotherMajorVersion) {
@@ -85,7 +84,10 @@ TEST(PluginLoaderTest, RefusesALibraryBuiltForAnotherMajorVersion) {
   auto loaded = loader.Load("wrong_major", "/nowhere");
   EXPECT_FALSE(loaded.plugin);
   EXPECT_NE(loaded.error.find("wrong_major.so was built for SDK 99.0"), std::string::npos) << loaded.error;
-  EXPECT_NE(loaded.error.find("this host offers SDK " + std::to_string(STOWAGE_SDK_VERSION_MAJOR) + "." + std::to_string(STOWAGE_SDK_VERSION_MINOR)), std::string::npos) << loaded.error;
+  EXPECT_NE(loaded.error.find("this host offers SDK " + std::to_string(STOWAGE_SDK_VERSION_MAJOR) + "." +
+                              std::to_string(STOWAGE_SDK_VERSION_MINOR)),
+            std::string::npos)
+      << loaded.error;
   EXPECT_NE(loaded.error.find("rebuild the plugin"), std::string::npos) << loaded.error;
 }
 
@@ -134,7 +136,9 @@ TEST(PluginLoaderTest, AConstructorThatThrowsIsAnErrorResult) {
   stowage::StageEnvironment env{log};
   EXPECT_FALSE(loaded.plugin->Create(config, env, &error));
   EXPECT_EQ(error.code(), stowage::StatusCode::kInternal);
-  EXPECT_NE(error.message().find("told to throw in the constructor"), std::string::npos) << error.message();
+  // The exception's type is named, demangled, beside its text.
+  EXPECT_EQ(error.message(),
+            "the stage constructor threw std::runtime_error: told to throw in the constructor");
 }
 
 // A folder of the test's own holding "stage.so", a build of the test stage
@@ -294,7 +298,8 @@ TEST_F(PluginSwapTest, ACopyThatCannotBeWrittenFailsTheLoadAndSaysWhatToDo) {
 
   EXPECT_FALSE(loaded.plugin);
   const std::string what = "plugin " + fs::canonical(file_).string() +
-                           " could not be copied into the plugin cache folder " + PluginCacheFolder().string();
+                           " could not be copied into the plugin cache folder " +
+                           PluginCacheFolder().string();
   EXPECT_NE(loaded.error.find(what), std::string::npos) << loaded.error;
   EXPECT_NE(loaded.error.find("make room there and reload again"), std::string::npos) << loaded.error;
   EXPECT_NE(loaded.error.find("STOWAGE_PLUGIN_CACHE_DIR"), std::string::npos) << loaded.error;

@@ -65,11 +65,12 @@ class BufferedStreamSink final : public spdlog::sinks::base_sink<std::mutex> {
 
 class StageLogger final : public stowage::Logger {
  public:
-  explicit StageLogger(const std::string& label) : prefix_("[" + label + "] ") {}
+  StageLogger(const std::string& label, const std::string& stage)
+      : prefix_("[" + label + "] "), suffix_(stage.empty() ? "" : " stage=" + stage) {}
 
   void log(LogLevel level, std::string_view text) noexcept override {
     try {
-      spdlog::log(ToSpdlog(level), "{}{}", prefix_, text);
+      spdlog::log(ToSpdlog(level), "{}{}{}", prefix_, text, suffix_);
     } catch (...) {
       // A log line that cannot be written is dropped; logging never fails a request.
     }
@@ -78,6 +79,7 @@ class StageLogger final : public stowage::Logger {
 
  private:
   std::string prefix_;
+  std::string suffix_;
 };
 
 }  // namespace
@@ -105,8 +107,8 @@ bool SetLevel(const std::string& level) {
   return false;
 }
 
-std::shared_ptr<stowage::Logger> MakeStageLogger(const std::string& label) {
-  return std::make_shared<StageLogger>(label);
+std::shared_ptr<stowage::Logger> MakeStageLogger(const std::string& label, const std::string& stage) {
+  return std::make_shared<StageLogger>(label, stage);
 }
 
 RequestTag::RequestTag(std::string_view request_id, std::string_view trace_id) noexcept {

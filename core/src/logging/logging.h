@@ -24,8 +24,12 @@ void LogToStdout();
 // Returns false, leaving the level unchanged, for an unknown name.
 bool SetLevel(const std::string& level);
 
-// A Logger for a stage; every line starts with "[label] ".
-std::shared_ptr<stowage::Logger> MakeStageLogger(const std::string& label);
+// A Logger for a stage; every line starts with "[label] " (the plugin's
+// tag, e.g. "[Redis] ") and, when `stage` is given, ends with " stage=NAME"
+// (the stage's name in pipeline.toml), so that two stages of one plugin are
+// told apart. The same for the host's own parts ("[Database main] "),
+// without a stage.
+std::shared_ptr<stowage::Logger> MakeStageLogger(const std::string& label, const std::string& stage = "");
 
 // The request a thread is working for: its id (X-Request-Id) and the trace
 // id of its W3C traceparent, both possibly empty. While a thread has one,

@@ -2,6 +2,8 @@
 // contract, and the checks the suite relies on to tell a stage that breaks it.
 #include "stowage/testkit/conformance.h"
 
+#include <gtest/gtest-spi.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -27,12 +29,16 @@ class MemoryStage final : public Stage {
         .required("label", ConfigType::kString, "a name for the store");
   }
 
-  explicit MemoryStage(std::size_t max_messages) : max_messages_(max_messages) {}
+  // `keeps_deadlines` false: a stage that breaks the contract by writing
+  // whatever its deadline, for the check that must catch it.
+  explicit MemoryStage(std::size_t max_messages, bool keeps_deadlines = true)
+      : max_messages_(max_messages), keeps_deadlines_(keeps_deadlines) {}
 
   std::string target() const override { return "memory"; }
 
   Status write(WriteContext& ctx) override {
-    if (ctx.deadline.expired()) return Status::DeadlineExceeded("no time left to store the message");
+    if (keeps_deadlines_ && ctx.deadline.expired())
+      return Status::DeadlineExceeded("no time left to store the message");
     if (ctx.message.role.empty() || ctx.message.content.empty())
       return Status::InvalidArgument("a message needs a role and content");
     std::lock_guard lock(mu_);
@@ -76,6 +82,7 @@ class MemoryStage final : public Stage {
 
  private:
   const std::size_t max_messages_;
+  const bool keeps_deadlines_;
   std::mutex mu_;
   std::uint64_t next_id_ = 1;
   std::map<std::string, std::vector<std::pair<std::string, Message>>> guests_;
@@ -93,6 +100,26 @@ StageUnderTest MemoryUnderTest() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Memory, StageConformanceTest, ::testing::Values(MemoryUnderTest()), StageName());
+
+// The late-write check catches a stage that stores what it was given after
+// its deadline.
+class LateWriteCheckTest : public StageConformanceTest {};
+
+TEST_P(LateWriteCheckTest, FailsForAStageThatWritesWhateverItsDeadline) {
+  EXPECT_NONFATAL_FAILURE(ExpectALateWriteStoresNothing(), "answered ok and stored the message");
+}
+
+StageUnderTest MemoryIgnoringDeadlines() {
+  StageUnderTest stage = MemoryUnderTest();
+  stage.name = "memory ignoring deadlines";
+  stage.make = [](StageEnvironment&) -> std::unique_ptr<Stage> {
+    return std::make_unique<MemoryStage>(100, false);
+  };
+  return stage;
+}
+
+INSTANTIATE_TEST_SUITE_P(Memory, LateWriteCheckTest, ::testing::Values(MemoryIgnoringDeadlines()),
+                         StageName());
 
 TEST(StageNameTest, KeepsLettersAndDigitsAndReplacesTheRest) {
   StageUnderTest stage;
@@ -115,7 +142,7 @@ TEST(NoExceptionTest, TellsACaughtExceptionFromAnErrorResult) {
   EXPECT_TRUE(NoException(Status::Ok()));
   EXPECT_TRUE(NoException(Status::Unavailable("redis is down")));
   EXPECT_TRUE(NoException(Status::Internal("a bug")));
-  EXPECT_FALSE(NoException(Status::Internal("write threw: bad_alloc")));
+  EXPECT_FALSE(NoException(Status::Internal("write threw std::bad_alloc: std::bad_alloc")));
 }
 
 // A stage that throws where it should return a Status.
@@ -137,6 +164,20 @@ TEST(NoExceptionTest, FailsForAStageThatThrowsThroughTheGuard) {
   EXPECT_FALSE(NoException(stage.write(write)));
   GuestContext erase{guest, Deadline::After(std::chrono::seconds(1)), log};
   EXPECT_FALSE(NoException(stage.erase(erase).status));
+}
+
+TEST(GuardedStageTest, NamesTheExceptionsTypeBesideItsText) {
+  NullLogger log;
+  stowage::internal::GuardedStage<Stage> stage(std::make_unique<ThrowingStage>());
+  const std::string guest = "g";
+  const Message message{"user", "content", "2025-01-02T03:04:05.000000Z"};
+  Attributes attributes;
+  WriteContext write{guest, message, Deadline::After(std::chrono::seconds(1)), log, attributes};
+  Status written = stage.write(write);
+  EXPECT_EQ(written.code(), StatusCode::kInternal);
+  EXPECT_EQ(written.message(), "write threw std::runtime_error: no role");
+  GuestContext erase{guest, Deadline::After(std::chrono::seconds(1)), log};
+  EXPECT_EQ(stage.erase(erase).status.message(), "erase threw an exception of type int");
 }
 
 TEST(CapturingLoggerTest, KeepsEveryLineWithItsLevel) {

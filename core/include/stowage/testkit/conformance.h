@@ -29,7 +29,9 @@
 // message the stage stored, or missed, leaves it held once; a read of an
 // unknown guest is a miss; the
 // config schema is well formed (every key described, unknown keys not
-// declared); an expired deadline makes every call return quickly; bad input
+// declared); an expired deadline makes every call return quickly, and a
+// write given one stores nothing (a stage without a database: the host
+// refuses the statements of one with a database); bad input
 // is an error result, never an exception; calls from many threads at once
 // are safe.
 //
@@ -108,10 +110,8 @@ struct StageUnderTest {
   std::chrono::milliseconds expired_deadline_bound{1000};
 };
 
-// A stage's config as the host would validate it: every optional key of
-// `schema` with its default, then `values` over them (which must include the
-// required keys).
-StageConfig ConfigWithDefaults(const ConfigSchema& schema, std::map<std::string, ConfigValue> values = {});
+// A stage's config as the host would make it (stowage/config.h).
+using stowage::ConfigWithDefaults;
 
 // Prints the stage's name in test output.
 void PrintTo(const StageUnderTest& stage, std::ostream* os);
@@ -150,6 +150,9 @@ class StageConformanceTest : public ::testing::TestWithParam<StageUnderTest> {
   // StageUnderTest::before_write, then write(); a failure stops it there.
   Status Write(const std::string& guest, const Message& message, Attributes* attributes = nullptr,
                Deadline deadline = Soon());
+  // A write whose admit() and StageUnderTest::before_write run in time, and
+  // whose write() is given a deadline that passed a second ago.
+  Status WriteTooLate(const std::string& guest, const Message& message);
   Status Compensate(const std::string& guest, const Message& message, Attributes& attributes,
                     Deadline deadline = Soon());
   // A replay from the host's journal (SDK 1.3): admit() then write(), both
@@ -167,7 +170,15 @@ class StageConformanceTest : public ::testing::TestWithParam<StageUnderTest> {
 
   bool has_database() const { return static_cast<bool>(GetParam().sql); }
 
+  // The check of AWriteWhoseDeadlinePassedStoresNothing: WriteTooLate() is
+  // not ok, and what it was given is not held afterwards (read back, or
+  // StageUnderTest::count_stored).
+  void ExpectALateWriteStoresNothing();
+
  private:
+  Status WriteWith(const std::string& guest, const Message& message, Attributes& attributes,
+                   Deadline before_deadline, Deadline write_deadline);
+
   CapturingLogger log_;
   std::unique_ptr<Stage> stage_;
   std::mutex guests_mu_;
