@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "scratch_database.h"
+#include "stowage/testkit/fake_database.h"
 
 namespace stowage::mapping {
 namespace {
@@ -299,6 +300,80 @@ TEST(MappingStageConstructionTest, WithoutMessageCacheItWarnsAndCreatesTheTableL
   for (const char* statement : kChatTables) db.Query(statement);
   EXPECT_TRUE(stage.health(Deadline::After(std::chrono::seconds(10))).ok());
   EXPECT_EQ(db.Scalar("SELECT to_regclass('cache_content_mapping')::text"), "cache_content_mapping");
+}
+
+// The stage's own logic against a scripted session (the test kit's
+// FakeSqlSession): no server, any failure on demand.
+class MappingStageLogicTest : public ::testing::Test {
+ protected:
+  MappingStageLogicTest() : env_{log_, &database_} {}
+
+  std::unique_ptr<MappingStage> Make() { return std::make_unique<MappingStage>(Config(), env_); }
+
+  Status Write(MappingStage& stage, stowage::testkit::FakeSqlSession& sql, const char* message_id) {
+    Attributes attributes;
+    if (message_id != nullptr) attributes.set(Attributes::kMessageId, message_id);
+    WriteContext ctx{guest_, message_, Deadline::After(std::chrono::seconds(5)), log_, attributes, &sql};
+    return stage.write(ctx);
+  }
+
+  CapturingLogger log_;
+  stowage::testkit::FakeDatabase database_;
+  StageEnvironment env_;
+  const std::string guest_ = "logic-guest";
+  const Message message_{"user", "hello", "2026-01-01T00:00:00.000000Z"};
+};
+
+TEST_F(MappingStageLogicTest, AnInsertedRowIsLoggedInTheOperatorsWordsWithTheRowsValues) {
+  auto stage = Make();
+  stowage::testkit::FakeSqlSession sql;
+  sql.Answer("INSERT INTO cache_content_mapping", {{}, {}, 1});
+  ASSERT_TRUE(Write(*stage, sql, "41").ok());
+  ASSERT_EQ(sql.Count("INSERT INTO cache_content_mapping"), 1u);
+  EXPECT_EQ(sql.statements().back().params,
+            (std::vector<SqlValue>{"message", "41", std::nullopt, guest_, "redis", "postgresql", "t"}));
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "✓ Created cache_content_mapping entry: message 41"), 1u) << log_.All();
+}
+
+TEST_F(MappingStageLogicTest, ARowMappedAlreadyStoresNothingNewAndSaysSo) {
+  auto stage = Make();
+  stowage::testkit::FakeSqlSession sql;
+  sql.Answer("INSERT INTO cache_content_mapping", {{}, {}, 0});  // ON CONFLICT DO NOTHING
+  ASSERT_TRUE(Write(*stage, sql, "41").ok());
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "is mapped already: stored nothing new"), 1u) << log_.All();
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "✓ Created"), 0u) << log_.All();
+}
+
+TEST_F(MappingStageLogicTest, AFailedInsertIsTheWritesFailureNamingTheRowAndItsDatabase) {
+  auto stage = Make();
+  stowage::testkit::FakeSqlSession sql;
+  sql.Fail("INSERT INTO cache_content_mapping", Status::Unavailable("the connection was lost"));
+  Status written = Write(*stage, sql, "41");
+  EXPECT_EQ(written.code(), StatusCode::kUnavailable) << written.ToString();
+  EXPECT_THAT(written.message(), HasSubstr("could not map message 41 of " + guest_));
+  EXPECT_THAT(written.message(), HasSubstr("database 'main'"));
+  EXPECT_EQ(log_.Count(LogLevel::kInfo, "✓ Created"), 0u) << log_.All();
+}
+
+TEST_F(MappingStageLogicTest, WithoutAMessageIdNothingIsSentAndTheFixIsNamed) {
+  auto stage = Make();
+  stowage::testkit::FakeSqlSession sql;
+  Status written = Write(*stage, sql, nullptr);
+  EXPECT_EQ(written.code(), StatusCode::kInternal);
+  EXPECT_THAT(written.message(), HasSubstr("put the mapping stage after the postgres stage"));
+  EXPECT_TRUE(sql.statements().empty());
+}
+
+TEST_F(MappingStageLogicTest, ADatabaseUnreachableAtStartIsLoggedAndTheTableMadeAtFirstUse) {
+  database_.FailSessions(Status::Unavailable("cannot reach PostgreSQL database 'main'"));
+  auto stage = Make();
+  EXPECT_EQ(log_.Count(LogLevel::kWarn, "the table will be created before the first use"), 1u) << log_.All();
+  const std::size_t migrations_before = database_.session().statements().size();
+  stowage::testkit::FakeSqlSession sql;
+  sql.Answer("INSERT INTO cache_content_mapping", {{}, {}, 1});
+  ASSERT_TRUE(Write(*stage, sql, "41").ok());
+  EXPECT_GT(database_.session().statements().size(), migrations_before)
+      << "the first write should have run the migrations";
 }
 
 }  // namespace

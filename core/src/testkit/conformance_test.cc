@@ -4,6 +4,8 @@
 
 #include <gtest/gtest-spi.h>
 
+#include "stowage/testkit/fake_database.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -178,6 +180,40 @@ TEST(GuardedStageTest, NamesTheExceptionsTypeBesideItsText) {
   EXPECT_EQ(written.message(), "write threw std::runtime_error: no role");
   GuestContext erase{guest, Deadline::After(std::chrono::seconds(1)), log};
   EXPECT_EQ(stage.erase(erase).status.message(), "erase threw an exception of type int");
+}
+
+TEST(FakeSqlSessionTest, AnswersAsScriptedInOrderAndRefusesTransactionControlInARequest) {
+  FakeSqlSession sql;
+  sql.Fail("INSERT", Status::Unavailable("lost"), 1);
+  sql.Answer("INSERT", {{"id"}, {{std::string("7")}}, 1});
+  SqlResult result;
+  EXPECT_EQ(sql.execute("INSERT INTO t VALUES ($1)", {std::string("a")}, &result).code(),
+            StatusCode::kUnavailable);
+  ASSERT_TRUE(sql.execute("INSERT INTO t VALUES ($1)", {std::string("b")}, &result).ok());
+  EXPECT_EQ(result.value(0, 0), std::optional<std::string>("7"));
+  ASSERT_TRUE(sql.execute("SELECT 1", {}, &result).ok());  // unscripted: ok, empty
+  EXPECT_TRUE(result.rows.empty());
+  EXPECT_EQ(sql.execute("  begin", {}).code(), StatusCode::kInternal);
+  EXPECT_EQ(sql.execute("SAVEPOINT s", {}).code(), StatusCode::kInternal);
+  ASSERT_EQ(sql.statements().size(), 3u);  // the refused ones did not run
+  EXPECT_EQ(sql.statements()[1].params, std::vector<SqlValue>{std::string("b")});
+  EXPECT_EQ(sql.Count("INSERT"), 2u);
+}
+
+TEST(FakeDatabaseTest, LendsItsSessionInAutocommitAndFailsAsScripted) {
+  FakeDatabase database;
+  database.FailSessions(Status::Unavailable("down"), 1);
+  bool ran = false;
+  auto work = [&](SqlSession& sql) {
+    ran = true;
+    return sql.execute("BEGIN", {});  // with_session's work may control its transaction
+  };
+  EXPECT_EQ(database.with_session(Deadline::After(std::chrono::seconds(1)), work).code(),
+            StatusCode::kUnavailable);
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(database.with_session(Deadline::After(std::chrono::seconds(1)), work).ok());
+  EXPECT_TRUE(ran);
+  EXPECT_EQ(database.session().Count("BEGIN"), 1u);
 }
 
 TEST(CapturingLoggerTest, KeepsEveryLineWithItsLevel) {
