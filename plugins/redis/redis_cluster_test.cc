@@ -133,6 +133,33 @@ class RedisClusterTest : public ::testing::Test {
       return;
     }
     url_ = out;
+    // The cluster answers before its replicas have synced, and a stage
+    // learns which masters have replicas (so which writes wait for one) when
+    // it starts: the tests begin once every master's replica is linked.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!ReplicasLinked() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(milliseconds(100));
+    if (!ReplicasLinked()) setup_error_ = "the cluster's replicas did not link to their masters within 20 s";
+  }
+  // Whether every master that serves slots has a replica whose link to it is up.
+  static bool ReplicasLinked() {
+    try {
+      const std::vector<NodeInfo> nodes = Nodes();
+      for (const NodeInfo& master : nodes) {
+        if (!master.master || master.slots.empty()) continue;
+        bool linked = false;
+        for (const NodeInfo& replica : nodes) {
+          if (replica.master || replica.failed || replica.master_id != master.id) continue;
+          Node node(replica.port);
+          linked = linked ||
+                   node.Command({"INFO", "replication"}).find("master_link_status:up") != std::string::npos;
+        }
+        if (!linked) return false;
+      }
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
   }
   static void TearDownTestSuite() {
     if (folder_.empty()) return;
