@@ -143,8 +143,8 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* p
       instance->metrics = MetricsOf(*pipeline->metrics_, settings.name);
       constexpr const char* kCompensations = "stowage_stage_compensations_total";
       constexpr const char* kCompensationsHelp =
-          "Writes of a stage outside the databases undone because the request failed after them or they "
-          "finished after their deadline, by outcome: ok, failed (the message may remain in the target).";
+          "Writes of a stage outside the databases undone because a later required stage failed, by "
+          "outcome: ok, failed (the message may remain in the target).";
       instance->counters->compensated_total = &pipeline->metrics_->counter(
           kCompensations, kCompensationsHelp, {{"stage", settings.name}, {"outcome", "ok"}});
       instance->counters->compensation_failed_total = &pipeline->metrics_->counter(

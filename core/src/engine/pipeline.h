@@ -81,8 +81,11 @@ struct StageCounters {
   std::atomic<std::uint64_t> timed_out{0};
   std::atomic<std::uint64_t> compensated{0};
   std::atomic<std::uint64_t> compensation_failed{0};
-  // The exported series of the two above (stowage_stage_compensations_total);
-  // null without a metrics registry. Counted by CountCompensation.
+  // The exported series of the two above (stowage_stage_compensations_total)
+  // for the compensations a request makes (a later required stage failed);
+  // null without a metrics registry. Counted by CountCompensation. A write
+  // undone after its request ended (it finished past its deadline) counts
+  // in the atomics and the log only: the registry may be gone by then.
   observability::Counter* compensated_total = nullptr;
   observability::Counter* compensation_failed_total = nullptr;
 };

@@ -60,7 +60,8 @@ StageMetrics MetricsOf(observability::Registry& registry, const std::string& sta
 void Count(const StageInstance& s, const stowage::Status& status, Clock::time_point began, bool breaker = false);
 
 // Counts one compensation of a stage (`ok`: it undid the write), in its
-// counters and its metric.
+// counters and its metric. Only while the request runs: the metric lives in
+// the pipeline's registry.
 void CountCompensation(StageCounters& counters, bool ok);
 
 // Asks the breaker of a best_effort stage whether it may be called now; a
