@@ -27,11 +27,7 @@ constexpr const char* kToken = "tok-secret-123";
 }
 
 StageConfig Config(std::map<std::string, ConfigValue> overrides) {
-  std::map<std::string, ConfigValue> values;
-  const ConfigSchema schema = EmbeddingsStage::config_schema();
-  for (const ConfigKey& key : schema.keys()) values[key.name] = *key.default_value;
-  for (auto& [name, value] : overrides) values[name] = value;
-  return StageConfig(values);
+  return ConfigWithDefaults(EmbeddingsStage::config_schema(), std::move(overrides));
 }
 
 FakeProvider::Options FakeOptions(std::string token = kToken) {

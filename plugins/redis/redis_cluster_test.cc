@@ -67,6 +67,21 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
+  // Whether CLUSTER SLOTS, as this node answers it, lists a replica beside
+  // the master of every slot range. Redis leaves out a replica whose
+  // replication offset it has not heard of yet, and a stage waits for a
+  // replica (WAIT) only where CLUSTER SLOTS lists one.
+  bool SlotsListReplicas() {
+    auto* reply = static_cast<redisReply*>(redisCommand(context_, "CLUSTER SLOTS"));
+    if (reply == nullptr)
+      throw std::runtime_error("the node on port " + std::to_string(port_) + " did not answer");
+    bool all = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0;
+    for (std::size_t i = 0; all && i < reply->elements; ++i)
+      all = reply->element[i]->type == REDIS_REPLY_ARRAY && reply->element[i]->elements > 3;
+    freeReplyObject(reply);
+    return all;
+  }
+
   // The reply as text: a string, a status, an error ("ERR ..."), an integer,
   // "(nil)"; an array's elements joined by '\n'.
   std::string Command(const std::vector<std::string>& argv) {
@@ -135,15 +150,20 @@ class RedisClusterTest : public ::testing::Test {
     url_ = out;
     // The cluster answers before its replicas have synced, and a stage
     // learns which masters have replicas (so which writes wait for one) when
-    // it starts: the tests begin once every master's replica is linked.
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    // it starts: the tests begin once every master's replica is linked and
+    // listed (an idle cluster may take a replication ping, 10 s, for that).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (!ReplicasLinked() && std::chrono::steady_clock::now() < until)
       std::this_thread::sleep_for(milliseconds(100));
-    if (!ReplicasLinked()) setup_error_ = "the cluster's replicas did not link to their masters within 20 s";
+    if (!ReplicasLinked())
+      setup_error_ =
+          "the cluster's replicas were not linked to their masters and listed by CLUSTER SLOTS within 30 s";
   }
-  // Whether every master that serves slots has a replica whose link to it is up.
+  // Whether every master that serves slots has a replica whose link to it is
+  // up, and the seed's CLUSTER SLOTS (which a stage learns) lists them.
   static bool ReplicasLinked() {
     try {
+      if (!Node(first_port_).SlotsListReplicas()) return false;
       const std::vector<NodeInfo> nodes = Nodes();
       for (const NodeInfo& master : nodes) {
         if (!master.master || master.slots.empty()) continue;

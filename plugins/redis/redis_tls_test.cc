@@ -232,13 +232,8 @@ class TlsRedis {
 };
 
 StageConfig ConfigFor(const std::string& url, std::map<std::string, ConfigValue> overrides = {}) {
-  std::map<std::string, ConfigValue> values;
-  const ConfigSchema schema = RedisStage::config_schema();
-  for (const ConfigKey& key : schema.keys())
-    if (key.default_value) values[key.name] = *key.default_value;
-  values["url"] = url;
-  for (auto& [name, value] : overrides) values[name] = value;
-  return StageConfig(values);
+  overrides.emplace("url", url);
+  return ConfigWithDefaults(RedisStage::config_schema(), std::move(overrides));
 }
 
 Message Msg(std::string content) {
