@@ -28,6 +28,7 @@
 
 #include "redis_connection.h"
 #include "redis_stage.h"
+#include "redis_test_config.h"
 #include "redis_tls.h"
 #include "redis_url.h"
 #include "stowage/testkit/loggers.h"
@@ -230,11 +231,6 @@ class TlsRedis {
   pid_t pid_ = -1;
   int port_ = 0;
 };
-
-StageConfig ConfigFor(const std::string& url, std::map<std::string, ConfigValue> overrides = {}) {
-  overrides.emplace("url", url);
-  return ConfigWithDefaults(RedisStage::config_schema(), std::move(overrides));
-}
 
 Message Msg(std::string content) {
   return {"user", std::move(content), "2026-03-04T05:06:07.123456Z"};

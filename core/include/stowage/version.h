@@ -3,5 +3,5 @@
 // is refused too (it may rely on what the host lacks). See docs/sdk.md.
 #pragma once
 
-#define STOWAGE_SDK_VERSION_MAJOR 1
-#define STOWAGE_SDK_VERSION_MINOR 5
+#define STOWAGE_SDK_VERSION_MAJOR 2
+#define STOWAGE_SDK_VERSION_MINOR 0

@@ -10,171 +10,20 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
 #include <sstream>
 #include <system_error>
 #include <utility>
 
+#include "config/host_keys.h"
+#include "config/key_check.h"
 #include "database/endpoint.h"
 
 namespace stowage::config {
 
 namespace {
-
-// ---------------------------------------------------------------------------
-// Text helpers
-
-std::string Quote(std::string_view text) {
-  constexpr std::size_t kMaxShown = 80;
-  // A long text is cut before a UTF-8 character, not inside one: the message
-  // may be sent as JSON (POST /v1/admin/reload).
-  std::size_t shown = std::min(text.size(), kMaxShown);
-  while (shown > 0 && shown < text.size() && (static_cast<unsigned char>(text[shown]) & 0xC0) == 0x80)
-    --shown;
-  std::string out = "\"";
-  for (std::size_t i = 0; i < shown; ++i) {
-    char c = text[i];
-    if (c == '"' || c == '\\') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  if (text.size() > shown) out += "...";
-  return out + "\"";
-}
-
-std::string JoinKeys(const std::vector<std::string>& keys) {
-  std::string out;
-  for (const auto& key : keys) out += (out.empty() ? "" : ", ") + key;
-  return out;
-}
-
-// Optimal string alignment distance: insertions, deletions, substitutions and
-// swaps of two adjacent characters each cost one.
-std::size_t EditDistance(const std::string& a, const std::string& b) {
-  const std::size_t n = a.size(), m = b.size();
-  std::vector<std::vector<std::size_t>> d(n + 1, std::vector<std::size_t>(m + 1));
-  for (std::size_t i = 0; i <= n; ++i) d[i][0] = i;
-  for (std::size_t j = 0; j <= m; ++j) d[0][j] = j;
-  for (std::size_t i = 1; i <= n; ++i) {
-    for (std::size_t j = 1; j <= m; ++j) {
-      std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  }
-  return d[n][m];
-}
-
-std::string Lowercase(std::string text) {
-  for (char& c : text)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return text;
-}
-
-// "unknown key; did you mean 'x'?" or, with no close key, the list of valid
-// keys. `always_list` adds the list even when there is a suggestion.
-std::string UnknownKeyMessage(const std::string& key, const std::vector<std::string>& known,
-                              bool always_list) {
-  std::string suggestion = SuggestKey(key, known);
-  if (known.empty()) return "unknown key; this table takes no keys, remove it";
-  if (suggestion.empty()) return "unknown key; valid keys: " + JoinKeys(known);
-  std::string message = "unknown key; did you mean '" + suggestion + "'?";
-  if (always_list) message += " (valid keys: " + JoinKeys(known) + ")";
-  return message;
-}
-
-// ---------------------------------------------------------------------------
-// Scalar conversion of strings left by ${VAR} expansion
-
-std::optional<std::int64_t> SpellsInteger(std::string_view text) {
-  std::int64_t value = 0;
-  const char* begin = text.data();
-  const char* end = text.data() + text.size();
-  if (begin != end && *begin == '+') ++begin;
-  if (begin == end) return std::nullopt;
-  auto [ptr, ec] = std::from_chars(begin, end, value);
-  if (ec != std::errc() || ptr != end) return std::nullopt;
-  return value;
-}
-
-std::optional<double> SpellsFloat(std::string_view text) {
-  double value = 0;
-  const char* begin = text.data();
-  const char* end = text.data() + text.size();
-  if (begin != end && *begin == '+') ++begin;
-  if (begin == end) return std::nullopt;
-  auto [ptr, ec] = std::from_chars(begin, end, value, std::chars_format::general);
-  if (ec != std::errc() || ptr != end) return std::nullopt;
-  return value;
-}
-
-std::optional<bool> SpellsBoolean(std::string_view text) {
-  if (text == "true") return true;
-  if (text == "false") return false;
-  return std::nullopt;
-}
-
-const char* Article(ConfigType type) {
-  return type == ConfigType::kInteger ? "an" : "a";
-}
-
-// "string \"abc\"", "integer 5", ... A secret's value is left out.
-std::string DescribeValue(const ConfigValue& value, bool secret) {
-  static const char* const kNames[] = {"string", "integer", "float", "boolean"};
-  std::string out = kNames[value.index()];
-  if (secret) return out + " (value hidden: the key is secret)";
-  std::visit(
-      [&out](const auto& v) {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, std::string>) {
-          out += " " + Quote(v);
-        } else if constexpr (std::is_same_v<T, bool>) {
-          out += v ? " true" : " false";
-        } else {
-          std::ostringstream text;
-          text << v;
-          out += " " + text.str();
-        }
-      },
-      value);
-  return out;
-}
-
-// Converts `value` to `type`: a value of that type as is, an integer where a
-// float is declared, a string that spells the type. Sets `error` otherwise.
-std::optional<ConfigValue> ConvertTo(const ConfigValue& value, ConfigType type, bool secret,
-                                     std::string* error) {
-  if (static_cast<ConfigType>(value.index()) == type) return value;
-  const std::string* text = std::get_if<std::string>(&value);
-  switch (type) {
-    case ConfigType::kString:
-      break;
-    case ConfigType::kInteger:
-      if (text)
-        if (auto v = SpellsInteger(*text)) return ConfigValue{*v};
-      break;
-    case ConfigType::kFloat:
-      if (const auto* i = std::get_if<std::int64_t>(&value)) return ConfigValue{static_cast<double>(*i)};
-      if (text)
-        if (auto v = SpellsFloat(*text)) return ConfigValue{*v};
-      break;
-    case ConfigType::kBoolean:
-      if (text)
-        if (auto v = SpellsBoolean(*text)) return ConfigValue{*v};
-      break;
-  }
-  *error = std::string("expected ") + Article(type) + " " + ConfigTypeName(type) + ", got " +
-           DescribeValue(value, secret);
-  return std::nullopt;
-}
 
 // ---------------------------------------------------------------------------
 // ${VAR} expansion
@@ -254,46 +103,35 @@ std::optional<std::string> Expand(std::string_view text, const Environment& env,
 // The parser of one file
 
 const std::vector<std::string> kTopKeys = {"server", "log", "database", "stage"};
-const std::vector<std::string> kServerKeys = {
-    "listen",       "io_threads",      "workers",      "body_limit",         "max_content_bytes",
-    "max_connections", "max_queue",    "queue_timeout_ms", "max_history",    "plugin_path",
-    "admin_token_env", "admin_listen", "startup_timeout_ms"};
-const std::vector<std::string> kLogKeys = {"level"};
-const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error"};
-const std::vector<std::string> kDatabaseKeys = {"name", "url", "pool_size", "connect_timeout_ms",
-                                                "prepared_statements"};
-const std::vector<std::string> kStageKeys = {"name",
-                                             "plugin",
-                                             "policy",
-                                             "enabled",
-                                             "timeout_ms",
-                                             "database",
-                                             "config",
-                                             "circuit_threshold",
-                                             "circuit_cooldown_ms",
-                                             "journal",
-                                             "replay_max_attempts",
-                                             "replay_max_age"};
-const std::vector<std::string> kPolicies = {"required", "best_effort"};
 
-bool IsStageName(const std::string& name) {
-  if (name.empty()) return false;
-  for (char c : name)
-    if (!IsVariableChar(c) && c != '-') return false;
-  return true;
+template <typename S>
+const HostKey<S>& KeyNamed(const std::vector<HostKey<S>>& keys, const std::string& name) {
+  for (const auto& k : keys)
+    if (k.key.name == name) return k;
+  std::abort();  // only called with the names host_keys.cc declares
+}
+
+template <typename S>
+const HostKey<S>* FindKey(const std::vector<HostKey<S>>& keys, const std::string& name) {
+  for (const auto& k : keys)
+    if (k.key.name == name) return &k;
+  return nullptr;
 }
 
 class Parser {
  public:
-  Parser(std::string file, const Environment& env) : file_(std::move(file)), env_(env) {}
+  Parser(std::string file, const Environment& env)
+      : file_(std::move(file)), folder_(std::filesystem::path(file_).parent_path()), env_(env) {}
 
   void Parse(const toml::table& root, PipelineConfig* config) {
     for (auto&& [key, node] : root) {
       const std::string name(key.str());
       if (name == "server") {
-        ParseServer(node, &config->server);
+        if (const toml::table* table = Table(node, "server", "write the settings under a [server] header"))
+          ParseServer(*table, &config->server);
       } else if (name == "log") {
-        ParseLog(node, &config->log);
+        if (const toml::table* table = Table(node, "log", "write the settings under a [log] header"))
+          ReadTable(*table, "log", "[log]", LogKeys(), &config->log);
       } else if (name == "database") {
         ParseDatabases(node, &config->databases);
       } else if (name == "stage") {
@@ -325,7 +163,7 @@ class Parser {
     errors_.push_back({Where(region), std::move(key), std::move(message)});
   }
 
-  // "integer 5", "string \"x\"", "table", ...
+  // "integer 5", "string \"x\"", "a table", ...
   static std::string Describe(const toml::node& node) {
     switch (node.type()) {
       case toml::node_type::string:
@@ -375,7 +213,7 @@ class Parser {
 
   // The node as a ConfigValue, strings expanded; nullopt (error recorded) for
   // other TOML types or a failed expansion.
-  std::optional<ConfigValue> Scalar(const toml::node& node, const std::string& key, const char* what) {
+  std::optional<ConfigValue> Scalar(const toml::node& node, const std::string& key, const std::string& what) {
     switch (node.type()) {
       case toml::node_type::string: {
         auto text = ExpandAt(node.as_string()->get(), node, key);
@@ -389,201 +227,105 @@ class Parser {
       case toml::node_type::boolean:
         return ConfigValue{node.as_boolean()->get()};
       default:
-        Error(node.source(), key, std::string(what) + ", got " + Describe(node));
+        Error(node.source(), key, what + ", got " + Describe(node));
         return std::nullopt;
     }
   }
 
-  std::optional<ConfigValue> Typed(const toml::node& node, const std::string& key, ConfigType type) {
-    std::string expected = std::string("expected ") + Article(type) + " " + ConfigTypeName(type);
-    auto value = Scalar(node, key, expected.c_str());
-    if (!value) return std::nullopt;
+  // The node checked as a value of `host_key` (type, bounds, allowed
+  // values, then its rule); nullopt with the error recorded otherwise.
+  template <typename S>
+  std::optional<ConfigValue> Value(const toml::node& node, const std::string& key, const HostKey<S>& host_key) {
+    const ConfigKey& k = host_key.key;
+    auto raw = Scalar(node, key,
+                      std::string("expected ") + (k.type == ConfigType::kInteger ? "an " : "a ") +
+                          ConfigTypeName(k.type));
+    if (!raw) return std::nullopt;
     std::string error;
-    auto converted = ConvertTo(*value, type, false, &error);
-    if (!converted) Error(node.source(), key, error);
-    return converted;
-  }
-
-  std::optional<std::string> String(const toml::node& node, const std::string& key) {
-    auto value = Typed(node, key, ConfigType::kString);
-    return value ? std::optional(std::get<std::string>(*value)) : std::nullopt;
-  }
-
-  std::optional<bool> Boolean(const toml::node& node, const std::string& key) {
-    auto value = Typed(node, key, ConfigType::kBoolean);
-    return value ? std::optional(std::get<bool>(*value)) : std::nullopt;
-  }
-
-  // An integer in [min, max].
-  std::optional<std::int64_t> Integer(const toml::node& node, const std::string& key, std::int64_t min,
-                                      std::int64_t max) {
-    auto value = Typed(node, key, ConfigType::kInteger);
-    if (!value) return std::nullopt;
-    std::int64_t v = std::get<std::int64_t>(*value);
-    if (v < min) {
-      Error(node.source(), key, "must be at least " + std::to_string(min) + ", got " + std::to_string(v));
+    std::optional<ConfigValue> value = CheckValue(*raw, k, folder_, &error);
+    if (value && host_key.rule) error = host_key.rule(*value);
+    if (!error.empty()) {
+      Error(node.source(), key, error);
       return std::nullopt;
     }
-    if (v > max) {
-      Error(node.source(), key, "must be at most " + std::to_string(max) + ", got " + std::to_string(v));
-      return std::nullopt;
-    }
-    return v;
+    return value;
   }
 
-  // A duration of at least one second: an integer of seconds, or a string
-  // of digits and one unit: "90s", "30m", "24h", "7d".
-  std::optional<std::chrono::seconds> Duration(const toml::node& node, const std::string& key) {
-    constexpr std::int64_t kMaxSeconds = std::int64_t{100} * 365 * 86400;
-    if (node.is_integer()) {
-      auto v = Integer(node, key, 1, kMaxSeconds);
-      return v ? std::optional(std::chrono::seconds(*v)) : std::nullopt;
-    }
-    const std::string advice = "; write seconds as an integer, or a string such as \"90s\", \"30m\", \"24h\" or \"7d\"";
-    if (!node.is_string()) {
-      Error(node.source(), key, "expected a duration" + advice);
-      return std::nullopt;
-    }
-    const std::string text = *node.value<std::string>();
-    std::int64_t amount = 0;
-    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), amount);
-    const std::string unit(end, text.data() + text.size());
-    const std::int64_t scale = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : unit == "d" ? 86400 : 0;
-    if (error != std::errc() || end == text.data() || scale == 0 || amount < 1 || amount > kMaxSeconds / scale) {
-      Error(node.source(), key, "invalid duration " + Quote(text) + advice);
-      return std::nullopt;
-    }
-    return std::chrono::seconds(amount * scale);
-  }
-
-  // One of `allowed`, with a suggestion for a near miss.
-  std::optional<std::string> OneOf(const toml::node& node, const std::string& key,
-                                   const std::vector<std::string>& allowed) {
-    auto value = String(node, key);
-    if (!value) return std::nullopt;
-    if (std::find(allowed.begin(), allowed.end(), *value) != allowed.end()) return value;
-    std::string message = "expected one of " + JoinKeys(allowed) + ", got " + Quote(*value);
-    std::string suggestion = SuggestKey(*value, allowed);
-    if (!suggestion.empty()) message += "; did you mean '" + suggestion + "'?";
-    Error(node.source(), key, message);
-    return std::nullopt;
-  }
-
-  void ParseServer(const toml::node& node, ServerSettings* server) {
-    const toml::table* table = Table(node, "server", "write the settings under a [server] header");
-    if (!table) return;
-    constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
-    constexpr std::int64_t kSizeMax = std::numeric_limits<std::int64_t>::max();
-    for (auto&& [k, value] : *table) {
+  // Stores every key of `table` that has a setter into `out`; a key without
+  // one is left to the caller. Records unknown keys (with a suggestion) and
+  // missing required ones; `label` prefixes each key in errors, `header`
+  // ("[[stage]]") says where to add a missing one.
+  template <typename S>
+  void ReadTable(const toml::table& table, const std::string& label, const std::string& header,
+                 const std::vector<HostKey<S>>& keys, S* out) {
+    for (auto&& [k, node] : table) {
       const std::string name(k.str());
-      const std::string key = "server." + name;
-      if (name == "listen") {
-        if (auto v = String(value, key)) {
-          if (ValidListen(*v)) {
-            server->listen = *v;
-          } else {
-            Error(value.source(), key,
-                  "expected \"host:port\" with a port from 0 to 65535 (e.g. \"127.0.0.1:8000\"), got " +
-                      Quote(*v));
-          }
-        }
-      } else if (name == "io_threads") {
-        if (auto v = Integer(value, key, 1, kIntMax)) server->io_threads = static_cast<int>(*v);
-      } else if (name == "workers") {
-        if (auto v = Integer(value, key, 1, kIntMax)) server->workers = static_cast<int>(*v);
-      } else if (name == "body_limit") {
-        if (auto v = Integer(value, key, 1, kSizeMax)) server->body_limit = static_cast<std::size_t>(*v);
-      } else if (name == "max_content_bytes") {
-        if (auto v = Integer(value, key, 1, kSizeMax))
-          server->max_content_bytes = static_cast<std::size_t>(*v);
-      } else if (name == "max_connections") {
-        if (auto v = Integer(value, key, 1, kIntMax)) server->max_connections = static_cast<std::size_t>(*v);
-      } else if (name == "max_queue") {
-        if (auto v = Integer(value, key, 1, kIntMax)) server->max_queue = static_cast<std::size_t>(*v);
-      } else if (name == "queue_timeout_ms") {
-        if (auto v = Integer(value, key, 1, kSizeMax / 1000000))
-          server->queue_timeout = std::chrono::milliseconds(*v);
-      } else if (name == "max_history") {
-        if (auto v = Integer(value, key, 1, kIntMax)) server->max_history = static_cast<std::size_t>(*v);
-      } else if (name == "plugin_path") {
-        ParsePluginPath(value, key, &server->plugin_path);
-      } else if (name == "admin_token_env") {
-        if (auto v = String(value, key)) {
-          if (v->empty()) {
-            Error(value.source(), key,
-                  "empty variable name; name the environment variable holding the admin token "
-                  "(e.g. \"STOWAGE_ADMIN_TOKEN\") or remove the key");
-          } else {
-            server->admin_token_env = *v;
-          }
-        }
-      } else if (name == "admin_listen") {
-        if (auto v = String(value, key)) {
-          if (ValidListen(*v)) {
-            server->admin_listen = *v;
-          } else {
-            Error(value.source(), key,
-                  "expected \"host:port\" with a port from 0 to 65535 (e.g. \"127.0.0.1:8001\"), got " +
-                      Quote(*v));
-          }
-        }
-      } else if (name == "startup_timeout_ms") {
-        if (auto v = Integer(value, key, 0, kSizeMax / 1000000))
-          server->startup_timeout = std::chrono::milliseconds(*v);
-      } else {
-        Error(k.source(), key, UnknownKeyMessage(name, kServerKeys, false));
+      const HostKey<S>* host_key = FindKey(keys, name);
+      if (!host_key) {
+        Error(k.source(), label + "." + name, UnknownKeyMessage(name, NamesOf(keys), false));
+      } else if (host_key->set) {
+        if (auto value = Value(node, label + "." + name, *host_key)) host_key->set(*out, *value);
       }
     }
+    for (const auto& host_key : keys) {
+      const std::string& name = host_key.key.name;
+      if (!host_key.required || table.contains(name)) continue;
+      Error(table.source(), label + "." + name,
+            "missing required key '" + name + "'; add " + name + " = " + host_key.key.description + " to this " +
+                header);
+    }
   }
 
-  static bool ValidListen(const std::string& listen) {
-    std::size_t colon = listen.rfind(':');
-    if (colon == std::string::npos || colon == 0) return false;
-    auto port = SpellsInteger(std::string_view(listen).substr(colon + 1));
-    return port && *port >= 0 && *port <= 65535 && listen[colon + 1] != '+' && listen[colon + 1] != '-';
+  // The `name` of a [[database]] or [[stage]], unique among its kind; it
+  // labels the other errors of its table, so it is read first.
+  template <typename S>
+  std::optional<std::string> ReadName(const toml::table& table, const std::string& fallback_key, const char* kind,
+                                      const std::vector<HostKey<S>>& keys, std::map<std::string, int>* first_line) {
+    const toml::node* node = table.get("name");
+    if (!node) return std::nullopt;  // reported by ReadTable as missing
+    auto value = Value(*node, fallback_key + ".name", KeyNamed(keys, "name"));
+    if (!value) return std::nullopt;
+    const std::string& name = std::get<std::string>(*value);
+    auto [it, inserted] = first_line->emplace(name, static_cast<int>(table.source().begin.line));
+    if (!inserted) {
+      Error(node->source(), std::string(kind) + "[" + name + "].name",
+            std::string("duplicate ") + kind + " name; the [[" + kind + "]] at line " + std::to_string(it->second) +
+                " already uses it, give each " + kind + " a unique name");
+    }
+    return name;
   }
 
-  void ParsePluginPath(const toml::node& node, const std::string& key,
-                       std::vector<std::filesystem::path>* out) {
+  void ParseServer(const toml::table& table, ServerSettings* server) {
+    ReadTable(table, "server", "[server]", ServerKeys(), server);
+    if (const toml::node* node = table.get("plugin_path")) ParsePluginPath(*node, "server.plugin_path", server);
+  }
+
+  // An array of folders, each resolved against the config file's folder.
+  void ParsePluginPath(const toml::node& node, const std::string& key, ServerSettings* server) {
     const toml::array* array = node.as_array();
     if (!array) {
       Error(node.source(), key, "expected an array of strings (e.g. [\"plugins\"]), got " + Describe(node));
       return;
     }
-    const std::filesystem::path folder = std::filesystem::path(file_).parent_path();
+    const HostKey<ServerSettings>& folder_key = KeyNamed(ServerKeys(), "plugin_path");
     std::vector<std::filesystem::path> paths;
     bool ok = true;
     for (std::size_t i = 0; i < array->size(); ++i) {
       const toml::node& entry = *array->get(i);
       const std::string entry_key = key + "[" + std::to_string(i) + "]";
-      auto text = String(entry, entry_key);
-      if (!text) {
-        ok = false;
-        continue;
-      }
-      if (text->empty()) {
+      std::optional<ConfigValue> path = Value(entry, entry_key, folder_key);
+      const std::string* folder = path ? std::get_if<std::string>(&*path) : nullptr;
+      if (folder && folder->empty()) {
         Error(entry.source(), entry_key, "empty folder name; remove the entry or name a folder");
+        folder = nullptr;
+      }
+      if (!folder) {
         ok = false;
         continue;
       }
-      std::filesystem::path path(*text);
-      paths.push_back(path.is_absolute() ? path : (folder / path).lexically_normal());
+      paths.emplace_back(*folder);
     }
-    if (ok) *out = std::move(paths);
-  }
-
-  void ParseLog(const toml::node& node, LogSettings* log) {
-    const toml::table* table = Table(node, "log", "write the settings under a [log] header");
-    if (!table) return;
-    for (auto&& [k, value] : *table) {
-      const std::string name(k.str());
-      const std::string key = "log." + name;
-      if (name == "level") {
-        if (auto v = OneOf(value, key, kLogLevels)) log->level = *v;
-      } else {
-        Error(k.source(), key, UnknownKeyMessage(name, kLogKeys, false));
-      }
-    }
+    if (ok) server->plugin_path = std::move(paths);
   }
 
   void ParseDatabases(const toml::node& node, std::vector<DatabaseSettings>* databases) {
@@ -612,72 +354,20 @@ class Parser {
     const std::size_t errors_before = errors_.size();
     DatabaseSettings database;
     database.where = Where(table.source());
-
     std::string label = fallback_key;
-    if (const toml::node* name_node = table.get("name")) {
-      if (auto name = String(*name_node, fallback_key + ".name")) {
-        if (!IsStageName(*name)) {
-          Error(name_node->source(), fallback_key + ".name",
-                "invalid database name " + Quote(*name) + "; use letters, digits, _ and - only");
-        } else {
-          label = "database[" + *name + "]";
-          database.name = *name;
-          declared_databases_.push_back(*name);
-          auto [it, inserted] = first_line->emplace(*name, database.where.line);
-          if (!inserted) {
-            Error(name_node->source(), label + ".name",
-                  "duplicate database name; the [[database]] at line " + std::to_string(it->second) +
-                      " already uses it, give each database a unique name");
-          }
-        }
-      }
-    } else {
-      Error(
-          table.source(), fallback_key + ".name",
-          "missing required key 'name'; add name = \"...\" (letters, digits, _ and -) to this [[database]]");
+    if (auto name = ReadName(table, fallback_key, "database", DatabaseKeys(), first_line)) {
+      label = "database[" + *name + "]";
+      database.name = *name;
+      declared_databases_.push_back(*name);
     }
-
-    if (!table.contains("url")) {
-      Error(table.source(), label + ".url",
-            "missing required key 'url'; add url = \"postgresql://user@host:5432/db\" to this [[database]]");
-    }
-    const toml::node* url_node = nullptr;
-    for (auto&& [k, value] : table) {
-      const std::string name(k.str());
-      const std::string key = label + "." + name;
-      if (name == "name") {
-        continue;
-      } else if (name == "url") {
-        if (auto v = String(value, key)) {
-          if (v->empty()) {
-            Error(value.source(), key,
-                  "empty url; write postgresql://user[:password]@host[:port]/db (e.g. \"${DATABASE_URL}\")");
-          } else {
-            database.url = *v;
-            url_node = &value;
-          }
-        }
-      } else if (name == "pool_size") {
-        if (auto v = Integer(value, key, 1, std::numeric_limits<int>::max())) {
-          database.pool_size = static_cast<int>(*v);
-        }
-      } else if (name == "connect_timeout_ms") {
-        if (auto v = Integer(value, key, 1, std::numeric_limits<std::int64_t>::max() / 1000000)) {
-          database.connect_timeout = std::chrono::milliseconds(*v);
-        }
-      } else if (name == "prepared_statements") {
-        if (auto v = Boolean(value, key)) database.prepared_statements = *v;
-      } else {
-        Error(k.source(), key, UnknownKeyMessage(name, kDatabaseKeys, false));
-      }
-    }
-    if (url_node != nullptr) {
+    ReadTable(table, label, "[[database]]", DatabaseKeys(), &database);
+    if (!database.url.empty()) {
       try {
         stowage::database::ParseEndpoint(database.url, database.name.empty() ? label : database.name,
                                          database.connect_timeout);
       } catch (const std::exception& e) {
         // The message names what is wrong, never the password.
-        Error(url_node->source(), label + ".url", e.what());
+        Error(table.get("url")->source(), label + ".url", e.what());
       }
     }
     if (errors_.size() != errors_before) return std::nullopt;
@@ -736,91 +426,17 @@ class Parser {
     const std::size_t errors_before = errors_.size();
     StageSettings stage;
     stage.where = Where(table.source());
-
-    // The name comes first: it labels every other error of the stage.
     std::string label = fallback_key;
-    if (const toml::node* name_node = table.get("name")) {
-      if (auto name = String(*name_node, fallback_key + ".name")) {
-        if (!IsStageName(*name)) {
-          Error(name_node->source(), fallback_key + ".name",
-                "invalid stage name " + Quote(*name) + "; use letters, digits, _ and - only");
-        } else {
-          label = "stage[" + *name + "]";
-          stage.name = *name;
-          auto [it, inserted] = first_line->emplace(*name, stage.where.line);
-          if (!inserted) {
-            Error(name_node->source(), label + ".name",
-                  "duplicate stage name; the stage at line " + std::to_string(it->second) +
-                      " already uses it, give each stage a unique name");
-          }
-        }
-      }
-    } else {
-      Error(table.source(), fallback_key + ".name",
-            "missing required key 'name'; add name = \"...\" (letters, digits, _ and -) to this [[stage]]");
+    if (auto name = ReadName(table, fallback_key, "stage", StageKeys(), first_line)) {
+      label = "stage[" + *name + "]";
+      stage.name = *name;
     }
-
-    const toml::node* journal_node = nullptr;  // the `journal` key, when set
-    if (!table.contains("plugin")) {
-      Error(table.source(), label + ".plugin",
-            "missing required key 'plugin'; add plugin = \"<name>\" or the path of a .so to this [[stage]]");
-    }
-    for (auto&& [k, value] : table) {
-      const std::string name(k.str());
-      const std::string key = label + "." + name;
-      if (name == "name") {
-        continue;
-      } else if (name == "plugin") {
-        if (auto v = String(value, key)) {
-          if (v->empty()) {
-            Error(value.source(), key,
-                  "empty plugin; give a plugin name (e.g. \"redis\") or the path of a .so");
-          } else {
-            stage.plugin = *v;
-          }
-        }
-      } else if (name == "policy") {
-        if (auto v = OneOf(value, key, kPolicies)) {
-          stage.policy = *v == "required" ? Policy::kRequired : Policy::kBestEffort;
-        }
-      } else if (name == "enabled") {
-        if (auto v = Boolean(value, key)) stage.enabled = *v;
-      } else if (name == "timeout_ms") {
-        if (auto v = Integer(value, key, 1, std::numeric_limits<std::int64_t>::max() / 1000000)) {
-          stage.timeout = std::chrono::milliseconds(*v);
-        }
-      } else if (name == "database") {
-        if (auto v = String(value, key)) {
-          if (v->empty()) {
-            Error(value.source(), key, "empty database name; name a declared [[database]] or remove the key");
-          } else {
-            stage.database = *v;
-            database_references_.push_back({key, *v, value.source()});
-          }
-        }
-      } else if (name == "config") {
-        ParseStageConfig(value, key, &stage.config);
-      } else if (name == "circuit_threshold") {
-        if (auto v = Integer(value, key, 0, std::numeric_limits<int>::max()))
-          stage.circuit_threshold = static_cast<int>(*v);
-      } else if (name == "circuit_cooldown_ms") {
-        if (auto v = Integer(value, key, 1, std::numeric_limits<std::int64_t>::max() / 1000000))
-          stage.circuit_cooldown = std::chrono::milliseconds(*v);
-      } else if (name == "journal") {
-        if (auto v = Boolean(value, key)) {
-          stage.journal = *v;
-          journal_node = &value;
-        }
-      } else if (name == "replay_max_attempts") {
-        if (auto v = Integer(value, key, 1, 1000000)) stage.replay_max_attempts = static_cast<int>(*v);
-      } else if (name == "replay_max_age") {
-        if (auto v = Duration(value, key)) stage.replay_max_age = *v;
-      } else {
-        Error(k.source(), key, UnknownKeyMessage(name, kStageKeys, false));
-      }
-    }
-    if (journal_node && *stage.journal && stage.policy == Policy::kRequired) {
-      Error(journal_node->source(), label + ".journal",
+    ReadTable(table, label, "[[stage]]", StageKeys(), &stage);
+    if (const toml::node* config = table.get("config")) ParseStageConfig(*config, label + ".config", &stage.config);
+    if (!stage.database.empty())
+      database_references_.push_back({label + ".database", stage.database, table.get("database")->source()});
+    if (stage.journal.value_or(false) && stage.policy == Policy::kRequired) {
+      Error(table.get("journal")->source(), label + ".journal",
             "a required stage is never journaled: its failure fails the request and nothing is stored; "
             "remove journal = true or make the stage best_effort");
     }
@@ -849,6 +465,7 @@ class Parser {
   };
 
   std::string file_;
+  std::filesystem::path folder_;  // relative paths of the file resolve against it
   const Environment& env_;
   std::vector<ConfigError> errors_;
   std::vector<std::string> declared_databases_;  // every valid name, in file order
@@ -938,6 +555,7 @@ LoadResult LoadPipelineConfig(const std::filesystem::path& file, const Environme
 std::vector<ConfigError> ValidateStageConfig(const StageSettings& stage, const std::string& config_file,
                                              const stowage::ConfigSchema& schema, stowage::StageConfig* out) {
   std::vector<ConfigError> errors;
+  const std::filesystem::path folder = std::filesystem::path(config_file).parent_path();
   const std::string prefix = "stage[" + (stage.name.empty() ? std::string("?") : stage.name) + "].config.";
   std::vector<std::string> known;
   for (const auto& key : schema.keys()) known.push_back(key.name);
@@ -952,7 +570,7 @@ std::vector<ConfigError> ValidateStageConfig(const StageSettings& stage, const s
       continue;
     }
     std::string error;
-    if (auto value = ConvertTo(raw.value, key->type, key->secret, &error)) {
+    if (auto value = CheckValue(raw.value, *key, folder, &error)) {
       values[name] = std::move(*value);
     } else {
       errors.push_back({where, prefix + name, error});
@@ -976,39 +594,6 @@ std::vector<ConfigError> ValidateStageConfig(const StageSettings& stage, const s
   });
   if (errors.empty() && out) *out = stowage::StageConfig(std::move(values));
   return errors;
-}
-
-bool SameSettings(const StageSettings& a, const StageSettings& b) {
-  if (a.name != b.name || a.plugin != b.plugin || a.policy != b.policy || a.enabled != b.enabled ||
-      a.timeout != b.timeout || a.database != b.database || a.circuit_threshold != b.circuit_threshold ||
-      a.circuit_cooldown != b.circuit_cooldown || a.journal != b.journal ||
-      a.replay_max_attempts != b.replay_max_attempts || a.replay_max_age != b.replay_max_age ||
-      a.config.size() != b.config.size())
-    return false;
-  for (auto i = a.config.begin(), j = b.config.begin(); i != a.config.end(); ++i, ++j)
-    if (i->first != j->first || !(i->second.value == j->second.value)) return false;
-  return true;
-}
-
-bool SameSettings(const DatabaseSettings& a, const DatabaseSettings& b) {
-  return a.name == b.name && a.url == b.url && a.pool_size == b.pool_size &&
-         a.connect_timeout == b.connect_timeout && a.prepared_statements == b.prepared_statements;
-}
-
-std::string SuggestKey(const std::string& unknown, const std::vector<std::string>& known) {
-  const std::string lower = Lowercase(unknown);
-  std::string best;
-  std::size_t best_distance = std::numeric_limits<std::size_t>::max();
-  for (const auto& candidate : known) {
-    // A typo is at most about a third of the word: 1 edit for short keys, up to 3 for long ones.
-    const std::size_t allowed = std::clamp<std::size_t>(candidate.size() / 3, 1, 3);
-    const std::size_t distance = EditDistance(lower, Lowercase(candidate));
-    if (distance <= allowed && distance < best_distance) {
-      best = candidate;
-      best_distance = distance;
-    }
-  }
-  return best;
 }
 
 }  // namespace stowage::config

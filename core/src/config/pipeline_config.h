@@ -84,6 +84,9 @@ struct LogSettings {
 struct RawValue {
   stowage::ConfigValue value;
   SourceLocation where;
+
+  // The same value, wherever it was written.
+  bool operator==(const RawValue& other) const { return value == other.value; }
 };
 
 // A [[database]] entry: a PostgreSQL database that stages share by name.
@@ -122,11 +125,14 @@ struct StageSettings {
   SourceLocation where;  // the [[stage]] header
 };
 
-// Whether two stages are configured alike: every setting and config value,
-// where they were written aside.
+// Whether two stages are configured alike: every key of [[stage]] and every
+// config value, where they were written aside (config/host_keys.h).
 bool SameSettings(const StageSettings& a, const StageSettings& b);
 // Whether two [[database]] entries are configured alike, where aside.
 bool SameSettings(const DatabaseSettings& a, const DatabaseSettings& b);
+// The [server] keys whose values differ: each is read at start only, so a
+// reload reports it as needing a restart.
+std::vector<std::string> KeysNeedingRestart(const ServerSettings& a, const ServerSettings& b);
 
 struct PipelineConfig {
   std::filesystem::path file;  // as given; relative plugin paths resolve against its folder
@@ -161,9 +167,5 @@ LoadResult ParsePipelineConfig(std::string_view text, const std::string& file,
 // `out` with every declared key, defaults included.
 std::vector<ConfigError> ValidateStageConfig(const StageSettings& stage, const std::string& config_file,
                                              const stowage::ConfigSchema& schema, stowage::StageConfig* out);
-
-// The known key closest to `unknown` by edit distance, if close enough to be
-// a likely typo; empty otherwise.
-std::string SuggestKey(const std::string& unknown, const std::vector<std::string>& known);
 
 }  // namespace stowage::config

@@ -1,11 +1,15 @@
 #include "config/pipeline_config.h"
 
+#include "config/host_keys.h"
+#include "config/key_check.h"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <map>
+#include <set>
 #include <stdexcept>
 
 namespace stowage::config {
@@ -574,7 +578,7 @@ plugin = "postgres"
   ConfigError error = OnlyError(Parse(kText));
   EXPECT_EQ(
       error.ToString(),
-      "pipeline.toml:6:8: stage[redis].name: duplicate stage name; the stage at line 1 already uses it, "
+      "pipeline.toml:6:8: stage[redis].name: duplicate stage name; the [[stage]] at line 1 already uses it, "
       "give each stage a unique name");
 }
 
@@ -1152,6 +1156,207 @@ TEST(ConfigErrorTest, ToStringOmitsWhatIsUnknown) {
   EXPECT_EQ((ConfigError{{"p.toml", 3, 5}, "", "bad"}).ToString(), "p.toml:3:5: bad");
   EXPECT_EQ((ConfigError{{"p.toml", 0, 0}, "", "bad"}).ToString(), "p.toml: bad");
   EXPECT_EQ(FormatErrors({}), "");
+}
+
+}  // namespace
+}  // namespace stowage::config
+
+namespace stowage::config {
+namespace {
+
+using std::chrono::milliseconds;
+
+// A stage schema using each kind of constraint of SDK 2.0.
+ConfigSchema ConstrainedSchema() {
+  return ConfigSchema()
+      .optional("pool_size", std::int64_t{8}, "connections kept open")
+      .range(std::int64_t{1}, std::int64_t{64})
+      .optional("ratio", 0.5, "share of writes")
+      .range(0.0, 1.0)
+      .optional("mode", std::string("fast"), "fast | safe")
+      .one_of({"fast", "safe"})
+      .optional("flush_every", milliseconds(1000), "how often to flush")
+      .at_least(milliseconds(10))
+      .optional("ca_file", std::string(""), "CA certificates")
+      .path()
+      .optional("token", std::int64_t{0}, "a secret number")
+      .range(std::int64_t{0}, std::int64_t{9})
+      .secret();
+}
+
+std::vector<ConfigError> Validate(std::map<std::string, ConfigValue> values, const std::string& file,
+                                  StageConfig* out) {
+  return ValidateStageConfig(StageWith(std::move(values)), file, ConstrainedSchema(), out);
+}
+
+TEST(StageSchemaConstraintsTest, ValuesInsideTheirBoundsAndWordsAllowedAreAccepted) {
+  StageConfig out;
+  auto errors = Validate({{"pool_size", std::int64_t{64}},
+                          {"ratio", std::int64_t{1}},
+                          {"mode", std::string("safe")},
+                          {"flush_every", std::string("250ms")},
+                          {"token", std::string("9")}},
+                         "pipeline.toml", &out);
+  ASSERT_TRUE(errors.empty()) << FormatErrors(errors);
+  EXPECT_EQ(out.integer("pool_size"), 64);
+  EXPECT_DOUBLE_EQ(out.floating("ratio"), 1.0);
+  EXPECT_EQ(out.string("mode"), "safe");
+  EXPECT_EQ(out.duration("flush_every"), milliseconds(250));
+  EXPECT_EQ(out.integer("token"), 9);
+}
+
+TEST(StageSchemaConstraintsTest, EachBrokenConstraintNamesTheKeyItsLineAndWhatIsAllowed) {
+  StageConfig out;
+  auto errors = Validate({{"pool_size", std::int64_t{0}},
+                          {"ratio", 1.5},
+                          {"mode", std::string("fsat")},
+                          {"flush_every", std::string("5ms")},
+                          {"token", std::int64_t{12345}}},
+                         "pipeline.toml", &out);
+  ASSERT_EQ(errors.size(), 5u) << FormatErrors(errors);
+  // StageWith writes the keys one per line from line 8, in key order.
+  EXPECT_EQ(errors[0].ToString(), "pipeline.toml:8:3: stage[redis].config.flush_every: must be at least 10ms, got 5ms");
+  EXPECT_EQ(errors[1].ToString(),
+            "pipeline.toml:9:3: stage[redis].config.mode: expected one of fast, safe, got \"fsat\"; did you mean "
+            "'fast'?");
+  EXPECT_EQ(errors[2].ToString(), "pipeline.toml:10:3: stage[redis].config.pool_size: must be from 1 to 64, got 0");
+  EXPECT_EQ(errors[3].ToString(), "pipeline.toml:11:3: stage[redis].config.ratio: must be from 0 to 1, got 1.5");
+  EXPECT_EQ(errors[4].ToString(),
+            "pipeline.toml:12:3: stage[redis].config.token: must be from 0 to 9, got a value out of range (hidden: "
+            "the key is secret)");
+  EXPECT_EQ(errors[4].message.find("12345"), std::string::npos) << "a secret's value is never shown";
+}
+
+TEST(StageSchemaConstraintsTest, DurationsTakeSecondsOrAUnitAndRefuseOtherText) {
+  StageConfig out;
+  for (auto [written, expected] : std::vector<std::pair<ConfigValue, milliseconds>>{
+           {std::int64_t{3}, milliseconds(3000)},
+           {std::string("90s"), milliseconds(90000)},
+           {std::string("30m"), milliseconds(1800000)},
+           {std::string("24h"), milliseconds(86400000)},
+           {std::string("7d"), milliseconds(604800000)}}) {
+    auto errors = Validate({{"flush_every", written}}, "pipeline.toml", &out);
+    ASSERT_TRUE(errors.empty()) << FormatErrors(errors);
+    EXPECT_EQ(out.duration("flush_every"), expected);
+  }
+  for (const ConfigValue& bad : {ConfigValue{std::string("soon")}, ConfigValue{std::string("5 s")},
+                                 ConfigValue{std::string("5w")}, ConfigValue{std::int64_t{-1}}, ConfigValue{1.5}}) {
+    auto errors = Validate({{"flush_every", bad}}, "pipeline.toml", &out);
+    ASSERT_EQ(errors.size(), 1u) << DescribeValue(bad);
+    EXPECT_TRUE(StartsWith(errors[0].message, "invalid duration ")) << errors[0].message;
+    EXPECT_TRUE(Contains(errors[0].message, "\"90s\"")) << "the message shows how to write one";
+  }
+}
+
+TEST(StageSchemaConstraintsTest, APathIsResolvedAgainstTheConfigFilesFolder) {
+  StageConfig out;
+  ASSERT_TRUE(Validate({{"ca_file", std::string("certs/../ca.pem")}}, "/etc/stowage/pipeline.toml", &out).empty());
+  EXPECT_EQ(out.string("ca_file"), "/etc/stowage/ca.pem");
+  ASSERT_TRUE(Validate({{"ca_file", std::string("/srv/ca.pem")}}, "/etc/stowage/pipeline.toml", &out).empty());
+  EXPECT_EQ(out.string("ca_file"), "/srv/ca.pem") << "an absolute path is kept";
+  ASSERT_TRUE(Validate({}, "/etc/stowage/pipeline.toml", &out).empty());
+  EXPECT_EQ(out.string("ca_file"), "") << "an empty path stays empty: the key is unset";
+  ASSERT_TRUE(Validate({{"ca_file", std::string("ca.pem")}}, "conf/pipeline.toml", &out).empty());
+  EXPECT_EQ(out.string("ca_file"), "conf/ca.pem") << "a config file named relatively gives a relative folder";
+}
+
+TEST(HostSchemaTest, TheHostsTablesAreCheckedByTheSameBoundsAndSayTheRange) {
+  LoadResult result = Parse(std::string(kMinimalStage) + "replay_max_attempts = 0\nreplay_max_age = \"500ms\"\n");
+  ASSERT_EQ(result.errors.size(), 2u) << FormatErrors(result.errors);
+  EXPECT_EQ(result.errors[0].message, "must be from 1 to 1000000, got 0");
+  EXPECT_EQ(result.errors[1].message, "must be from 1s to 36500d, got 500ms");
+}
+
+// Two configs alike but for one key of [server]: each of ServerKeys() is
+// reported by KeysNeedingRestart, alone. A key added to the schema without
+// a way to compare it fails here.
+TEST(HostSchemaTest, AReloadReportsEveryServerKeyThatChanged) {
+  for (const HostKey<ServerSettings>& key : ServerKeys()) {
+    const std::string& name = key.key.name;
+    std::string a = name + " = ", b = a;
+    if (name == "listen" || name == "admin_listen") {
+      a += "\"127.0.0.1:1\"", b += "\"127.0.0.1:2\"";
+    } else if (name == "plugin_path") {
+      a += "[\"a\"]", b += "[\"b\"]";
+    } else if (key.key.type == ConfigType::kString) {
+      a += "\"A\"", b += "\"B\"";
+    } else {
+      ASSERT_EQ(key.key.type, ConfigType::kInteger) << name;
+      const std::int64_t min = std::get<std::int64_t>(*key.key.min);
+      a += std::to_string(min + 1), b += std::to_string(min + 2);
+    }
+    LoadResult first = Parse("[server]\n" + a + "\n" + std::string(kMinimalStage));
+    LoadResult second = Parse("[server]\n" + b + "\n" + std::string(kMinimalStage));
+    ASSERT_TRUE(first.config && second.config) << name << ": " << FormatErrors(first.errors)
+                                               << FormatErrors(second.errors);
+    EXPECT_EQ(KeysNeedingRestart(first.config->server, second.config->server), std::vector<std::string>{name});
+    EXPECT_TRUE(KeysNeedingRestart(first.config->server, first.config->server).empty()) << name;
+  }
+}
+
+// The same for the keys of [[stage]]: a change of any of them makes the
+// stage "reconfigured" on a reload, never "kept" with stale settings.
+TEST(HostSchemaTest, AStageDiffersFromItselfWithAnyOneKeyChanged) {
+  const std::map<std::string, std::pair<std::string, std::string>> values = {
+      {"name", {"\"m\"", "\"m\""}},  // the name is the stage: compared by name, never "changed"
+      {"plugin", {"\"p\"", "\"q\""}},
+      {"policy", {"\"best_effort\"", "\"required\""}},
+      {"enabled", {"true", "false"}},
+      {"timeout_ms", {"1", "2"}},
+      {"database", {"\"d\"", "\"e\""}},
+      {"config", {"{ k = 1 }", "{ k = 2 }"}},
+      {"circuit_threshold", {"1", "2"}},
+      {"circuit_cooldown_ms", {"1", "2"}},
+      {"journal", {"true", "false"}},
+      {"replay_max_attempts", {"1", "2"}},
+      {"replay_max_age", {"1", "2"}},
+  };
+  const std::string databases = "[[database]]\nname = \"d\"\nurl = \"postgresql://u@h/x\"\n"
+                                "[[database]]\nname = \"e\"\nurl = \"postgresql://u@h/y\"\n";
+  for (const HostKey<StageSettings>& key : StageKeys()) {
+    const std::string& name = key.key.name;
+    ASSERT_TRUE(values.count(name)) << "no test values for [[stage]] key " << name;
+    if (name == "name") continue;
+    auto stage = [&](const std::string& value) {
+      std::string text = databases + "[[stage]]\nname = \"m\"\n";
+      if (name != "plugin") text += "plugin = \"p\"\n";
+      if (name != "policy") text += "policy = \"best_effort\"\n";
+      text += name + " = " + value + "\n";
+      LoadResult result = Parse(text);
+      EXPECT_TRUE(result.config) << name << ": " << FormatErrors(result.errors);
+      return result.config ? result.config->stages.at(0) : StageSettings{};
+    };
+    const auto& [first, second] = values.at(name);
+    EXPECT_FALSE(SameSettings(stage(first), stage(second))) << name;
+    EXPECT_TRUE(SameSettings(stage(first), stage(first))) << name;
+  }
+}
+
+}  // namespace
+}  // namespace stowage::config
+
+namespace stowage::config {
+namespace {
+
+// docs/configuration.md has a row for every key the host declares, and none
+// for a key it does not: the reference cannot drift from the schema.
+TEST(HostSchemaTest, TheConfigurationReferenceDocumentsEveryHostKey) {
+  std::ifstream file(std::string(STOWAGE_DOCS_DIR) + "/configuration.md");
+  ASSERT_TRUE(file) << "cannot read docs/configuration.md";
+  std::map<std::string, std::set<std::string>> rows;  // section -> keys of its table
+  std::string line, section;
+  while (std::getline(file, line)) {
+    if (line.rfind("#", 0) == 0) section = line;  // "## `[server]`", "### Stage `config`", ...
+    if (line.rfind("| `", 0) == 0) rows[section].insert(line.substr(3, line.find('`', 3) - 3));
+  }
+  auto documented = [&](const std::string& heading, const std::vector<std::string>& keys) {
+    std::set<std::string> declared(keys.begin(), keys.end());
+    EXPECT_EQ(rows["## " + heading], declared) << "the table under \"## " << heading << "\"";
+  };
+  documented("`[server]`", NamesOf(ServerKeys()));
+  documented("`[log]`", NamesOf(LogKeys()));
+  documented("`[[database]]`", NamesOf(DatabaseKeys()));
+  documented("`[[stage]]`", NamesOf(StageKeys()));
 }
 
 }  // namespace

@@ -31,11 +31,6 @@ void ForwardNotice(void* arg, const PGresult* notice) {
   static_cast<stowage::Logger*>(arg)->warn("server notice: " + text);
 }
 
-struct ClearResult {
-  void operator()(PGresult* result) const noexcept { PQclear(result); }
-};
-using ResultPtr = std::unique_ptr<PGresult, ClearResult>;
-
 // Skips whitespace and SQL comments from `at`.
 std::size_t SkipBlank(std::string_view text, std::size_t at) {
   while (at < text.size()) {
@@ -242,10 +237,10 @@ PGresult* PgConnection::NextResult() {
   return PQgetResult(conn);
 }
 
-std::unique_ptr<PGresult, void (*)(PGresult*)> PgConnection::Collect() {
-  std::unique_ptr<PGresult, void (*)(PGresult*)> kept(nullptr, PQclear);
+PgConnection::ResultPtr PgConnection::Collect() {
+  ResultPtr kept;
   while (PGresult* got = NextResult()) {
-    std::unique_ptr<PGresult, void (*)(PGresult*)> owned(got, PQclear);
+    ResultPtr owned(got);
     const ExecStatusType status = PQresultStatus(got);
     if (!kept || PQresultStatus(kept.get()) != PGRES_FATAL_ERROR) kept = std::move(owned);
     if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) break;
@@ -355,7 +350,7 @@ stowage::Status PgConnection::RunPipeline(const std::string* text, bool simple,
         broken_ = true;
         for (std::size_t i : batch) deferred_[i].state = DeferredState::kRan;
         ran->prepared_name.clear();
-        ran->result.reset(owned.release());
+        ran->result = std::move(owned);
         return stowage::Status::Ok();
       }
       if (!results[p] || status == PGRES_FATAL_ERROR) results[p] = std::move(owned);
@@ -394,7 +389,7 @@ stowage::Status PgConnection::RunPipeline(const std::string* text, bool simple,
     if (!succeeded(p)) {
       // The statement did not run: its PREPARE's error is the one to report.
       ran->prepared_name.clear();
-      ran->result.reset(results[p].release());
+      ran->result = std::move(results[p]);
       return stowage::Status::Ok();
     }
     ++next_statement_;
@@ -410,7 +405,7 @@ stowage::Status PgConnection::RunPipeline(const std::string* text, bool simple,
       if (!succeeded(q)) failed = results[q].get();
     return StatementError(target_, failed, conn, true, elapsed());
   }
-  if (text != nullptr) ran->result.reset(results[p].release());
+  if (text != nullptr) ran->result = std::move(results[p]);
   return stowage::Status::Ok();
 }
 

@@ -87,9 +87,14 @@ class PgConnection final : public Connection {
     std::vector<stowage::SqlValue> params;
     DeferredState state;
   };
+  // Owns a libpq result: PQclear when it goes.
+  struct ClearResult {
+    void operator()(PGresult* result) const noexcept { PQclear(result); }
+  };
+  using ResultPtr = std::unique_ptr<PGresult, ClearResult>;
   // A statement's result, and the prepared statement's name when it ran as one.
   struct Ran {
-    std::unique_ptr<PGresult, void (*)(PGresult*)> result{nullptr, PQclear};
+    ResultPtr result;
     std::string prepared_name;
   };
 
@@ -102,7 +107,7 @@ class PgConnection final : public Connection {
   PGresult* NextResult();
   // Every result of what was sent, to the end: the last one, or the first
   // error (as PQexec keeps it); a COPY ends it. Null when given up.
-  std::unique_ptr<PGresult, void (*)(PGresult*)> Collect();
+  ResultPtr Collect();
   bool HasWaiting() const noexcept;
   // The statement alone: as PQexec, or PQprepare when new and
   // PQexecPrepared, each sent and then waited for until give_up_at_.

@@ -72,6 +72,12 @@ struct StageMetrics {
   observability::Gauge* circuit = nullptr;
   observability::Counter* journaled = nullptr;  // stowage_journal_recorded_total
   observability::Counter* replayed = nullptr;   // stowage_journal_replayed_total
+  // stowage_stage_admits_total, by what admit() of a request's write said:
+  // let the message through, refused it (a quota: the request fails with
+  // that answer), or failed to decide.
+  observability::Counter* admitted = nullptr;
+  observability::Counter* admit_refused = nullptr;
+  observability::Counter* admit_failed = nullptr;
 };
 
 // Outcome counters of one stage, kept for logs and metrics.

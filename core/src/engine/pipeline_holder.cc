@@ -21,20 +21,6 @@ void Append(std::string& out, const char* label, const std::vector<std::string>&
 
 }  // namespace
 
-std::vector<std::string> ChangedServerKeys(const config::ServerSettings& a, const config::ServerSettings& b) {
-  std::vector<std::string> keys;
-  if (a.listen != b.listen) keys.push_back("listen");
-  if (a.io_threads != b.io_threads) keys.push_back("io_threads");
-  if (a.workers != b.workers) keys.push_back("workers");
-  if (a.body_limit != b.body_limit) keys.push_back("body_limit");
-  if (a.max_content_bytes != b.max_content_bytes) keys.push_back("max_content_bytes");
-  if (a.plugin_path != b.plugin_path) keys.push_back("plugin_path");
-  if (a.admin_token_env != b.admin_token_env) keys.push_back("admin_token_env");
-  if (a.admin_listen != b.admin_listen) keys.push_back("admin_listen");
-  if (a.startup_timeout != b.startup_timeout) keys.push_back("startup_timeout_ms");
-  return keys;
-}
-
 std::string ReloadReport::Summary() const {
   if (!ok) {
     std::string out = "reload refused (generation " + std::to_string(generation) + " keeps serving):";
@@ -81,7 +67,7 @@ ReloadReport PipelineHolder::Reload(const std::filesystem::path& file, const con
     return report;
   }
   config::PipelineConfig cfg = std::move(*loaded.config);
-  report.needs_restart = ChangedServerKeys(running->config().server, cfg.server);
+  report.needs_restart = config::KeysNeedingRestart(running->config().server, cfg.server);
   cfg.server = running->config().server;
 
   auto built = Pipeline::Build(cfg, running.get());

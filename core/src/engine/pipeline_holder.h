@@ -69,7 +69,5 @@ class PipelineHolder {
   std::atomic<std::uint64_t> generation_{1};
 };
 
-// The names of the [server] keys whose values differ between `a` and `b`.
-std::vector<std::string> ChangedServerKeys(const config::ServerSettings& a, const config::ServerSettings& b);
 
 }  // namespace stowage::engine

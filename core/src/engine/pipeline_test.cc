@@ -84,10 +84,25 @@ class PipelineTest : public ::testing::Test {
         .value();
   }
 
+  // The stage's series `outcome` of stowage_stage_admits_total.
+  double Admits(const std::string& stage, const std::string& outcome) {
+    return registry_.counter("stowage_stage_admits_total", "", {{"stage", stage}, {"outcome", outcome}}).value();
+  }
+
   fs::path dir_;
   std::string journal_;
   observability::Registry registry_;
 };
+
+TEST_F(PipelineTest, WhatAdmitSaidOfEachMessageIsExported) {
+  auto p = Build({{"a"}, {"b", Policy::kBestEffort, {{"write", "reject"}}}});
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->Write("g1", Msg("one")).status.code(), StatusCode::kRejected);
+  EXPECT_EQ(p->Write("g1", Msg("two")).status.code(), StatusCode::kRejected);
+  EXPECT_EQ(Admits("a", "admitted"), 2);
+  EXPECT_EQ(Admits("b", "refused"), 2) << "a refusal fails the request whatever the stage's policy";
+  EXPECT_EQ(Admits("a", "refused") + Admits("a", "failed") + Admits("b", "admitted") + Admits("b", "failed"), 0);
+}
 
 TEST_F(PipelineTest, WriteGoesThroughEveryStageInOrderAndReportsTargets) {
   auto p = Build({{"a"}, {"b", Policy::kBestEffort}, {"c", Policy::kRequired, {{"set_attribute", "message_id=41"}}}});

@@ -99,6 +99,7 @@ class WriteRun {
       bool lost = false;
       const auto began = Clock::now();
       WriteCall admitted = Call(i, WriteOp::kAdmit, &lost);
+      CountAdmit(s, admitted.status);
       if (admitted.status.ok()) {
         outcome_.attributes = std::move(admitted.attributes);
         continue;

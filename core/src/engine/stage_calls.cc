@@ -51,7 +51,20 @@ StageMetrics MetricsOf(observability::Registry& registry, const std::string& sta
   m.replayed =
       &registry.counter("stowage_journal_replayed_total",
                         "Journal entries replayed into their stage and removed.", {{"stage", stage}});
+  constexpr const char* kAdmits = "stowage_stage_admits_total";
+  constexpr const char* kAdmitsHelp =
+      "What admit() said of each message written: admitted, refused (e.g. over a quota), failed (could not tell).";
+  m.admitted = &registry.counter(kAdmits, kAdmitsHelp, {{"stage", stage}, {"outcome", "admitted"}});
+  m.admit_refused = &registry.counter(kAdmits, kAdmitsHelp, {{"stage", stage}, {"outcome", "refused"}});
+  m.admit_failed = &registry.counter(kAdmits, kAdmitsHelp, {{"stage", stage}, {"outcome", "failed"}});
   return m;
+}
+
+void CountAdmit(const StageInstance& s, const Status& status) {
+  observability::Counter* counter = status.ok()               ? s.metrics.admitted
+                                    : RefusesMessage(status) ? s.metrics.admit_refused
+                                                             : s.metrics.admit_failed;
+  if (counter) counter->Add();
 }
 
 void CountCompensation(StageCounters& counters, bool ok) {

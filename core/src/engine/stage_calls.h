@@ -59,6 +59,10 @@ StageMetrics MetricsOf(observability::Registry& registry, const std::string& sta
 // breaker (when `breaker` is set: the call was let through by it).
 void Count(const StageInstance& s, const stowage::Status& status, Clock::time_point began, bool breaker = false);
 
+// Counts what admit() of `s` said of a request's message, in
+// stowage_stage_admits_total (when `s` has metrics).
+void CountAdmit(const StageInstance& s, const stowage::Status& status);
+
 // Counts one compensation of a stage (`ok`: it undid the write), in its
 // counters and its metric. Only while the request runs: the metric lives in
 // the pipeline's registry.

@@ -458,9 +458,22 @@ TEST_P(StageConformanceTest, SchemaIsWellFormedAndRejectsUnknownKeys) {
     if (key.required()) {
       EXPECT_FALSE(key.default_value.has_value()) << "required key '" << key.name << "' has a default";
     } else {
-      EXPECT_EQ(static_cast<int>(key.default_value->index()), static_cast<int>(key.type))
+      EXPECT_EQ(key.default_value->index(), ConfigValueIndex(key.type))
           << "the default of key '" << key.name << "' is not a " << ConfigTypeName(key.type);
+      // The host refuses a value outside the key's bounds or words; its own
+      // default must not be one.
+      if (key.min && key.min->index() == key.default_value->index())
+        EXPECT_FALSE(*key.default_value < *key.min) << "the default of key '" << key.name << "' is below its minimum";
+      if (key.max && key.max->index() == key.default_value->index())
+        EXPECT_FALSE(*key.max < *key.default_value) << "the default of key '" << key.name << "' is above its maximum";
+      if (const auto* word = std::get_if<std::string>(&*key.default_value); word && !key.allowed.empty())
+        EXPECT_NE(std::find(key.allowed.begin(), key.allowed.end(), *word), key.allowed.end())
+            << "the default of key '" << key.name << "' is not one of its allowed values";
     }
+    for (const auto& bound : {key.min, key.max})
+      if (bound)
+        EXPECT_EQ(bound->index(), ConfigValueIndex(key.type))
+            << "a bound of key '" << key.name << "' is not a " << ConfigTypeName(key.type);
   }
 }
 

@@ -156,30 +156,35 @@ class ThrowingStage final : public Stage {
   EraseResult erase(GuestContext&) override { throw 42; }
 };
 
-TEST(NoExceptionTest, FailsForAStageThatThrowsThroughTheGuard) {
-  NullLogger log;
-  stowage::internal::GuardedStage<Stage> stage(std::make_unique<ThrowingStage>());
-  const std::string guest = "g";
-  const Message message{"", "content", "2025-01-02T03:04:05.000000Z"};
-  Attributes attributes;
-  WriteContext write{guest, message, Deadline::After(std::chrono::seconds(1)), log, attributes};
-  EXPECT_FALSE(NoException(stage.write(write)));
-  GuestContext erase{guest, Deadline::After(std::chrono::seconds(1)), log};
-  EXPECT_FALSE(NoException(stage.erase(erase).status));
-}
+// A ThrowingStage behind the guard, and the contexts of one write and one
+// erase to call it with. Neither copied nor moved: the contexts refer to the
+// members before them.
+struct GuardedThrowingStage {
+  GuardedThrowingStage() = default;
+  GuardedThrowingStage(const GuardedThrowingStage&) = delete;
+  GuardedThrowingStage& operator=(const GuardedThrowingStage&) = delete;
 
-TEST(GuardedStageTest, NamesTheExceptionsTypeBesideItsText) {
   NullLogger log;
-  stowage::internal::GuardedStage<Stage> stage(std::make_unique<ThrowingStage>());
+  stowage::internal::GuardedStage<Stage> stage{std::make_unique<ThrowingStage>()};
   const std::string guest = "g";
   const Message message{"user", "content", "2025-01-02T03:04:05.000000Z"};
   Attributes attributes;
   WriteContext write{guest, message, Deadline::After(std::chrono::seconds(1)), log, attributes};
-  Status written = stage.write(write);
+  GuestContext erase{guest, Deadline::After(std::chrono::seconds(1)), log};
+};
+
+TEST(NoExceptionTest, FailsForAStageThatThrowsThroughTheGuard) {
+  GuardedThrowingStage guarded;
+  EXPECT_FALSE(NoException(guarded.stage.write(guarded.write)));
+  EXPECT_FALSE(NoException(guarded.stage.erase(guarded.erase).status));
+}
+
+TEST(GuardedStageTest, NamesTheExceptionsTypeBesideItsText) {
+  GuardedThrowingStage guarded;
+  Status written = guarded.stage.write(guarded.write);
   EXPECT_EQ(written.code(), StatusCode::kInternal);
   EXPECT_EQ(written.message(), "write threw std::runtime_error: no role");
-  GuestContext erase{guest, Deadline::After(std::chrono::seconds(1)), log};
-  EXPECT_EQ(stage.erase(erase).status.message(), "erase threw an exception of type int");
+  EXPECT_EQ(guarded.stage.erase(guarded.erase).status.message(), "erase threw an exception of type int");
 }
 
 TEST(FakeSqlSessionTest, AnswersAsScriptedInOrderAndRefusesTransactionControlInARequest) {

@@ -16,8 +16,8 @@ namespace archive {
 
 stowage::ConfigSchema ArchiveStage::config_schema() {
   return stowage::ConfigSchema()
-      .required("folder", stowage::ConfigType::kString,
-                "folder of the guests' .jsonl files; created when missing")
+      .required("folder", stowage::ConfigType::kPath,
+                "folder of the guests' .jsonl files (relative: to the config file's folder); created when missing")
       .optional("fsync", false, "flush each line to disk before the write returns");
 }
 

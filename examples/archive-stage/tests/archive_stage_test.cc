@@ -165,6 +165,7 @@ TEST(ArchiveSchemaTest, DeclaresFolderRequiredAndFsyncOff) {
   ASSERT_EQ(schema.keys().size(), 2u);
   ASSERT_NE(schema.find("folder"), nullptr);
   EXPECT_TRUE(schema.find("folder")->required());
+  EXPECT_EQ(schema.find("folder")->type, stowage::ConfigType::kPath) << "a relative folder follows the config file";
   ASSERT_NE(schema.find("fsync"), nullptr);
   EXPECT_EQ(schema.find("fsync")->default_value, stowage::ConfigValue(false));
   EXPECT_EQ(schema.find("path"), nullptr);
