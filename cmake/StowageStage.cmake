@@ -15,7 +15,7 @@ function(stowage_add_stage name)
   endif()
   if(NOT TARGET stowage::sdk)
     message(FATAL_ERROR "stowage_add_stage(${name}): stowage::sdk is not defined; call "
-                        "find_package(stowage 1 CONFIG REQUIRED) first")
+                        "find_package(stowage 2 CONFIG REQUIRED) first")
   endif()
   if(DEFINED STOWAGE_PLUGIN_OUTPUT_DIR)
     set(output_dir ${STOWAGE_PLUGIN_OUTPUT_DIR})

@@ -9,7 +9,7 @@
 // - an accepted message holds what the pipeline is promised
 //   (stowage/message.h): a known role, non-empty valid UTF-8 content within
 //   the limit, a canonical timestamp;
-// - the message written back as JSON (stowage/message_json.h, as GET
+// - the message written back as JSON (stowage/chat/message_json.h, as GET
 //   answers it) parses to the same message;
 // - with a smaller content limit, the same body gives the same message when
 //   the content fits and content_too_large when it does not.
@@ -21,7 +21,7 @@
 #include "api/chat_request.h"
 #include "api/timestamp.h"
 #include "fuzz_check.h"
-#include "stowage/message_json.h"
+#include "stowage/chat/message_json.h"
 
 namespace {
 
@@ -95,7 +95,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   if (parsed.message) {
     std::string json;
-    stowage::AppendMessageJson(json, *parsed.message);
+    stowage::chat::AppendMessageJson(json, *parsed.message);
     const ParsedMessage again = Parse(json, kLimit);
     FUZZ_CHECK(again.message == parsed.message, "the message written as JSON does not parse back: %s",
                json.c_str());

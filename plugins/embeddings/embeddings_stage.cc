@@ -10,6 +10,7 @@
 #include "migrations.h"
 #include "provider_factory.h"
 #include "similarity.h"
+#include "stowage/chat/attributes.h"
 #include "text_chunk.h"
 #include "vector_json.h"
 
@@ -25,34 +26,28 @@ bool IsDecimal(const std::optional<std::string>& text) {
   return error == std::errc() && end == text->data() + text->size();
 }
 
-std::size_t MaxChunk(const StageConfig& config) {
-  const std::int64_t value = config.integer("max_chunk_chars");
-  if (value < 1 || value > 100'000'000) {
-    throw std::invalid_argument("stage config `max_chunk_chars` is " + std::to_string(value) +
-                                "; set it between 1 and 100000000");
-  }
-  return static_cast<std::size_t>(value);
-}
-
 std::unique_ptr<EmbeddingProvider> CheckedProvider(std::unique_ptr<EmbeddingProvider> provider) {
   if (provider == nullptr) throw std::invalid_argument("the embeddings stage was given no provider");
   return provider;
 }
 
-// Runs the migrations after checking that message_cache is there.
-Status Migrate(SqlSession& sql, std::vector<int>* applied) {
-  SqlResult result;
-  Status status = sql.execute("SELECT to_regclass('message_cache') IS NOT NULL", {}, &result);
+// Has the host apply the migrations, after checking that message_cache is there.
+Status Migrate(Database& database, Deadline deadline, std::vector<int>* applied) {
+  Status status = database.with_session(deadline, [](SqlSession& sql) {
+    SqlResult result;
+    Status found = sql.execute("SELECT to_regclass('message_cache') IS NOT NULL", {}, &result);
+    if (!found.ok()) return found;
+    if (result.value(0, 0).value_or("f") != "t") {
+      return Status::NotFound("table message_cache does not exist in database '" + sql.database() +
+                              "': cache_embeddings references it and the postgres stage creates it; put the "
+                              "postgres stage, with the same `database`, before the embeddings stage in "
+                              "pipeline.toml");
+    }
+    return Status::Ok();
+  });
   if (!status.ok()) return status;
-  if (result.value(0, 0).value_or("f") != "t") {
-    return Status::NotFound("table message_cache does not exist in database '" + sql.database() +
-                            "': cache_embeddings references it and the postgres stage creates it; put the "
-                            "postgres stage, with the same `database`, before the embeddings stage in "
-                            "pipeline.toml");
-  }
-  return ApplyMigrations(sql, kMigrationComponent, EmbeddingMigrations(), applied);
+  return database.apply_migrations(kMigrationComponent, EmbeddingMigrations(), deadline, applied);
 }
-
 
 std::string Versions(const std::vector<int>& versions) {
   std::string out;
@@ -67,7 +62,8 @@ ConfigSchema EmbeddingsStage::config_schema() {
   AddProviderKeys(schema);
   schema.optional("max_chunk_chars", std::int64_t{8000},
                   "the most bytes of a message's content embedded and stored in text_chunk (cut on a UTF-8 "
-                  "character boundary)");
+                  "character boundary)")
+      .range(std::int64_t{1}, std::int64_t{100'000'000});
   return schema;
 }
 
@@ -78,7 +74,7 @@ EmbeddingsStage::EmbeddingsStage(const StageConfig& config, StageEnvironment& en
                                  std::unique_ptr<EmbeddingProvider> provider)
     : log_(env.log),
       database_(env.database),
-      max_chunk_bytes_(MaxChunk(config)),
+      max_chunk_bytes_(static_cast<std::size_t>(config.integer("max_chunk_chars"))),
       provider_(CheckedProvider(std::move(provider))) {
   if (database_ == nullptr) {
     throw std::runtime_error(
@@ -87,8 +83,7 @@ EmbeddingsStage::EmbeddingsStage(const StageConfig& config, StageEnvironment& en
         "pipeline.toml that the postgres stage uses");
   }
   std::vector<int> applied;
-  Status status = database_->with_session(Deadline::After(kMigrationTimeout),
-                                          [&](SqlSession& sql) { return Migrate(sql, &applied); });
+  Status status = Migrate(*database_, Deadline::After(kMigrationTimeout), &applied);
   if (status.code() == StatusCode::kUnavailable) {
     log_.warn(status.message() + "; cache_embeddings will be created before the first use");
     schema_status_ = status;
@@ -108,7 +103,7 @@ Status EmbeddingsStage::EnsureSchema(Deadline deadline) {
   std::lock_guard lock(schema_mu_);
   if (schema_ready_) return Status::Ok();
   std::vector<int> applied;
-  Status status = database_->with_session(deadline, [&](SqlSession& sql) { return Migrate(sql, &applied); });
+  Status status = Migrate(*database_, deadline, &applied);
   if (!status.ok()) {
     schema_status_ = status;
     return status;
@@ -131,8 +126,8 @@ Status EmbeddingsStage::admit(WriteContext& ctx) {
 }
 
 Status EmbeddingsStage::write(WriteContext& ctx) {
-  const std::optional<std::string> message_id = ctx.attributes.get(Attributes::kMessageId);
-  const std::optional<std::string> conversation_id = ctx.attributes.get(Attributes::kConversationId);
+  const std::optional<std::string> message_id = ctx.attributes.get(chat::kMessageId);
+  const std::optional<std::string> conversation_id = ctx.attributes.get(chat::kConversationId);
   if (!IsDecimal(message_id) || !IsDecimal(conversation_id)) {
     return Status::Internal("the message of guest " + ctx.guest_id +
                             " has no message_id and conversation_id attributes: put the embeddings "

@@ -15,6 +15,7 @@
 #include "fake_provider.h"
 #include "postgres_stage.h"
 #include "similarity.h"
+#include "stowage/chat/attributes.h"
 #include "stowage/testkit/loggers.h"
 #include "support/services.h"
 #include "vector_json.h"
@@ -162,8 +163,8 @@ TEST_F(EmbeddingsStageTest, WriteStoresOneRowWithModelDimensionAndJsonVector) {
   const std::string guest = NewGuest("write");
   Written written = Write(guest, "Hello, how are you today?");
   ASSERT_TRUE(written.status.ok()) << written.status.ToString();
-  const std::string message_id = *written.attributes.get(Attributes::kMessageId);
-  const std::string conversation_id = *written.attributes.get(Attributes::kConversationId);
+  const std::string message_id = *written.attributes.get(chat::kMessageId);
+  const std::string conversation_id = *written.attributes.get(chat::kConversationId);
 
   SqlResult rows = Query(
       "SELECT conversation_id, embedding_model, embedding_dim, text_chunk, chunk_index,"
@@ -201,7 +202,7 @@ TEST_F(EmbeddingsStageTest, ExplicitDimensionsAreStoredAsSet) {
   SqlResult rows = Query(
       "SELECT embedding_dim, jsonb_array_length(embedding), embedding::text FROM cache_embeddings"
       " WHERE message_id = $1",
-      {written.attributes.get(Attributes::kMessageId)});
+      {written.attributes.get(chat::kMessageId)});
   ASSERT_EQ(rows.rows.size(), 1u);
   EXPECT_EQ(rows.value(0, 0), "1408");
   EXPECT_EQ(rows.value(0, 1), "1408");
@@ -235,7 +236,7 @@ TEST_F(EmbeddingsStageTest, DefaultSizedEmbeddingIsStoredSmaller) {
     SqlResult rows = Query(
         "SELECT pg_column_size(embedding), pg_column_size(embedding::text::jsonb) FROM cache_embeddings"
         " WHERE message_id = $1",
-        {written.attributes.get(Attributes::kMessageId)});
+        {written.attributes.get(chat::kMessageId)});
     Sizes out;
     if (rows.rows.size() != 1u) {
       ADD_FAILURE() << "no row for the message";
@@ -280,7 +281,7 @@ TEST_F(EmbeddingsStageTest, AReplayStoresTheEmbeddingTheStageMissedOnce) {
   Written failed = Write(remote, guest, "embedded on replay");
   ASSERT_EQ(failed.status.code(), StatusCode::kUnavailable) << failed.status.ToString();
   ASSERT_EQ(RowsOf(guest), 0u);
-  const std::string message_id = *failed.attributes.get(Attributes::kMessageId);
+  const std::string message_id = *failed.attributes.get(chat::kMessageId);
 
   fake.set_mode(testing::FakeProvider::Mode::kOk);
   Status replayed = Replay(remote, guest, "embedded on replay", failed.attributes);
@@ -311,7 +312,7 @@ TEST_F(EmbeddingsStageTest, AReplayOfAStoredEmbeddingStoresNothingNew) {
   const std::string guest = NewGuest("replay-stored");
   Written written = Write(guest, "stored, then replayed");
   ASSERT_TRUE(written.status.ok()) << written.status.ToString();
-  const std::string message_id = *written.attributes.get(Attributes::kMessageId);
+  const std::string message_id = *written.attributes.get(chat::kMessageId);
   const std::string row =
       Query("SELECT id FROM cache_embeddings WHERE message_id = $1", {message_id}).value(0, 0).value_or("");
 
@@ -327,7 +328,7 @@ TEST_F(EmbeddingsStageTest, AnyWriteOfAStoredEmbeddingStoresNothingNew) {
   const std::string guest = NewGuest("rewrite");
   Written written = Write(guest, "written twice");
   ASSERT_TRUE(written.status.ok()) << written.status.ToString();
-  const std::string message_id = *written.attributes.get(Attributes::kMessageId);
+  const std::string message_id = *written.attributes.get(chat::kMessageId);
 
   // The same write again, not marked as a replay: the insert itself skips it.
   Status again = Replay(*stage_, guest, "written twice", written.attributes, /*replay=*/false);
@@ -350,7 +351,7 @@ TEST_F(EmbeddingsStageTest, AReplayOfAMessageErasedSinceStoresNothingAndSucceeds
 
   EXPECT_TRUE(replayed.ok()) << replayed.ToString();
   EXPECT_EQ(Query("SELECT count(*) FROM cache_embeddings WHERE message_id = $1",
-                  {written.attributes.get(Attributes::kMessageId)})
+                  {written.attributes.get(chat::kMessageId)})
                 .value(0, 0),
             "0");
   EXPECT_EQ(log_->Count(LogLevel::kInfo, "stored nothing, the message was erased since"), 1) << log_->All();

@@ -273,12 +273,6 @@ TEST(ProviderFactoryTest, RefusesIncompleteConfigNamingTheKey) {
       message(
           {{"provider", std::string("openai")}, {"model", std::string("m")}, {"base_url", std::string("x")}}),
       "`base_url`"));
-  EXPECT_TRUE(Contains(message({{"dimensions", std::int64_t{-1}}}), "`dimensions` is -1"));
-  EXPECT_TRUE(Contains(message({{"dimensions", std::int64_t{65537}}}), "between 1 and 65536"));
-  EXPECT_TRUE(Contains(message({{"provider", std::string("vertex")},
-                                {"project", std::string("p")},
-                                {"dimensions", std::int64_t{-5}}}),
-                       "`dimensions`"));
 }
 
 // Without `dimensions` each provider has its own size; one that is set wins.

@@ -5,8 +5,8 @@ namespace stowage::embeddings {
 // Writes insert by message; erase and search find a guest's rows through
 // conversation_id; the cascade from message_cache finds them through the
 // (message_id, chunk_index) key.
-const std::vector<SqlMigration>& EmbeddingMigrations() {
-  static const std::vector<SqlMigration> migrations = {
+const std::vector<Migration>& EmbeddingMigrations() {
+  static const std::vector<Migration> migrations = {
       {1, "create cache_embeddings", R"sql(
 CREATE TABLE cache_embeddings (
   id bigserial PRIMARY KEY,

@@ -1,10 +1,11 @@
-// The embeddings stage's schema, as ordered migrations (stowage/sql_migrations.h).
+// The embeddings stage's schema, as ordered migrations the host applies
+// (Database::apply_migrations, stowage/sql.h).
 #pragma once
 
 #include <string_view>
 #include <vector>
 
-#include "stowage/sql_migrations.h"
+#include "stowage/sql.h"
 
 namespace stowage::embeddings {
 
@@ -14,6 +15,6 @@ inline constexpr std::string_view kMigrationComponent = "embeddings";
 // cache_embeddings, oldest migration first. It references message_cache,
 // which the postgres stage creates: that stage must have migrated the same
 // database first (it comes earlier in the pipeline).
-const std::vector<SqlMigration>& EmbeddingMigrations();
+const std::vector<Migration>& EmbeddingMigrations();
 
 }  // namespace stowage::embeddings

@@ -10,19 +10,6 @@
 #include "vertex_provider.h"
 
 namespace stowage::embeddings {
-namespace {
-
-std::int64_t Positive(const StageConfig& config, const std::string& key, std::int64_t max) {
-  const std::int64_t value = config.integer(key);
-  if (value < 1 || value > max) {
-    throw std::invalid_argument("stage config `" + key + "` is " + std::to_string(value) +
-                                "; set it between 1 and " + std::to_string(max));
-  }
-  return value;
-}
-
-}  // namespace
-
 std::size_t DefaultDimensions(std::string_view provider) {
   if (provider == "builtin") return kBuiltinDefaultDimensions;
   if (provider == "vertex") return kVertexDefaultDimensions;
@@ -36,16 +23,20 @@ ConfigSchema& AddProviderKeys(ConfigSchema& schema) {
           "provider", std::string("builtin"),
           "\"builtin\" (offline feature hashing, model stowage-hash-v1), \"vertex\" (Vertex AI predict) or "
           "\"openai\" (OpenAI-compatible /embeddings: OpenAI, Ollama, vLLM, TEI, LocalAI)")
+      .one_of({"builtin", "vertex", "openai"})
       .optional("dimensions", std::int64_t{0},
                 "the length of every vector (1 to 65536); 0, the default, means the provider's own: 256 for "
                 "builtin, 1408 for vertex (multimodalembedding@001) and openai; an HTTP provider's answer of "
                 "another size is refused")
+      .range(std::int64_t{0}, std::int64_t{kMaxDimensions})
       .optional(
           "connect_timeout_ms", std::int64_t{2000},
           "HTTP providers: how long resolving, connecting and the TLS handshake may take, in milliseconds")
+      .range(std::int64_t{1}, std::int64_t{3600000})
       .optional("request_timeout_ms", std::int64_t{10000},
                 "HTTP providers: how long one embedding call may take in all, in milliseconds (the stage's "
                 "timeout_ms bounds it too)")
+      .range(std::int64_t{1}, std::int64_t{3600000})
       .optional("model", std::string(""),
                 "vertex: the model (default multimodalembedding@001); openai: the model, required")
       .optional("project", std::string(""), "vertex: the Google Cloud project id, required")
@@ -64,19 +55,13 @@ ConfigSchema& AddProviderKeys(ConfigSchema& schema) {
 
 std::unique_ptr<EmbeddingProvider> MakeProvider(const StageConfig& config) {
   const std::string& provider = config.string("provider");
-  const std::int64_t configured = config.integer("dimensions");
-  if (configured < 0 || configured > kMaxDimensions) {
-    throw std::invalid_argument("stage config `dimensions` is " + std::to_string(configured) +
-                                "; set it between 1 and " + std::to_string(kMaxDimensions) +
-                                ", or leave it out (0) for the provider's default");
-  }
-  // 0 (the default) is the provider's own size; an unknown provider is
-  // refused below.
+  const std::int64_t configured = config.integer("dimensions");  // 0..kMaxDimensions: the schema's bounds
+  // 0 (the default) is the provider's own size.
   const std::size_t dimensions =
       configured == 0 ? DefaultDimensions(provider) : static_cast<std::size_t>(configured);
   HttpTimeouts timeouts;
-  timeouts.connect = std::chrono::milliseconds(Positive(config, "connect_timeout_ms", 3600000));
-  timeouts.request = std::chrono::milliseconds(Positive(config, "request_timeout_ms", 3600000));
+  timeouts.connect = std::chrono::milliseconds(config.integer("connect_timeout_ms"));
+  timeouts.request = std::chrono::milliseconds(config.integer("request_timeout_ms"));
 
   if (provider == "builtin") return std::make_unique<BuiltinProvider>(dimensions);
   if (provider == "vertex") {

@@ -5,8 +5,8 @@ namespace stowage::mapping {
 // Erase finds a guest's rows by user_id; the cascade from message_cache finds
 // a message's rows by cache_id (the unique key leads with cache_type, so it
 // cannot serve that lookup).
-const std::vector<SqlMigration>& MappingMigrations() {
-  static const std::vector<SqlMigration> migrations = {
+const std::vector<Migration>& MappingMigrations() {
+  static const std::vector<Migration> migrations = {
       {1, "create cache_content_mapping", R"sql(
 CREATE TABLE cache_content_mapping (
   id bigserial PRIMARY KEY,

@@ -6,13 +6,13 @@
 #include <string_view>
 #include <vector>
 
-#include "stowage/sql_migrations.h"
+#include "stowage/sql.h"
 
 namespace stowage::mapping {
 
 inline constexpr std::string_view kMigrationComponent = "mapping";
 
 // cache_content_mapping, oldest first.
-const std::vector<SqlMigration>& MappingMigrations();
+const std::vector<Migration>& MappingMigrations();
 
 }  // namespace stowage::mapping

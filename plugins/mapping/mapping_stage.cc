@@ -5,6 +5,7 @@
 
 #include "mapping_schema.h"
 #include "mapping_store.h"
+#include "stowage/chat/attributes.h"
 
 namespace stowage::mapping {
 namespace {
@@ -96,7 +97,7 @@ Status MappingStage::EnsureSchema(Deadline deadline) {
 
 Status MappingStage::write(WriteContext& ctx) {
   if (ctx.sql == nullptr) return NoSession("map a message");
-  const std::optional<std::string> message_id = ctx.attributes.get(Attributes::kMessageId);
+  const std::optional<std::string> message_id = ctx.attributes.get(chat::kMessageId);
   if (!message_id) {
     return Status::Internal("no message_id for the message of guest " + ctx.guest_id +
                             ": put the mapping stage after the postgres stage in pipeline.toml "

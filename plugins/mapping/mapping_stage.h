@@ -7,7 +7,6 @@
 
 #include <string>
 
-#include "stowage/sql_migrations.h"
 #include "stowage/sdk.h"
 
 namespace stowage::mapping {

@@ -11,7 +11,9 @@
 #include <memory>
 #include <stdexcept>
 
+#include "mapping_schema.h"
 #include "scratch_database.h"
+#include "stowage/chat/attributes.h"
 #include "stowage/testkit/fake_database.h"
 
 namespace stowage::mapping {
@@ -79,7 +81,7 @@ class MappingStageTest : public ::testing::Test {
     WriteTransaction tx(db_->database());
     if (!tx.ok()) return Status::Unavailable("no connection");
     Attributes attributes;
-    if (message_id) attributes.set(Attributes::kMessageId, *message_id);
+    if (message_id) attributes.set(chat::kMessageId, *message_id);
     WriteContext ctx{guest, message_,   Deadline::After(std::chrono::seconds(10)),
                      log_,  attributes, tx.session()};
     ctx.replay = replay;
@@ -312,7 +314,7 @@ class MappingStageLogicTest : public ::testing::Test {
 
   Status Write(MappingStage& stage, stowage::testkit::FakeSqlSession& sql, const char* message_id) {
     Attributes attributes;
-    if (message_id != nullptr) attributes.set(Attributes::kMessageId, message_id);
+    if (message_id != nullptr) attributes.set(chat::kMessageId, message_id);
     WriteContext ctx{guest_, message_, Deadline::After(std::chrono::seconds(5)), log_, attributes, &sql};
     return stage.write(ctx);
   }
@@ -368,12 +370,45 @@ TEST_F(MappingStageLogicTest, ADatabaseUnreachableAtStartIsLoggedAndTheTableMade
   database_.FailSessions(Status::Unavailable("cannot reach PostgreSQL database 'main'"));
   auto stage = Make();
   EXPECT_EQ(log_.Count(LogLevel::kWarn, "the table will be created before the first use"), 1u) << log_.All();
-  const std::size_t migrations_before = database_.session().statements().size();
+  ASSERT_EQ(database_.migration_calls().size(), 1u);
+  EXPECT_EQ(database_.migration_calls()[0].status.code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(database_.applied_versions("mapping").empty());
   stowage::testkit::FakeSqlSession sql;
   sql.Answer("INSERT INTO cache_content_mapping", {{}, {}, 1});
   ASSERT_TRUE(Write(*stage, sql, "41").ok());
-  EXPECT_GT(database_.session().statements().size(), migrations_before)
-      << "the first write should have run the migrations";
+  EXPECT_EQ(database_.applied_versions("mapping"), std::vector<int>{1})
+      << "the first write should have applied the migrations";
+}
+
+TEST_F(MappingStageLogicTest, ConstructionAsksTheHostToApplyTheMappingMigrations) {
+  auto stage = Make();
+  ASSERT_EQ(database_.migration_calls().size(), 1u);
+  const auto& call = database_.migration_calls()[0];
+  EXPECT_EQ(call.component, "mapping");
+  ASSERT_EQ(call.migrations.size(), MappingMigrations().size());
+  EXPECT_EQ(call.migrations[0].version, 1);
+  EXPECT_THAT(call.migrations[0].sql, HasSubstr("CREATE TABLE cache_content_mapping"));
+  EXPECT_TRUE(call.status.ok()) << call.status.ToString();
+  EXPECT_EQ(log_.Count(LogLevel::kInfo,
+                       "schema of 'mapping' in database 'main' is current (applied migration(s) 1)"),
+            1u)
+      << log_.All();
+  // Later calls find the schema current: the host is not asked again.
+  stowage::testkit::FakeSqlSession sql;
+  ASSERT_TRUE(Write(*stage, sql, "41").ok());
+  EXPECT_EQ(database_.migration_calls().size(), 1u);
+}
+
+TEST_F(MappingStageLogicTest, AMigrationThatFailsFailsConstructionWithTheHostsReason) {
+  database_.FailMigrations(
+      Status::Internal("migration 1 (create cache_content_mapping) failed: permission denied"));
+  database_.session().Answer("to_regclass", {{"to_regclass"}, {{std::string("message_cache")}}, 1});
+  try {
+    Make();
+    ADD_FAILURE() << "constructed although its migrations failed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("permission denied"));
+  }
 }
 
 }  // namespace

@@ -4,8 +4,8 @@ namespace stowage::metrics {
 
 // usage_metrics is found by user_id (the unique key) on every POST and
 // flush. cache_metrics is read newest first, hence the index on recorded_at.
-const std::vector<SqlMigration>& MetricsMigrations() {
-  static const std::vector<SqlMigration> migrations = {
+const std::vector<Migration>& MetricsMigrations() {
+  static const std::vector<Migration> migrations = {
       {1, "create usage_metrics and cache_metrics", R"sql(
 CREATE TABLE usage_metrics (
   id bigserial PRIMARY KEY,

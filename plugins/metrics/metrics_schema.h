@@ -5,7 +5,7 @@
 #include <string_view>
 #include <vector>
 
-#include "stowage/sql_migrations.h"
+#include "stowage/sql.h"
 
 namespace stowage::metrics {
 
@@ -13,6 +13,6 @@ inline constexpr std::string_view kMigrationComponent = "metrics";
 
 // usage_metrics (one row per user) and cache_metrics (one row per flush),
 // oldest first.
-const std::vector<SqlMigration>& MetricsMigrations();
+const std::vector<Migration>& MetricsMigrations();
 
 }  // namespace stowage::metrics

@@ -20,15 +20,6 @@ Database& RequireDatabase(StageEnvironment& env) {
   return *env.database;
 }
 
-std::chrono::milliseconds PositiveMs(const StageConfig& config, const std::string& key) {
-  const std::int64_t value = config.integer(key);
-  if (value < 1 || value > 3'600'000) {
-    throw std::invalid_argument("stage config key '" + key + "' is " + std::to_string(value) +
-                                "; set it between 1 and 3600000 (milliseconds)");
-  }
-  return std::chrono::milliseconds(value);
-}
-
 Status NoSession(const std::string& operation) {
   return Status::Internal(
       "the metrics stage was called to " + operation +
@@ -43,8 +34,10 @@ ConfigSchema MetricsStage::config_schema() {
   schema
       .optional("flush_interval_ms", std::int64_t{1000},
                 "how often observed reads and cache traffic are written to the database, in milliseconds")
+      .range(std::int64_t{1}, std::int64_t{3'600'000})
       .optional("flush_timeout_ms", std::int64_t{2000},
-                "how long one flush (and the last one, at shutdown) may take, in milliseconds");
+                "how long one flush (and the last one, at shutdown) may take, in milliseconds")
+      .range(std::int64_t{1}, std::int64_t{3'600'000});
   return schema;
 }
 
@@ -52,8 +45,8 @@ MetricsStage::MetricsStage(const StageConfig& config, StageEnvironment& env)
     : log_(env.log),
       database_(RequireDatabase(env)),
       policy_(UsagePolicy::FromConfig(config)),
-      flush_interval_(PositiveMs(config, "flush_interval_ms")),
-      flush_timeout_(PositiveMs(config, "flush_timeout_ms")),
+      flush_interval_(config.integer("flush_interval_ms")),
+      flush_timeout_(config.integer("flush_timeout_ms")),
       schema_(database_, std::string(kMigrationComponent), MetricsMigrations(), log_) {
   Status status = schema_.ensure(Deadline::After(kConstructionMigrationTimeout));
   if (!status.ok()) {

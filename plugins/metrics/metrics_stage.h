@@ -15,7 +15,6 @@
 #include <string_view>
 #include <thread>
 
-#include "stowage/sql_migrations.h"
 #include "stowage/sdk.h"
 #include "traffic_window.h"
 #include "usage_policy.h"

@@ -13,8 +13,8 @@ namespace stowage::postgres {
 // checked at the end of each statement rather than per row, so a statement
 // may renumber a conversation's messages. Migration 1 is released as it
 // stands; databases migrated by earlier releases hold exactly these tables.
-const std::vector<stowage::SqlMigration>& ChatMigrations() {
-  static const std::vector<stowage::SqlMigration> migrations = {
+const std::vector<stowage::Migration>& ChatMigrations() {
+  static const std::vector<stowage::Migration> migrations = {
       {1, "create conversation_cache and message_cache", R"sql(
 CREATE TABLE conversation_cache (
   id bigserial PRIMARY KEY,

@@ -1,11 +1,11 @@
-// The PostgreSQL stage's schema, as versioned migrations applied with
-// stowage::ApplyMigrations (stowage/sql_migrations.h).
+// The PostgreSQL stage's schema, as versioned migrations the host applies
+// (stowage::Database::apply_migrations, stowage/sql.h).
 #pragma once
 
 #include <string_view>
 #include <vector>
 
-#include "stowage/sql_migrations.h"
+#include "stowage/sql.h"
 
 namespace stowage::postgres {
 
@@ -16,6 +16,6 @@ inline constexpr std::string_view kMigrationComponent = "postgres";
 
 // The chat tables (conversation_cache, message_cache), oldest first. A
 // released migration is never edited; a change is a new one appended.
-const std::vector<stowage::SqlMigration>& ChatMigrations();
+const std::vector<stowage::Migration>& ChatMigrations();
 
 }  // namespace stowage::postgres

@@ -6,12 +6,11 @@
 
 #include "message_hash.h"
 #include "migrations.h"
-#include "stowage/sql_migrations.h"
+#include "stowage/chat/attributes.h"
 
 namespace stowage::postgres {
 namespace {
 
-using stowage::Attributes;
 using stowage::Status;
 
 // How long construction may spend bringing the schema up to date.
@@ -73,9 +72,7 @@ Status PostgresStage::EnsureSchema(stowage::Deadline deadline) {
   }
   if (schema_ready_.load()) return Status::Ok();
   std::vector<int> applied;
-  Status status = database_.with_session(deadline, [&](stowage::SqlSession& sql) {
-    return stowage::ApplyMigrations(sql, kMigrationComponent, ChatMigrations(), &applied);
-  });
+  Status status = database_.apply_migrations(kMigrationComponent, ChatMigrations(), deadline, &applied);
   if (!status.ok()) return status;
   if (applied.empty()) {
     log_.info("schema of database '" + database_.name() + "' is current");
@@ -114,9 +111,9 @@ Status PostgresStage::write(stowage::WriteContext& ctx) {
   if (status.ok())
     status = chat_.InsertMessage(*ctx.sql, ctx.guest_id, ctx.message, MessageHash(ctx.message), &stored);
   if (!status.ok()) return Failed(status, what);
-  ctx.attributes.set(Attributes::kMessageId, std::to_string(stored.message_id));
-  ctx.attributes.set(Attributes::kConversationId, std::to_string(stored.conversation_id));
-  ctx.attributes.set(Attributes::kSequence, std::to_string(stored.sequence));
+  ctx.attributes.set(chat::kMessageId, std::to_string(stored.message_id));
+  ctx.attributes.set(chat::kConversationId, std::to_string(stored.conversation_id));
+  ctx.attributes.set(chat::kSequence, std::to_string(stored.sequence));
   if (ctx.log.enabled(stowage::LogLevel::kDebug)) {
     ctx.log.debug("inserted message id=" + std::to_string(stored.message_id) + " conversation=" +
                   std::to_string(stored.conversation_id) + " sequence=" + std::to_string(stored.sequence) +
@@ -127,14 +124,13 @@ Status PostgresStage::write(stowage::WriteContext& ctx) {
 
 void PostgresStage::observe(const stowage::RequestReport& report) noexcept {
   if (report.kind != stowage::RequestKind::kWrite || !report.ok || report.attributes == nullptr) return;
-  const auto message_id = report.attributes->get(Attributes::kMessageId);
+  const auto message_id = report.attributes->get(chat::kMessageId);
   if (!message_id) return;  // another stage refused or answered first: nothing of ours committed
   try {
     // The operators' checklist looks for these words.
     log_.info("Message committed! id=" + *message_id +
-              " conversation=" + report.attributes->get(Attributes::kConversationId).value_or("?") +
-              " sequence=" + report.attributes->get(Attributes::kSequence).value_or("?") + " for guest " +
-              report.guest_id);
+              " conversation=" + report.attributes->get(chat::kConversationId).value_or("?") + " sequence=" +
+              report.attributes->get(chat::kSequence).value_or("?") + " for guest " + report.guest_id);
   } catch (...) {
     // A line that cannot be built (out of memory) is dropped; observe() never throws.
   }

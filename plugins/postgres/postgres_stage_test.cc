@@ -1,5 +1,6 @@
-// PostgresStage and ApplyMigrations against real PostgreSQL servers, through
-// the host's PostgresDatabase: the server named by STOWAGE_TEST_DATABASE_URL
+// PostgresStage against real PostgreSQL servers, through the host's
+// PostgresDatabase (its migration runner is tested in
+// core/src/database/migrations_test.cc): the server named by STOWAGE_TEST_DATABASE_URL
 // (each suite works in fresh databases it creates there) and private
 // instances the tests stop and start.
 #include "postgres_stage.h"
@@ -19,10 +20,11 @@
 
 #include "chat_statements.h"
 #include "database/postgres_database.h"
+#include "database/sql_statements.h"
 #include "message_hash.h"
 #include "migrations.h"
 #include "scratch_database.h"
-#include "stowage/sql_migrations.h"
+#include "stowage/chat/attributes.h"
 #include "support/services.h"
 
 namespace stowage::postgres {
@@ -32,7 +34,6 @@ using std::chrono::seconds;
 using stowage::Attributes;
 using stowage::Deadline;
 using stowage::Message;
-using stowage::SqlMigration;
 using stowage::SqlResult;
 using stowage::SqlSession;
 using stowage::SqlValue;
@@ -41,7 +42,6 @@ using stowage::StatusCode;
 using stowage::database::PostgresDatabase;
 using stowage::testing::CapturingLogger;
 using stowage::testing::ScratchDatabase;
-using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -190,155 +190,6 @@ class PostgresStageTest : public ::testing::Test {
 
 ScratchDatabase* PostgresStageTest::scratch_ = nullptr;
 
-// --- ApplyMigrations ---------------------------------------------------------
-
-TEST(SplitSqlStatementsTest, SplitsAtSemicolonsOutsideQuotesAndComments) {
-  const std::string sql =
-      "CREATE TABLE \"semi;colon\" (v text DEFAULT 'a;''b');\n"
-      "-- a comment; still a comment\n"
-      "/* block; /* nested; */ still block; */ INSERT INTO t VALUES (E'x\\';y');\n"
-      "CREATE FUNCTION f() RETURNS int AS $fn$ SELECT 1; $fn$ LANGUAGE sql;;\n"
-      "SELECT $$;$$, $1;\n"
-      "  -- only a comment here\n";
-  EXPECT_THAT(stowage::internal::SplitSqlStatements(sql),
-              ElementsAre("CREATE TABLE \"semi;colon\" (v text DEFAULT 'a;''b')",
-                          "\n-- a comment; still a comment\n"
-                          "/* block; /* nested; */ still block; */ INSERT INTO t VALUES (E'x\\';y')",
-                          "\nCREATE FUNCTION f() RETURNS int AS $fn$ SELECT 1; $fn$ LANGUAGE sql",
-                          "\nSELECT $$;$$, $1"));
-  EXPECT_TRUE(stowage::internal::SplitSqlStatements(" ; -- nothing\n ;").empty());
-}
-
-class ApplyMigrationsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_FALSE(scratch_.url().empty());
-    db_ = OpenDatabase(scratch_.url());
-  }
-  Status Apply(const std::vector<SqlMigration>& migrations, std::vector<int>* applied = nullptr,
-               const std::string& component = "widgets") {
-    return db_->with_session(Deadline::After(seconds(10)), [&](SqlSession& sql) {
-      return stowage::ApplyMigrations(sql, component, migrations, applied);
-    });
-  }
-  std::string Recorded(const std::string& component = "widgets") {
-    return Scalar(*db_,
-                  "SELECT coalesce(string_agg(version::text, ',' ORDER BY version), '') "
-                  "FROM stowage_schema_migrations WHERE component = $1",
-                  {component});
-  }
-
-  ScratchDatabase scratch_{"migrations"};
-  std::unique_ptr<PostgresDatabase> db_;
-};
-
-const std::vector<SqlMigration> kWidgetMigrations = {
-    {1, "create widgets", "CREATE TABLE widgets (n int NOT NULL, label text)"},
-    {2, "first widgets",
-     "INSERT INTO widgets VALUES (1, 'one; with a semicolon'); INSERT INTO widgets VALUES (2)"},
-    {5, "label the second", "UPDATE widgets SET label = 'two' WHERE n = 2"},
-};
-
-TEST_F(ApplyMigrationsTest, AppliesEachVersionInOrderAndRecordsIt) {
-  std::vector<int> applied;
-  Status status = Apply(kWidgetMigrations, &applied);
-  ASSERT_TRUE(status.ok()) << status.ToString();
-  EXPECT_THAT(applied, ElementsAre(1, 2, 5));
-  EXPECT_EQ(Recorded(), "1,2,5");
-  // Version 5 ran after 2 had inserted the row it updates.
-  EXPECT_EQ(Scalar(*db_, "SELECT string_agg(n || '=' || label, ' | ' ORDER BY n) FROM widgets"),
-            "1=one; with a semicolon | 2=two");
-  EXPECT_EQ(Scalar(*db_, "SELECT count(*) FROM stowage_schema_migrations WHERE applied_at IS NULL"), "0");
-}
-
-TEST_F(ApplyMigrationsTest, ApplyingAgainDoesNothingAndANewVersionAppliesAlone) {
-  ASSERT_TRUE(Apply(kWidgetMigrations).ok());
-  std::vector<int> again;
-  Status status = Apply(kWidgetMigrations, &again);
-  ASSERT_TRUE(status.ok()) << status.ToString();
-  EXPECT_TRUE(again.empty());
-  EXPECT_EQ(Scalar(*db_, "SELECT count(*) FROM widgets"), "2");  // the inserts did not run twice
-
-  std::vector<SqlMigration> more = kWidgetMigrations;
-  more.push_back({6, "a third widget", "INSERT INTO widgets VALUES (3, 'three')"});
-  std::vector<int> applied;
-  ASSERT_TRUE(Apply(more, &applied).ok());
-  EXPECT_THAT(applied, ElementsAre(6));
-  EXPECT_EQ(Recorded(), "1,2,5,6");
-  EXPECT_EQ(Scalar(*db_, "SELECT count(*) FROM widgets"), "3");
-}
-
-TEST_F(ApplyMigrationsTest, ComponentsAreRecordedApart) {
-  ASSERT_TRUE(Apply(kWidgetMigrations).ok());
-  std::vector<int> applied;
-  ASSERT_TRUE(Apply({{1, "create gadgets", "CREATE TABLE gadgets (n int)"}}, &applied, "gadgets").ok());
-  EXPECT_THAT(applied, ElementsAre(1));
-  EXPECT_EQ(Recorded("gadgets"), "1");
-  EXPECT_EQ(Recorded("widgets"), "1,2,5");
-}
-
-TEST_F(ApplyMigrationsTest, AFailingMigrationRollsBackAndNamesItsVersion) {
-  ASSERT_TRUE(Apply({kWidgetMigrations[0]}).ok());
-  const std::vector<SqlMigration> broken = {
-      kWidgetMigrations[0],
-      {2, "create sprockets", "CREATE TABLE sprockets (n int)"},
-      {3, "fill a missing table", "INSERT INTO widgets VALUES (9); INSERT INTO no_such_table VALUES (1)"},
-  };
-  std::vector<int> applied;
-  Status status = Apply(broken, &applied);
-  ASSERT_FALSE(status.ok());
-  EXPECT_NE(status.code(), StatusCode::kUnavailable);
-  EXPECT_THAT(status.message(), HasSubstr("'widgets'"));
-  EXPECT_THAT(status.message(), HasSubstr("migration 3 (fill a missing table) failed"));
-  EXPECT_THAT(status.message(), HasSubstr("no_such_table"));
-  EXPECT_TRUE(applied.empty());
-  // Nothing of versions 2 and 3 stays: not the table, not the row, not the record.
-  EXPECT_EQ(Recorded(), "1");
-  EXPECT_EQ(Scalar(*db_, "SELECT to_regclass('sprockets') IS NULL"), "t");
-  EXPECT_EQ(Scalar(*db_, "SELECT count(*) FROM widgets"), "0");
-  // The session went back to autocommit: it can be used again.
-  std::vector<SqlMigration> fixed = broken;
-  fixed[2].sql = "INSERT INTO widgets VALUES (9)";
-  ASSERT_TRUE(Apply(fixed, &applied).ok());
-  EXPECT_THAT(applied, ElementsAre(2, 3));
-}
-
-TEST_F(ApplyMigrationsTest, RefusesAListOutOfOrderBeforeTouchingTheDatabase) {
-  Status status =
-      Apply({{2, "second", "CREATE TABLE second_t (n int)"}, {1, "first", "CREATE TABLE first_t (n int)"}});
-  EXPECT_EQ(status.code(), StatusCode::kInternal);
-  EXPECT_THAT(status.message(), HasSubstr("version 1 (first) follows 2"));
-  EXPECT_EQ(
-      Scalar(*db_,
-             "SELECT to_regclass('second_t') IS NULL AND to_regclass('stowage_schema_migrations') IS NULL"),
-      "t");
-  EXPECT_EQ(Apply({{0, "zero", "SELECT 1"}}).code(), StatusCode::kInternal);
-}
-
-TEST_F(ApplyMigrationsTest, ConcurrentCallersApplyEachVersionOnce) {
-  constexpr int kCallers = 8;
-  std::vector<std::unique_ptr<PostgresDatabase>> servers;  // one pool each, as separate servers would have
-  for (int i = 0; i < kCallers; ++i) servers.push_back(OpenDatabase(scratch_.url(), 1));
-  std::vector<std::vector<int>> applied(kCallers);
-  std::vector<Status> results(kCallers);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kCallers; ++i) {
-    threads.emplace_back([&, i] {
-      results[i] = servers[i]->with_session(Deadline::After(seconds(20)), [&](SqlSession& sql) {
-        return stowage::ApplyMigrations(sql, "widgets", kWidgetMigrations, &applied[i]);
-      });
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  std::vector<int> all;
-  for (int i = 0; i < kCallers; ++i) {
-    EXPECT_TRUE(results[i].ok()) << "caller " << i << ": " << results[i].ToString();
-    all.insert(all.end(), applied[i].begin(), applied[i].end());
-  }
-  EXPECT_THAT(all, ElementsAre(1, 2, 5));
-  EXPECT_EQ(Scalar(*db_, "SELECT count(*) FROM widgets"), "2");
-}
-
 // --- schema -----------------------------------------------------------------
 
 TEST(PostgresSchemaTest, AStageWithoutADatabaseIsRefused) {
@@ -437,7 +288,7 @@ TEST(PostgresSchemaTest, ADatabaseMigratedByTheEarlierReleaseIsCurrent) {
   Caller call{stage, *db, log};
   Attributes attributes;
   ASSERT_TRUE(call.Write("old", Msg("user", "new"), &attributes).ok()) << log.All();
-  EXPECT_EQ(attributes.get(Attributes::kSequence), "1");
+  EXPECT_EQ(attributes.get(chat::kSequence), "1");
   auto read = call.Read("old");
   ASSERT_EQ(read.messages.size(), 2u);
   EXPECT_EQ(read.messages[0], Msg("user", "kept", "2024-01-01T00:00:00.000001Z"));
@@ -527,14 +378,14 @@ TEST_F(PostgresStageTest, WriteStoresTheRowsTheSpecDescribes) {
   const std::string conversation_id = *conversation.value(0, 0);
   EXPECT_EQ(conversation.value(0, 1), "guest");
   EXPECT_EQ(conversation.value(0, 2), "2");
-  EXPECT_EQ(a1.get(Attributes::kConversationId), conversation_id);
-  EXPECT_EQ(a2.get(Attributes::kConversationId), conversation_id);
-  EXPECT_EQ(a1.get(Attributes::kSequence), "0");
-  EXPECT_EQ(a2.get(Attributes::kSequence), "1");
+  EXPECT_EQ(a1.get(chat::kConversationId), conversation_id);
+  EXPECT_EQ(a2.get(chat::kConversationId), conversation_id);
+  EXPECT_EQ(a1.get(chat::kSequence), "0");
+  EXPECT_EQ(a2.get(chat::kSequence), "1");
 
   int index = 0;
   for (const auto& [message, attributes] : {std::pair{first, a1}, std::pair{second, a2}}) {
-    const std::string id = *attributes.get(Attributes::kMessageId);
+    const std::string id = *attributes.get(chat::kMessageId);
     SqlResult row;
     // PostgreSQL hashes the input text itself: an independent check of MessageHash.
     ASSERT_TRUE(Exec(*db_,
@@ -564,9 +415,9 @@ TEST_F(PostgresStageTest, WriteStoresTheRowsTheSpecDescribes) {
 TEST_F(PostgresStageTest, SaysMessageCommittedOnlyForAWriteReportedDone) {
   const std::string guest = "committed-words";
   Attributes attributes;
-  attributes.set(Attributes::kMessageId, "41");
-  attributes.set(Attributes::kConversationId, "7");
-  attributes.set(Attributes::kSequence, "3");
+  attributes.set(chat::kMessageId, "41");
+  attributes.set(chat::kConversationId, "7");
+  attributes.set(chat::kSequence, "3");
   auto report = [&](stowage::RequestKind kind, bool ok, const Attributes* with) {
     stowage::RequestReport r{kind, guest, ok, false, std::chrono::microseconds(5), with};
     stage_->observe(r);
@@ -596,17 +447,17 @@ TEST_F(PostgresStageTest, AWriteRolledBackLeavesNoRowAndNoCountChange) {
   ASSERT_TRUE(Call().Write(guest, Msg("user", "kept")).ok());
   Attributes attributes;
   ASSERT_TRUE(Call().Write(guest, Msg("user", "rolled back"), &attributes, /*commit=*/false).ok());
-  EXPECT_EQ(attributes.get(Attributes::kSequence), "1");  // what the write saw inside its transaction
+  EXPECT_EQ(attributes.get(chat::kSequence), "1");  // what the write saw inside its transaction
   EXPECT_EQ(Rows(guest), (std::vector<std::pair<int, std::string>>{{0, "kept"}}));
   EXPECT_EQ(MessageCount(guest), 1);
-  EXPECT_EQ(Scalar(*db_, "SELECT count(*) FROM message_cache WHERE id = $1",
-                   {*attributes.get(Attributes::kMessageId)}),
-            "0");
+  EXPECT_EQ(
+      Scalar(*db_, "SELECT count(*) FROM message_cache WHERE id = $1", {*attributes.get(chat::kMessageId)}),
+      "0");
 
   // The next write takes the sequence the rolled-back one had: no gap.
   Attributes next;
   ASSERT_TRUE(Call().Write(guest, Msg("user", "next"), &next).ok());
-  EXPECT_EQ(next.get(Attributes::kSequence), "1");
+  EXPECT_EQ(next.get(chat::kSequence), "1");
 
   // A first write rolled back leaves no conversation either.
   const std::string newcomer = Guest("newcomer");
@@ -757,7 +608,7 @@ TEST_F(PostgresStageTest, EraseDeletesTheConversationAndItsMessages) {
   Attributes written;
   ASSERT_TRUE(Call().Write(guest, Msg("user", "a"), &written).ok());
   ASSERT_TRUE(Call().Write(guest, Msg("user", "b")).ok());
-  const std::string conversation_id = *written.get(Attributes::kConversationId);
+  const std::string conversation_id = *written.get(chat::kConversationId);
 
   auto erased = Call().Erase(guest);
   ASSERT_TRUE(erased.status.ok()) << erased.status.ToString();
@@ -834,7 +685,7 @@ TEST(PostgresOutageTest, ServerDownIsUnavailableAndTheNextWriteAfterRestartSucce
   Attributes after;
   Status back = call.Write(guest, Msg("user", "after"), &after);
   ASSERT_TRUE(back.ok()) << back.ToString();
-  EXPECT_EQ(after.get(Attributes::kSequence), "2");
+  EXPECT_EQ(after.get(chat::kSequence), "2");
   auto read = call.Read(guest);
   ASSERT_TRUE(read.status.ok()) << read.status.ToString();
   ASSERT_EQ(read.messages.size(), 3u);

@@ -2,7 +2,7 @@
 
 #include <boost/json.hpp>
 
-#include "stowage/message_json.h"
+#include "stowage/chat/message_json.h"
 
 namespace stowage::redis {
 namespace {
@@ -18,11 +18,13 @@ Status Malformed(const std::string& key, std::string_view why) {
 std::string EncodeEntry(const Message& message) {
   std::string out;
   out.reserve(48 + message.role.size() + message.content.size() + message.timestamp.size());
-  AppendMessageJson(out, message);
+  chat::AppendMessageJson(out, message);
   return out;
 }
 
-std::string EncodeArray(const std::vector<Message>& messages) { return MessagesJson(messages); }
+std::string EncodeArray(const std::vector<Message>& messages) {
+  return chat::MessagesJson(messages);
+}
 
 Status DecodeArray(std::string_view value, const std::string& key, std::vector<Message>* out) {
   out->clear();

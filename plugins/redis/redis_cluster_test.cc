@@ -27,6 +27,7 @@
 #include "cluster_slot.h"
 #include "redis_stage.h"
 #include "redis_url.h"
+#include "stowage/chat/attributes.h"
 #include "support/services.h"
 
 namespace stowage::redis {
@@ -268,7 +269,7 @@ class RedisClusterTest : public ::testing::Test {
   Status Post(RedisStage& stage, const std::string& guest, int sequence, const std::string& content) {
     Message message{"user", content, "2026-03-04T05:06:07.123456Z"};
     Attributes attributes;
-    attributes.set(Attributes::kSequence, std::to_string(sequence));
+    attributes.set(chat::kSequence, std::to_string(sequence));
     WriteContext ctx{guest, message, Deadline::After(milliseconds(3000)), log_, attributes};
     Status prepared = stage.prepare(ctx);
     return prepared.ok() ? stage.write(ctx) : prepared;

@@ -5,17 +5,10 @@
 #include <stdexcept>
 
 #include "chat_json.h"
+#include "stowage/chat/attributes.h"
 
 namespace stowage::redis {
 namespace {
-
-std::int64_t InRange(const StageConfig& config, const std::string& key, std::int64_t min, std::int64_t max) {
-  std::int64_t value = config.integer(key);
-  if (value < min || value > max)
-    throw std::invalid_argument("stage[redis].config." + key + " must be from " + std::to_string(min) +
-                                " to " + std::to_string(max) + ", not " + std::to_string(value));
-  return value;
-}
 
 // A key added with TLS: the host fills in its default, but a config built
 // by hand before it existed (tools, tests) may lack it.
@@ -38,27 +31,37 @@ ConfigSchema RedisStage::config_schema() {
                 "from the cluster and follows its redirections and failovers")
       .optional("replica_wait_ms", std::int64_t{100},
                 "cluster only: after a change, how long to wait for a replica to hold it (WAIT 1) before the "
-                "change counts as failed; 0: do not wait (a failover may then lose recent changes)")
+                "change counts as failed; 0: do not wait (a failover may then lose recent changes); below "
+                "command_timeout_ms")
+      .range(std::int64_t{0}, std::int64_t{599999})
       .optional("ca_file", std::string(""),
                 "rediss:// only: PEM file of the CA(s) that Redis's certificate must chain to; empty: the "
                 "system's trusted certificates. The certificate must also name the url's host")
+      .path()
       .optional("cert_file", std::string(""),
                 "rediss:// only: PEM client certificate (chain) for a Redis that asks for one "
                 "(tls-auth-clients); needs key_file")
+      .path()
       .optional("key_file", std::string(""),
                 "rediss:// only: unencrypted PEM private key of cert_file; needs cert_file")
+      .path()
       .optional("key_prefix", std::string("guest:"),
                 "each guest's key is key_prefix followed by the guest id; its version record is "
                 "key_prefix{key}:version")
       .optional("ttl_seconds", std::int64_t{86400}, "time to live of a guest's key, renewed on every write")
+      .range(std::int64_t{1}, std::int64_t{1} << 31)
       .optional("pool_size", std::int64_t{8}, "most connections kept open to Redis")
+      .range(std::int64_t{1}, std::int64_t{1024})
       .optional("connect_timeout_ms", std::int64_t{1000},
                 "longest wait to open a connection, in milliseconds")
+      .range(std::int64_t{1}, std::int64_t{600000})
       .optional("command_timeout_ms", std::int64_t{1000},
                 "longest wait for one command's answer, in milliseconds")
+      .range(std::int64_t{1}, std::int64_t{600000})
       .optional("change_lifetime_ms", std::int64_t{30000},
                 "how long a change in flight keeps a guest's history from being served from Redis when its "
-                "writer never settles it (killed, or its COMMIT's answer lost); longer than any write lasts");
+                "writer never settles it (killed, or its COMMIT's answer lost); longer than any write lasts")
+      .range(std::int64_t{1000}, std::int64_t{3600000});
 }
 
 ChatStoreOptions RedisStage::OptionsFromConfig(const StageConfig& config) {
@@ -84,14 +87,20 @@ ChatStoreOptions RedisStage::OptionsFromConfig(const StageConfig& config) {
         "stage[redis].config.key_prefix must hold no '{' or '}', or a whole Redis Cluster hash tag such as "
         "\"{chat}:\", not \"" +
         options.key_prefix + "\": a guest's version record must share its array's slot");
-  options.ttl = std::chrono::seconds(InRange(config, "ttl_seconds", 1, std::int64_t{1} << 31));
-  options.pool.size = static_cast<std::size_t>(InRange(config, "pool_size", 1, 1024));
-  options.pool.connect_timeout = std::chrono::milliseconds(InRange(config, "connect_timeout_ms", 1, 600000));
-  options.pool.command_timeout = std::chrono::milliseconds(InRange(config, "command_timeout_ms", 1, 600000));
-  options.change_lifetime = std::chrono::milliseconds(InRange(config, "change_lifetime_ms", 1000, 3600000));
+  // The bounds of each key are the schema's, checked by the host.
+  options.ttl = std::chrono::seconds(config.integer("ttl_seconds"));
+  options.pool.size = static_cast<std::size_t>(config.integer("pool_size"));
+  options.pool.connect_timeout = std::chrono::milliseconds(config.integer("connect_timeout_ms"));
+  options.pool.command_timeout = std::chrono::milliseconds(config.integer("command_timeout_ms"));
+  options.change_lifetime = std::chrono::milliseconds(config.integer("change_lifetime_ms"));
   if (config.values().count("replica_wait_ms") != 0) {
-    options.replica_wait = std::chrono::milliseconds(
-        InRange(config, "replica_wait_ms", 0, options.pool.command_timeout.count() - 1));
+    options.replica_wait = std::chrono::milliseconds(config.integer("replica_wait_ms"));
+    if (options.replica_wait >= options.pool.command_timeout)
+      throw std::invalid_argument("stage[redis].config.replica_wait_ms (" +
+                                  std::to_string(options.replica_wait.count()) +
+                                  ") must be below command_timeout_ms (" +
+                                  std::to_string(options.pool.command_timeout.count()) +
+                                  "): the WAIT is one command; lower it or raise command_timeout_ms");
   }
   TlsOptions tls;
   tls.ca_file = StringOrEmpty(config, "ca_file");
@@ -135,7 +144,7 @@ Status RedisStage::prepare(WriteContext& ctx) {
 Status RedisStage::write(WriteContext& ctx) {
   const GuestKeys keys = store_.Keys(ctx.guest_id);
   const std::string token = ctx.attributes.get(kChangeAttribute).value_or("");
-  const std::string sequence = ctx.attributes.get(Attributes::kSequence).value_or("");
+  const std::string sequence = ctx.attributes.get(chat::kSequence).value_or("");
   std::string entry = EncodeEntry(ctx.message);
   bool stored = false;
   std::int64_t bytes = 0;

@@ -29,6 +29,8 @@
 #include <vector>
 
 #include "chat_json.h"
+#include "stowage/chat/attributes.h"
+#include "redis_test_config.h"
 #include "redis_url.h"
 #include "stowage/testkit/loggers.h"
 
@@ -200,11 +202,6 @@ Message Msg(std::string content, std::string role = "user") {
   return {std::move(role), std::move(content), "2026-03-04T05:06:07.123456Z"};
 }
 
-StageConfig ConfigFor(const std::string& url, std::map<std::string, ConfigValue> overrides = {}) {
-  overrides.emplace("url", url);
-  return ConfigWithDefaults(RedisStage::config_schema(), std::move(overrides));
-}
-
 // The messages in a raw stored value, parsed by Boost.JSON directly; fails the
 // test unless each element has exactly role, content, timestamp in that order.
 std::vector<Message> ParseRaw(const std::string& value) {
@@ -263,7 +260,7 @@ struct Write {
 // A write of the message the store numbered `sequence` (0 for the guest's first).
 Write Numbered(const std::string& guest, int sequence, Message message) {
   Write write{guest, std::move(message)};
-  write.attributes.set(Attributes::kSequence, std::to_string(sequence));
+  write.attributes.set(chat::kSequence, std::to_string(sequence));
   return write;
 }
 
@@ -1035,12 +1032,31 @@ TEST(RedisStageConfigTest, BadValuesFailConstructionNamingTheKey) {
     std::string message = refusal(ConfigFor("redis://127.0.0.1:1", {{"key_prefix", std::string(prefix)}}));
     EXPECT_NE(message.find("stage[redis].config.key_prefix"), std::string::npos) << prefix << ": " << message;
   }
-  for (const char* key :
-       {"ttl_seconds", "pool_size", "connect_timeout_ms", "command_timeout_ms", "change_lifetime_ms"}) {
-    std::string message = refusal(ConfigFor("redis://127.0.0.1:1", {{key, std::int64_t{0}}}));
-    EXPECT_NE(message.find(std::string("stage[redis].config.") + key), std::string::npos)
-        << key << ": " << message;
+  // A rule between two keys stays the stage's own.
+  std::string wait = refusal(ConfigFor("redis://127.0.0.1:1", {{"cluster", true},
+                                                               {"command_timeout_ms", std::int64_t{100}},
+                                                               {"replica_wait_ms", std::int64_t{100}}}));
+  EXPECT_NE(wait.find("stage[redis].config.replica_wait_ms (100) must be below command_timeout_ms (100)"),
+            std::string::npos)
+      << wait;
+}
+
+// The bounds of each number are declared in the schema, which the host
+// checks before the stage is made (its message names the key and the range).
+TEST(RedisStageConfigTest, TheSchemaBoundsEveryNumber) {
+  ConfigSchema schema = RedisStage::config_schema();
+  const std::map<std::string, std::pair<std::int64_t, std::int64_t>> bounds = {
+      {"ttl_seconds", {1, std::int64_t{1} << 31}}, {"pool_size", {1, 1024}},
+      {"connect_timeout_ms", {1, 600000}},         {"command_timeout_ms", {1, 600000}},
+      {"change_lifetime_ms", {1000, 3600000}},     {"replica_wait_ms", {0, 599999}}};
+  for (const auto& [name, range] : bounds) {
+    const ConfigKey* key = schema.find(name);
+    ASSERT_NE(key, nullptr) << name;
+    EXPECT_EQ(key->min, ConfigValue(range.first)) << name;
+    EXPECT_EQ(key->max, ConfigValue(range.second)) << name;
   }
+  for (const char* file : {"ca_file", "cert_file", "key_file"})
+    EXPECT_EQ(schema.find(file)->type, stowage::ConfigType::kPath) << file << ": relative to the config file";
 }
 
 TEST(RedisStageConfigTest, SchemaDeclaresTheKeysWithTheirDefaults) {

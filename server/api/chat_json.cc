@@ -6,7 +6,8 @@
 #include <charconv>
 #include <cstdint>
 
-#include "stowage/message_json.h"
+#include "stowage/chat/attributes.h"
+#include "stowage/chat/message_json.h"
 
 namespace stowage::api {
 namespace {
@@ -50,20 +51,19 @@ boost::json::value AttributeValue(const std::optional<std::string>& value) {
 }
 
 std::string EncodeStored(const std::string& guest_id, const engine::WriteOutcome& outcome) {
-  using stowage::Attributes;
   boost::json::object body;
   body["status"] = "stored";
   body["guest_id"] = guest_id;
-  body["message_id"] = AttributeValue(outcome.attributes.get(Attributes::kMessageId));
-  body["conversation_id"] = AttributeValue(outcome.attributes.get(Attributes::kConversationId));
-  body["sequence"] = AttributeValue(outcome.attributes.get(Attributes::kSequence));
+  body["message_id"] = AttributeValue(outcome.attributes.get(chat::kMessageId));
+  body["conversation_id"] = AttributeValue(outcome.attributes.get(chat::kConversationId));
+  body["sequence"] = AttributeValue(outcome.attributes.get(chat::kSequence));
   body["stored_in"] = Strings(outcome.stored_in);
   body["degraded"] = Strings(outcome.degraded);
   return boost::json::serialize(body);
 }
 
 std::string EncodeMessages(const std::vector<stowage::Message>& messages) {
-  return stowage::MessagesJson(messages);
+  return chat::MessagesJson(messages);
 }
 
 std::string EncodeSearch(const std::string& guest_id, const std::string& query,
@@ -89,7 +89,7 @@ std::string EncodeDeleted(const std::string& guest_id, const engine::EraseOutcom
   boost::json::object body;
   body["status"] = "deleted";
   body["guest_id"] = guest_id;
-  body["deleted_from"] = Strings(outcome.deleted_from);
+  body["deleted_from"] = Strings(outcome.erased_from);
   body["degraded"] = Strings(outcome.degraded);
   return boost::json::serialize(body);
 }

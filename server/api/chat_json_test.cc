@@ -7,7 +7,8 @@
 #include <boost/json/serialize.hpp>
 
 #include "api/api_error.h"
-#include "stowage/message_json.h"
+#include "stowage/chat/attributes.h"
+#include "stowage/chat/message_json.h"
 
 namespace stowage::api {
 namespace {
@@ -39,8 +40,8 @@ TEST(AttributeValueTest, AbsentIsNull) {
 
 TEST(EncodeTest, Stored) {
   engine::WriteOutcome outcome;
-  outcome.attributes.set(stowage::Attributes::kMessageId, "41");
-  outcome.attributes.set(stowage::Attributes::kConversationId, "c-9");
+  outcome.attributes.set(stowage::chat::kMessageId, "41");
+  outcome.attributes.set(stowage::chat::kConversationId, "c-9");
   outcome.stored_in = {"redis", "postgresql"};
   outcome.degraded = {"embeddings"};
   EXPECT_EQ(EncodeStored("g1", outcome),
@@ -67,7 +68,7 @@ TEST(EncodeTest, MessagesJsonWritesWhatBoostJsonWrites) {
                                           "\b\f\x01\x1f\x7f", "caf\xc3\xa9 \xf0\x9f\x99\x82", every_ascii};
   for (const auto& text : texts) {
     std::string mine;
-    stowage::AppendJsonString(mine, text);
+    stowage::chat::AppendJsonString(mine, text);
     EXPECT_EQ(mine, boost::json::serialize(boost::json::string_view(text))) << text;
   }
   std::vector<stowage::Message> messages{{"user", every_ascii, "2026-01-01T00:00:00.000000Z"},
@@ -88,19 +89,19 @@ TEST(EncodeTest, JsonStringEscapesEveryByteAtEveryPosition) {
       std::string text(24, 'a');
       text[position] = static_cast<char>(c);
       std::string mine;
-      stowage::AppendJsonString(mine, text);
+      stowage::chat::AppendJsonString(mine, text);
       ASSERT_EQ(mine, boost::json::serialize(boost::json::string_view(text))) << "byte " << c << " at " << position;
     }
   }
   const std::string runs = std::string(13, 'x') + "\"\\\n\x01" + std::string(9, 'y') + "\t" + std::string(8, 'z');
   std::string mine;
-  stowage::AppendJsonString(mine, runs);
+  stowage::chat::AppendJsonString(mine, runs);
   EXPECT_EQ(mine, boost::json::serialize(boost::json::string_view(runs)));
 }
 
 TEST(EncodeTest, Deleted) {
   engine::EraseOutcome outcome;
-  outcome.deleted_from = {"redis"};
+  outcome.erased_from = {"redis"};
   EXPECT_EQ(EncodeDeleted("g1", outcome),
             R"({"status":"deleted","guest_id":"g1","deleted_from":["redis"],"degraded":[]})");
 }

@@ -160,7 +160,7 @@ TEST(ParseChatMessageTest, RefusesANulInTheContent) {
   EXPECT_NE(error.message.find("byte 1"), std::string::npos) << error.message;
 }
 
-TEST(ParseChatMessageTest, RefusesATimestampPostgresCannotStore) {
+TEST(ParseChatMessageTest, RefusesATimestampPostgreSQLCannotStore) {
   for (const char* timestamp : {"0000-06-01T00:00:00Z", "9999-12-31T23:30:00-01:00"}) {
     ApiError error =
         Refused(std::string(R"({"role":"user","content":"x","timestamp":")") + timestamp + "\"}");

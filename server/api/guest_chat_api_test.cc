@@ -325,7 +325,7 @@ TEST_F(GuestChatApiTest, BadPageParametersAreRefusedNamingTheParameterAndNeverRe
 }
 
 TEST_F(GuestChatApiTest, DeleteAnswersWhereItDeleted) {
-  service_.erase.deleted_from = {"redis", "postgresql"};
+  service_.erase.erased_from = {"redis", "postgresql"};
   auto response = Call("DELETE", "/v1/guest/chat/g");
   EXPECT_EQ(response.status, 200);
   EXPECT_EQ(response.body,

@@ -113,11 +113,11 @@ std::optional<stowage::config::PipelineConfig> LoadOrReport(const std::string& f
 }
 
 // Creates the enabled stages of `pipeline` and asks each for its health (and
-// its [[database]]'s, when it joins one), all at once, within kTargetDeadline.
+// its [[database]]'s, when it joins one), all at once, within kTargetTimeout.
 // Returns 0 when every target answered, 3 when one did not, 1 when a stage
 // could not be created.
 int CheckTargets(const stowage::config::PipelineConfig& pipeline) {
-  constexpr auto kTargetDeadline = std::chrono::seconds(5);
+  constexpr auto kTargetTimeout = std::chrono::seconds(5);
   stowage::logging::SetLevel(pipeline.log.level);
   auto built = stowage::engine::Pipeline::Build(pipeline);
   for (const auto& warning : built.warnings) std::cerr << "warning: " << warning << "\n";
@@ -127,7 +127,7 @@ int CheckTargets(const stowage::config::PipelineConfig& pipeline) {
               << " stage(s) could not be created; fix them and run stowage validate again\n";
     return 1;
   }
-  const stowage::Deadline deadline = stowage::Deadline::After(kTargetDeadline);
+  const stowage::Deadline deadline = stowage::Deadline::After(kTargetTimeout);
   struct Check {
     std::string name;
     std::string target;
@@ -157,7 +157,7 @@ int CheckTargets(const stowage::config::PipelineConfig& pipeline) {
   }
   int unreachable = 0;
   bool overran = false;
-  const auto give_up = std::chrono::steady_clock::now() + kTargetDeadline + std::chrono::seconds(1);
+  const auto give_up = std::chrono::steady_clock::now() + kTargetTimeout + std::chrono::seconds(1);
   for (auto& check : checks) {
     const std::string head = check.name + "  target=" + (check.target.empty() ? "-" : check.target) + "  ";
     if (!check.health.valid()) {
@@ -168,7 +168,7 @@ int CheckTargets(const stowage::config::PipelineConfig& pipeline) {
       overran = true;
       ++unreachable;
       std::cerr << head << "unreachable: health() did not return within "
-                << std::chrono::seconds(kTargetDeadline).count() << " s\n";
+                << std::chrono::seconds(kTargetTimeout).count() << " s\n";
       continue;
     }
     stowage::Status health = check.health.get();
@@ -419,7 +419,7 @@ int Journal(const JournalArgs& args) {
   // The journal's own log lines (its table created on first use) would mix
   // with the listing on stdout: warnings and errors only.
   stowage::logging::SetLevel(loaded->log.level == "error" ? "error" : "warn");
-  constexpr auto kDatabaseDeadline = std::chrono::seconds(10);
+  constexpr auto kDatabaseTimeout = std::chrono::seconds(10);
 
   int failed = 0;
   std::vector<std::pair<std::string, journal::Entry>> entries;  // database, entry
@@ -438,14 +438,14 @@ int Journal(const JournalArgs& args) {
       journal::JournalStore store(database, stowage::logging::MakeStageLogger("Journal " + name));
       if (args.action == "list") {
         std::vector<journal::Entry> listed;
-        stowage::Status s = store.List(args.selection, stowage::Deadline::After(kDatabaseDeadline), &listed);
+        stowage::Status s = store.List(args.selection, stowage::Deadline::After(kDatabaseTimeout), &listed);
         if (!s.ok()) {
           fail("listing the journal", s.ToString());
           continue;
         }
         for (auto& entry : listed) entries.emplace_back(name, std::move(entry));
         std::vector<journal::Backlog> counted;
-        s = store.Backlogs(stowage::Deadline::After(kDatabaseDeadline), &counted);
+        s = store.Backlogs(stowage::Deadline::After(kDatabaseTimeout), &counted);
         if (!s.ok()) {
           fail("counting the journal's entries", s.ToString());
           continue;
@@ -460,7 +460,7 @@ int Journal(const JournalArgs& args) {
         }
       } else {
         std::uint64_t count = 0;
-        const stowage::Deadline deadline = stowage::Deadline::After(kDatabaseDeadline);
+        const stowage::Deadline deadline = stowage::Deadline::After(kDatabaseTimeout);
         const bool drop = args.action == "drop";
         stowage::Status s = drop ? store.Drop(args.selection, deadline, &count)
                                  : store.Requeue(args.selection, deadline, &count);

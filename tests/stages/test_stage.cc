@@ -56,6 +56,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "stowage/chat/attributes.h"
 #include "stowage/sdk.h"
 
 namespace {
@@ -176,8 +177,8 @@ class TestStage final : public stowage::Stage {
   }
 
   Status prepare(stowage::WriteContext& ctx) override {
-    Journal("prepare " + ctx.guest_id + " " + ctx.message.content + " sequence=" +
-            ctx.attributes.get(stowage::Attributes::kSequence).value_or("none"));
+    Journal("prepare " + ctx.guest_id + " " + ctx.message.content +
+            " sequence=" + ctx.attributes.get(stowage::chat::kSequence).value_or("none"));
     if (prepare_ == "fail") return Status::Unavailable("told to fail");
     return Status::Ok();
   }

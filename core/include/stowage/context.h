@@ -39,16 +39,12 @@ class Deadline {
 };
 
 // String values that earlier stages set for later ones during one write, e.g.
-// "message_id", "conversation_id" and "sequence" set by the SQL stage. The
-// host copies the attributes into each stage call and keeps what a stage set
-// only when that stage succeeded. The well-known keys below also appear in
-// the API's answer.
+// "message_id", "conversation_id" and "sequence" set by the chat store (their
+// names are in stowage/chat/attributes.h, which the host's chat API shows in
+// its answer). The host copies the attributes into each stage call and keeps
+// what a stage set only when that stage succeeded.
 class Attributes {
  public:
-  static constexpr std::string_view kMessageId = "message_id";
-  static constexpr std::string_view kConversationId = "conversation_id";
-  static constexpr std::string_view kSequence = "sequence";
-
   void set(std::string_view key, std::string value) { values_[std::string(key)] = std::move(value); }
   std::optional<std::string> get(std::string_view key) const {
     auto it = values_.find(key);
@@ -70,7 +66,8 @@ struct WriteContext {
   Deadline deadline;
   Logger& log;
   // Set by earlier stages; a stage may add its own (prefix keys with the
-  // stage's plugin name, e.g. "redis.entry", unless they are well-known).
+  // stage's plugin name, e.g. "redis.entry", unless they are the chat
+  // store's, stowage/chat/attributes.h).
   // In compensate(), holds what this stage's write() set.
   Attributes& attributes;
   // The stage's database, in this write's transaction (a best_effort stage's

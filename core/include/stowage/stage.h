@@ -47,7 +47,8 @@ struct EraseResult {
 struct StageEnvironment {
   Logger& log;
   // The [[database]] named by the stage's `database` key; null when none.
-  // For schema migrations and work outside requests.
+  // For schema migrations (Database::apply_migrations) and work outside
+  // requests.
   Database* database = nullptr;
 };
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "database/connection_pool.h"
+#include "database/migrations.h"
 
 namespace stowage::database {
 
@@ -55,6 +56,15 @@ stowage::Status PostgresDatabase::with_session(
     return stowage::Status::Internal("work on PostgreSQL database '" + settings_.name +
                                      "' threw an unknown exception");
   }
+}
+
+stowage::Status PostgresDatabase::apply_migrations(std::string_view component,
+                                                   const std::vector<stowage::Migration>& migrations,
+                                                   stowage::Deadline deadline,
+                                                   std::vector<int>* applied) noexcept {
+  return with_session(deadline, [&](stowage::SqlSession& session) {
+    return ApplyMigrations(session, component, migrations, applied);
+  });
 }
 
 std::uint64_t PostgresDatabase::round_trips() const noexcept {

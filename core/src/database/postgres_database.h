@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/pipeline_config.h"
@@ -121,6 +122,12 @@ class PostgresDatabase final : public stowage::Database {
   stowage::Status with_session(
       stowage::Deadline deadline,
       const std::function<stowage::Status(stowage::SqlSession&)>& work) noexcept override;
+
+  // ApplyMigrations (database/migrations.h) on a session of its own.
+  stowage::Status apply_migrations(std::string_view component,
+                                   const std::vector<stowage::Migration>& migrations,
+                                   stowage::Deadline deadline,
+                                   std::vector<int>* applied = nullptr) noexcept override;
 
   // SELECT 1 on a pooled connection.
   stowage::Status Health(stowage::Deadline deadline);

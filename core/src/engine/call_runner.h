@@ -39,8 +39,8 @@ class CallRunner {
 
 // Runs `call` on `runner` and waits until it returns or until `deadline`.
 // Returns its result, or nullopt at the deadline. When the call returns after
-// the deadline, `late` receives its result on the call's thread (e.g. to undo
-// a write nobody waited for). Everything `call` and `late` use must be owned
+// the deadline, `late` receives its result on the call's thread (e.g. to
+// compensate a write nobody waited for). Everything `call` and `late` use must be owned
 // by them (captured by value or shared_ptr).
 template <typename R>
 std::optional<R> CallWithDeadline(CallRunner& runner, std::chrono::steady_clock::time_point deadline,

@@ -234,7 +234,7 @@ std::size_t JournalReplayer::ReplayBatch(std::size_t index, std::size_t lane, st
     connection->set_deadline(Deadline::After(kSettleTimeout));
     Status noted;
     if (call.status.ok()) {
-      done.push_back(entry.id);  // deleted together, before the COMMIT
+      done.push_back(entry.id);  // removed together, before the COMMIT
       ++replayed;
       *failures = 0;
     } else {
@@ -264,9 +264,9 @@ std::size_t JournalReplayer::ReplayBatch(std::size_t index, std::size_t lane, st
   }
   if (!done.empty()) {
     connection->set_deadline(Deadline::After(kSettleTimeout));
-    if (Status deleted = journal::JournalStore::Done(*connection, done); !deleted.ok()) {
+    if (Status removed = journal::JournalStore::Done(*connection, done); !removed.ok()) {
       transactions.RollbackAll(Deadline::After(kSettleTimeout));
-      s.logger->warn("could not remove replayed entries from the journal (tried again later): " + deleted.ToString());
+      s.logger->warn("could not remove replayed entries from the journal (tried again later): " + removed.ToString());
       *failures = kFailuresToPause;
       return entries.size();
     }

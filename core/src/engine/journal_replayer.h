@@ -10,9 +10,9 @@
 // requests keep the rest. For each entry it calls the stage's admit() and write() with
 // WriteContext::replay set, the original message and attributes:
 // - a stage with a database runs them in a SAVEPOINT of the transaction
-//   that deletes the entry, so its work and the entry's removal commit
+//   that removes the entry, so its work and the entry's removal commit
 //   together: an entry is replayed into the database once;
-// - a stage without one is called as in a write, and the entry deleted
+// - a stage without one is called as in a write, and the entry removed
 //   afterwards: a crash in between replays it again, which the stage
 //   tolerates (WriteContext::replay).
 // A failed replay is counted on the entry (parked after replay_max_attempts)

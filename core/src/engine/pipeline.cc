@@ -143,7 +143,7 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* p
       instance->metrics = MetricsOf(*pipeline->metrics_, settings.name);
       constexpr const char* kCompensations = "stowage_stage_compensations_total";
       constexpr const char* kCompensationsHelp =
-          "Writes of a stage outside the databases undone because a later required stage failed, by "
+          "Writes of a stage outside the databases compensated because a later required stage failed, by "
           "outcome: ok, failed (the message may remain in the target).";
       instance->counters->compensated_total = &pipeline->metrics_->counter(
           kCompensations, kCompensationsHelp, {{"stage", settings.name}, {"outcome", "ok"}});
@@ -152,7 +152,7 @@ BuildResult Pipeline::Build(const config::PipelineConfig& cfg, const Pipeline* p
       if (instance->breaker) {
         instance->metrics.circuit = &pipeline->metrics_->gauge(
             "stowage_circuit_state",
-            "Circuit breaker state of a best_effort stage: 0 closed, 1 open, 2 half_open.",
+            "Circuit state of a best_effort stage: 0 closed, 1 open, 2 half_open.",
             {{"stage", settings.name}});
         instance->metrics.circuit->Set(0);
       }
@@ -356,7 +356,7 @@ ReadOutcome Pipeline::Read(const std::string& guest_id, const stowage::ReadRange
     auto result = CallGuest<stowage::ReadResult>(
         *runner_, *s, guest_id, [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.read(ctx); },
         notes, page);
-    Status status = result ? result->status : TimeoutStatus("read", s->settings.timeout);
+    Status status = result ? result->status : TimedOutStatus("read", s->settings.timeout);
     Served served;
     if (status.ok() && result->found) status = PlaceServed(asked, page.get(), result->messages.size(), &served);
     Count(*s, status, began, true);
@@ -388,7 +388,7 @@ ReadOutcome Pipeline::Read(const std::string& guest_id, const stowage::ReadRange
             *runner_, *m, guest_id,
             [messages](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.refill(ctx, messages); },
             notes);
-        Status refill_status = refilled ? *refilled : TimeoutStatus("refill", m->settings.timeout);
+        Status refill_status = refilled ? *refilled : TimedOutStatus("refill", m->settings.timeout);
         if (!refill_status.ok())
           m->logger->warn("could not refill guest " + guest_id + ": " + refill_status.ToString());
       }
@@ -427,7 +427,7 @@ SearchOutcome Pipeline::Search(const std::string& guest_id, const std::string& q
         });
     if (result && !result->supported) continue;
     outcome.supported = true;
-    Status status = result ? result->status : TimeoutStatus("search", s->settings.timeout);
+    Status status = result ? result->status : TimedOutStatus("search", s->settings.timeout);
     Count(*s, status, began);
     if (!status.ok()) {
       s->logger->warn("could not search guest " + guest_id + ": " + status.ToString());

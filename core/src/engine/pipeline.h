@@ -2,12 +2,13 @@
 // done to a guest's chat: write a message, read the messages, erase them.
 //
 // Failure policy (per stage, from pipeline.toml):
-// - a best_effort stage has a circuit breaker (circuit_threshold,
+// - a best_effort stage has a circuit (circuit_threshold,
 //   circuit_cooldown_ms): while it is open, writes and reads skip the stage
 //   (counted as skipped and listed in `degraded`); erase and search always ask.
 // - required: a failure (error result, exception caught at the boundary, or
-//   deadline overrun) stops the write; every stage already applied is
-//   compensated in reverse order; the request fails naming the stage.
+//   timing out) stops the write; the transactions roll back and every stage
+//   already applied without a database is compensated in reverse order; the
+//   request fails naming the stage.
 // - best_effort: a failure is logged, counted and listed in `degraded`; the
 //   write goes on.
 // The databases are the truth: with a database in the pipeline, a stage that
@@ -90,7 +91,7 @@ struct StageCounters {
   // The exported series of the two above (stowage_stage_compensations_total)
   // for the compensations a request makes (a later required stage failed);
   // null without a metrics registry. Counted by CountCompensation. A write
-  // undone after its request ended (it finished past its deadline) counts
+  // compensated after its request ended (it finished past its deadline) counts
   // in the atomics and the log only: the registry may be gone by then.
   observability::Counter* compensated_total = nullptr;
   observability::Counter* compensation_failed_total = nullptr;
@@ -190,7 +191,7 @@ struct SearchOutcome {
 struct EraseOutcome {
   stowage::Status status;
   std::string failed_stage;
-  std::vector<std::string> deleted_from;  // targets that held data of the guest
+  std::vector<std::string> erased_from;  // targets that held data of the guest (the answer's deleted_from)
   std::vector<std::string> degraded;
 };
 

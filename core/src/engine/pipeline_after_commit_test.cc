@@ -139,7 +139,7 @@ TEST_F(AfterCommitTest, AnEraseHidesTheCacheFirstAndSettlesItAfterTheCommit) {
   ASSERT_TRUE(p->Write(guest_, Msg("hello")).status.ok());
   auto erased = p->Erase(guest_);
   ASSERT_TRUE(erased.status.ok()) << erased.status.ToString();
-  EXPECT_EQ(erased.deleted_from, (Lines{"memory", "postgresql"}));
+  EXPECT_EQ(erased.erased_from, (Lines{"memory", "postgresql"}));
   const Lines journal = Journal();
   const Lines tail(journal.end() - 3, journal.end());
   EXPECT_EQ(tail, (Lines{"memory prepare_erase g", "postgresql erase g", "memory erase g"}));

@@ -1,4 +1,4 @@
-// Pipeline::Erase: a guest's chat removed from every enabled stage.
+// Pipeline::Erase: a guest's chat erased from every enabled stage.
 //
 // After-commit stages (a cache) go first with prepare_erase(): they stop
 // serving the guest before any store erases it, so no copy outlives the
@@ -6,8 +6,8 @@
 // A required one that fails stops the request before anything is erased.
 // Then every other stage erases, even after one fails (a retry of the DELETE
 // finishes the rest), those with a database in one transaction, each in a
-// savepoint of its own so that a failing one leaves the others' deletions to
-// commit. Once the COMMIT is settled the after-commit stages erase() too
+// savepoint of its own so that a failing one leaves what the others erased
+// to commit. Once the COMMIT is settled the after-commit stages erase() too
 // (when its outcome is unknown they stay as prepare_erase() left them).
 #include <optional>
 
@@ -24,22 +24,22 @@ namespace {
 
 // Erases `s` (which has a database) inside its savepoint of `transactions`.
 // When the transaction is lost (the stage ended it, or its failure could not
-// be rolled back to its savepoint), rolls it back and sets `*lost`: the
-// deletions of the stages before it in that database are undone too.
+// be rolled back to its savepoint), rolls it back and sets `*lost`: what the
+// stages before it in that database erased is rolled back too.
 stowage::EraseResult EraseInTransaction(const StageInstance& s, std::size_t index, Transactions& transactions,
                                         const std::string& guest_id, bool* lost) {
   const Deadline deadline = Deadline::After(s.settings.timeout);
   LazySession session(*s.database, &transactions, SavepointOf(index), deadline);
   stowage::GuestContext ctx{guest_id, deadline, *s.logger, &session};
   stowage::EraseResult result = s.stage->erase(ctx);
-  if (result.status.ok() && deadline.expired()) result.status = TimeoutStatus("erase", s.settings.timeout);
+  if (result.status.ok() && deadline.expired()) result.status = TimedOutStatus("erase", s.settings.timeout);
   result.status = session.Settle(std::move(result.status), lost);
   if (!*lost && !result.status.ok()) {
-    Status undone = session.RollbackToSavepoint();
-    if (!undone.ok()) {
+    Status rolled_back = session.RollbackToSavepoint();
+    if (!rolled_back.ok()) {
       *lost = true;
       result.status = Status::Unavailable("the failure could not be rolled back to the stage's savepoint (" +
-                                          undone.ToString() + "), so the transaction of database '" +
+                                          rolled_back.ToString() + "), so the transaction of database '" +
                                           s.database->name() + "' is lost; " + result.status.ToString());
     }
   }
@@ -83,7 +83,7 @@ EraseOutcome Pipeline::Erase(const std::string& guest_id) {
     auto prepared = CallGuest<Status>(
         *runner_, s, guest_id,
         [](stowage::Stage& stage, stowage::GuestContext& ctx) { return stage.prepare_erase(ctx); }, kept);
-    Status status = prepared ? *prepared : TimeoutStatus("prepare_erase", s.settings.timeout);
+    Status status = prepared ? *prepared : TimedOutStatus("prepare_erase", s.settings.timeout);
     Count(s, status, began);
     if (status.ok()) {
       notes[i] = std::move(kept);
@@ -112,15 +112,15 @@ EraseOutcome Pipeline::Erase(const std::string& guest_id) {
     } else {
       result = call_erase(s, std::make_shared<stowage::Attributes>());
     }
-    Status status = result ? result->status : TimeoutStatus("erase", s.settings.timeout);
+    Status status = result ? result->status : TimedOutStatus("erase", s.settings.timeout);
     Count(s, status, began);
     if (status.ok()) {
       held[i] = result->held;
       continue;
     }
     if (lost) {
-      // The deletions of the stages before it in its database were rolled
-      // back with the transaction: the erase failed, whatever the policy.
+      // What the stages before it in its database erased was rolled back
+      // with the transaction: the erase failed, whatever the policy.
       for (std::size_t j = 0; j < i; ++j)
         if (stages_[j]->database == s.database) held[j] = false;
       if (outcome.status.ok()) {
@@ -147,7 +147,7 @@ EraseOutcome Pipeline::Erase(const std::string& guest_id) {
   }
   CommitResult committed = transactions.CommitAll(Deadline::After(kSettleTimeout));
   for (std::size_t i = 0; i < stages_.size(); ++i) {
-    // A deletion that did not commit did not happen.
+    // An erase that did not commit did not happen.
     if (!committed.status.ok() && stages_[i]->database && stages_[i]->database->name() == committed.failed_database)
       held[i] = false;
   }
@@ -164,7 +164,7 @@ EraseOutcome Pipeline::Erase(const std::string& guest_id) {
     }
     const auto began = Clock::now();
     auto result = call_erase(s, notes[i]);
-    Status status = result ? result->status : TimeoutStatus("erase", s.settings.timeout);
+    Status status = result ? result->status : TimedOutStatus("erase", s.settings.timeout);
     Count(s, status, began);
     if (!status.ok()) {
       s.logger->warn("could not settle the erase of guest " + guest_id + " (" + PolicyText(s) +
@@ -176,7 +176,7 @@ EraseOutcome Pipeline::Erase(const std::string& guest_id) {
   }
 
   for (std::size_t i = 0; i < stages_.size(); ++i)
-    if (held[i]) AddOnce(outcome.deleted_from, stages_[i]->target);
+    if (held[i]) AddOnce(outcome.erased_from, stages_[i]->target);
   if (!committed.status.ok() && outcome.status.ok()) {
     std::string reason = committed.outcome_unknown
                              ? "the COMMIT of database '" + committed.failed_database +

@@ -9,6 +9,7 @@
 #include "engine/pipeline_sql_fixture.h"
 #include "idempotency/fingerprint.h"
 #include "idempotency/idempotency_store.h"
+#include "stowage/chat/attributes.h"
 
 namespace stowage::engine {
 namespace {
@@ -28,7 +29,7 @@ class IdempotencyTest : public PipelineSqlTest {
   // A claim whose recorded answer names the message id the write got.
   IdempotencyClaim Claim(const std::string& key, const std::string& request) {
     return {key, idempotency::Fingerprint(request), [](const WriteOutcome& expected) {
-              return "stored " + expected.attributes.get(stowage::Attributes::kMessageId).value_or("?") + " in " +
+              return "stored " + expected.attributes.get(stowage::chat::kMessageId).value_or("?") + " in " +
                      std::to_string(expected.stored_in.size()) + " targets";
             }};
   }

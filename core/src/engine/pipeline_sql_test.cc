@@ -78,7 +78,7 @@ TEST_F(PipelineSqlTest, AFailedCommitFailsTheRequestAndCompensatesTheOtherStages
   EXPECT_TRUE(p->Read(guest_).messages.empty());
 }
 
-TEST_F(PipelineSqlTest, EraseRunsInOneTransactionAndAFailingStageKeepsTheOthersDeletions) {
+TEST_F(PipelineSqlTest, EraseRunsInOneTransactionAndAFailingStageKeepsWhatTheOthersErased) {
   auto p = Build({{"a", Policy::kRequired,
                    Insert("a", {{"erase_sql", std::string("DELETE FROM engine_sql_rows WHERE guest = $1 AND stage = 'a'")}})},
                   {"b", Policy::kBestEffort,
@@ -89,8 +89,8 @@ TEST_F(PipelineSqlTest, EraseRunsInOneTransactionAndAFailingStageKeepsTheOthersD
   auto erased = p->Erase(guest_);
   ASSERT_TRUE(erased.status.ok()) << erased.status.ToString();
   EXPECT_EQ(erased.degraded, (std::vector<std::string>{"b"}));
-  EXPECT_EQ(erased.deleted_from, (std::vector<std::string>{"postgresql"}));
-  // b's deletion was rolled back with its failure; a's committed.
+  EXPECT_EQ(erased.erased_from, (std::vector<std::string>{"postgresql"}));
+  // b's erase was rolled back with its failure; a's committed.
   EXPECT_EQ(Rows(), (std::vector<std::string>{"b:hello"}));
 }
 
@@ -163,11 +163,11 @@ TEST_F(TransactionTest, ABestEffortStatementFailingInAPipelineIsRolledBackToItsS
   }
   {
     LazySession failing(*db_, &transactions, "stowage_stage_2", Deadline::After(5s));
-    ASSERT_TRUE(Insert(failing, "undone").ok());
+    ASSERT_TRUE(Insert(failing, "rolled_back").ok());
     Status failed = failing.execute("INSERT INTO no_such_engine_table VALUES ($1)", {guest_}, nullptr);
     EXPECT_EQ(failed.code(), StatusCode::kInternal) << failed.ToString();
-    Status undone = failing.RollbackToSavepoint();
-    ASSERT_TRUE(undone.ok()) << undone.ToString();
+    Status rolled_back = failing.RollbackToSavepoint();
+    ASSERT_TRUE(rolled_back.ok()) << rolled_back.ToString();
   }
   {
     LazySession after(*db_, &transactions, "stowage_stage_3", Deadline::After(5s));
@@ -175,7 +175,7 @@ TEST_F(TransactionTest, ABestEffortStatementFailingInAPipelineIsRolledBackToItsS
   }
   Status committed = transactions.CommitAll(Deadline::After(5s)).status;
   ASSERT_TRUE(committed.ok()) << committed.ToString();
-  // (BEGIN, kept), (SAVEPOINT, undone), (PREPARE, failing INSERT: the table is
+  // (BEGIN, kept), (SAVEPOINT, rolled_back), (PREPARE, failing INSERT: the table is
   // missing), ROLLBACK TO SAVEPOINT, (SAVEPOINT, after), COMMIT.
   EXPECT_EQ(db_->round_trips() - before, 6u);
   EXPECT_EQ(Rows(), (std::vector<std::string>{"tx:kept", "tx:after"}));
@@ -232,9 +232,9 @@ TEST_F(TransactionTest, ASavepointThatFailedLosesTheTransaction) {
   EXPECT_NE(refused.message().find("'SAVEPOINT stowage_stage_2'"), std::string::npos) << refused.message();
   EXPECT_NE(refused.message().find("'main'"), std::string::npos) << refused.message();
   EXPECT_NE(refused.message().find("25P02"), std::string::npos) << refused.message();
-  Status undone = next.RollbackToSavepoint();
-  EXPECT_EQ(undone.code(), StatusCode::kUnavailable) << undone.ToString();
-  EXPECT_NE(undone.message().find("stowage_stage_2"), std::string::npos) << undone.message();
+  Status rolled_back = next.RollbackToSavepoint();
+  EXPECT_EQ(rolled_back.code(), StatusCode::kUnavailable) << rolled_back.ToString();
+  EXPECT_NE(rolled_back.message().find("stowage_stage_2"), std::string::npos) << rolled_back.message();
   transactions.RollbackAll(Deadline::After(5s));
   EXPECT_TRUE(Rows().empty());
   // The connection went back to the pool clean, and serves the next transaction.

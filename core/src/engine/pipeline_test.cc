@@ -147,7 +147,7 @@ TEST_F(PipelineTest, BestEffortFailureDegradesAndTheWriteGoesOn) {
   EXPECT_EQ(p->stages()[1]->counters->failed.load(), 1u);
 }
 
-TEST_F(PipelineTest, HangingRequiredStageTimesOutAndItsLateWriteIsUndone) {
+TEST_F(PipelineTest, HangingRequiredStageTimesOutAndItsLateWriteIsCompensated) {
   auto p = Build({{"a"}, {"b", Policy::kRequired, {{"write", "hang"}, {"hang_ms", std::int64_t{800}}}, 100ms}});
   ASSERT_TRUE(p);
   auto started = Clock::now();
@@ -157,7 +157,7 @@ TEST_F(PipelineTest, HangingRequiredStageTimesOutAndItsLateWriteIsUndone) {
   EXPECT_EQ(out.failed_stage, "b");
   EXPECT_LT(waited, 700ms) << "the engine waited for the hanging stage instead of its timeout";
   EXPECT_EQ(p->stages()[1]->counters->timed_out.load(), 1u);
-  // When the hanging write finally finishes, the engine undoes it.
+  // When the hanging write finally finishes, the engine compensates it.
   std::vector<std::string> expected{"a write g1 hello", "a compensate g1 hello", "b write g1 hello",
                                     "b compensate g1 hello"};
   for (int i = 0; i < 50 && Journal() != expected; ++i) std::this_thread::sleep_for(100ms);
@@ -373,11 +373,11 @@ TEST_F(PipelineTest, EraseAsksEveryStageAndNamesTheTargetsThatHeldData) {
   ASSERT_TRUE(p->Write("g1", Msg("one")).status.ok());
   auto erased = p->Erase("g1");
   ASSERT_TRUE(erased.status.ok()) << erased.status.ToString();
-  EXPECT_EQ(erased.deleted_from, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(erased.erased_from, (std::vector<std::string>{"a"}));
   EXPECT_EQ(erased.degraded, (std::vector<std::string>{"b"}));
   EXPECT_TRUE(p->Read("g1").messages.empty());
   auto again = p->Erase("g1");
-  EXPECT_TRUE(again.deleted_from.empty());
+  EXPECT_TRUE(again.erased_from.empty());
 }
 
 TEST_F(PipelineTest, RequiredEraseFailureFailsButTheOtherStagesAreStillErased) {
@@ -387,7 +387,7 @@ TEST_F(PipelineTest, RequiredEraseFailureFailsButTheOtherStagesAreStillErased) {
   auto erased = p->Erase("g1");
   EXPECT_EQ(erased.status.code(), StatusCode::kInternal);
   EXPECT_EQ(erased.failed_stage, "a");
-  EXPECT_EQ(erased.deleted_from, (std::vector<std::string>{"b"}));
+  EXPECT_EQ(erased.erased_from, (std::vector<std::string>{"b"}));
 }
 
 TEST_F(PipelineTest, BuildReportsEveryBadStageWithFileLineAndReason) {

@@ -12,7 +12,7 @@
 //      Idempotency-Key's row, sent with the COMMIT.
 //   5. Commit: one COMMIT per database.
 //   6. WriteAfterCommit: the after-commit stages store the message.
-// A failure before the COMMIT undoes everything: the transactions roll
+// A failure before the COMMIT leaves nothing written: the transactions roll
 // back, stages without a database are compensated, prepared after-commit
 // stages are told the change was abandoned. Once the COMMIT succeeded the
 // message is stored, and nothing fails the request any more.
@@ -108,7 +108,7 @@ class WriteRun {
       owed_[i] = false;
       if (RefusesMessage(admitted.status) || s.required() || lost) {
         s.logger->info("refused the message for guest " + guest() + ": " + admitted.status.ToString());
-        Undo("stage '" + s.name() + "' refused it", WriteOp::kAbandon);
+        RollBackAndCompensate("stage '" + s.name() + "' refused it", WriteOp::kAbandon);
         return Fail(s.name(), std::move(admitted.status));
       }
       s.logger->warn("could not check the message for guest " + guest() +
@@ -146,7 +146,7 @@ class WriteRun {
       }
       s.logger->error("✗ could not store the message for guest " + guest() + " (" + PolicyText(s) +
                       ", request fails): " + written.status.ToString());
-      Undo("stage '" + s.name() + "' failed", WriteOp::kAbandon);
+      RollBackAndCompensate("stage '" + s.name() + "' failed", WriteOp::kAbandon);
       return Fail(s.name(), std::move(written.status));
     }
     return true;
@@ -180,7 +180,7 @@ class WriteRun {
       s.logger->error("could not prepare the message for guest " + guest() +
                       " (required, request fails): " + prepared.status.ToString());
       Abandon(s, WriteOp::kAbandon, prepared.attributes);  // its prepare() may have partly happened
-      Undo("stage '" + s.name() + "' failed", WriteOp::kAbandon);
+      RollBackAndCompensate("stage '" + s.name() + "' failed", WriteOp::kAbandon);
       return Fail(s.name(), std::move(prepared.status));
     }
     return true;
@@ -222,7 +222,7 @@ class WriteRun {
       const std::string reason = "the journal entry of stage '" + s.name() + "' could not be queued in database '" +
                                  store.database().name() + "'";
       s.logger->error(reason + " for guest " + guest() + ": " + queued.ToString());
-      Undo(reason, WriteOp::kAbandon);
+      RollBackAndCompensate(reason, WriteOp::kAbandon);
       return Fail(store.database().name(), Status::Unavailable(reason + ": " + queued.message()));
     }
     return true;
@@ -249,7 +249,7 @@ class WriteRun {
     if (queued.ok()) return true;
     const std::string reason = "the Idempotency-Key could not be recorded in database '" + database + "'";
     spdlog::error(reason + " for guest " + guest() + ": " + queued.ToString());
-    Undo(reason, WriteOp::kAbandon);
+    RollBackAndCompensate(reason, WriteOp::kAbandon);
     return Fail(database, Status::Unavailable(reason + ": " + queued.message()));
   }
 
@@ -258,7 +258,7 @@ class WriteRun {
     if (committed.status.ok()) return true;
     const std::string& database = committed.failed_database;
     if (committed.queued_statement_failed && committed.status.code() == StatusCode::kConflict && store_) {
-      Undo("its Idempotency-Key was already used", WriteOp::kAbandon);
+      RollBackAndCompensate("its Idempotency-Key was already used", WriteOp::kAbandon);
       Replay();
       return false;
     }
@@ -271,7 +271,7 @@ class WriteRun {
       reason = "the transaction of database '" + database + "' did not commit";
     }
     if (blamed) blamed->logger->error(reason + " for guest " + guest() + ": " + committed.status.ToString());
-    Undo(reason, committed.outcome_unknown ? WriteOp::kAbandonUnknown : WriteOp::kAbandon);
+    RollBackAndCompensate(reason, committed.outcome_unknown ? WriteOp::kAbandonUnknown : WriteOp::kAbandon);
     outcome_.outcome_unknown = committed.outcome_unknown;
     std::string advice =
         committed.outcome_unknown ? "; retry with the same Idempotency-Key to store it once and learn its ids" : "";
@@ -297,9 +297,11 @@ class WriteRun {
     std::optional<idempotency::IdempotencyStore::Recorded> found;
     Status read = store_->Find(guest(), claim_->key, Deadline::After(kSettleTimeout), &found);
     if (!read.ok() || !found) {
-      Fail(database, Status::Unavailable("Idempotency-Key '" + claim_->key + "' was already used for guest " +
-                                         guest() + ", but the answer recorded for it could not be read (" +
-                                         (read.ok() ? "it was just deleted" : read.message()) + "); retry"));
+      Fail(database,
+           Status::Unavailable("Idempotency-Key '" + claim_->key + "' was already used for guest " + guest() +
+                               ", but the answer recorded for it could not be read (" +
+                               (read.ok() ? "it was just swept, older than the keys' lifetime" : read.message()) +
+                               "); retry"));
       return;
     }
     if (found->fingerprint != claim_->fingerprint) {
@@ -347,11 +349,11 @@ class WriteRun {
     }
   }
 
-  // Undoes what was written: rolls the transactions back, compensates the
-  // stages without a database (newest first), abandons the prepared
+  // Takes back what was written: rolls the transactions back, compensates
+  // the stages without a database (newest first), abandons the prepared
   // after-commit stages with `abandon`, and settles what is owed to the
-  // breakers.
-  void Undo(const std::string& because, WriteOp abandon) {
+  // circuits.
+  void RollBackAndCompensate(const std::string& because, WriteOp abandon) {
     transactions_.RollbackAll(Deadline::After(kSettleTimeout));
     for (auto it = enabled_.rbegin(); it != enabled_.rend(); ++it) {
       const StageInstance& s = *stages_[*it];
@@ -360,12 +362,14 @@ class WriteRun {
         continue;
       }
       if (state_[*it] != StageState::kWritten || s.database != nullptr) continue;
-      WriteCall undone = CallWrite(runner_, TargetOf(s), request_, outcome_.attributes, WriteOp::kCompensate);
-      CountCompensation(*s.counters, undone.status.ok());
-      if (undone.status.ok()) {
-        s.logger->info("undid the write for guest " + guest() + " because " + because);
+      WriteCall compensated =
+          CallWrite(runner_, TargetOf(s), request_, outcome_.attributes, WriteOp::kCompensate);
+      CountCompensation(*s.counters, compensated.status.ok());
+      if (compensated.status.ok()) {
+        s.logger->info("compensated the write for guest " + guest() + " because " + because);
       } else {
-        s.logger->error("could not undo the write for guest " + guest() + ": " + undone.status.ToString() +
+        s.logger->error("could not compensate the write for guest " + guest() + ": " +
+                        compensated.status.ToString() +
                         "; the message may remain in this target");
       }
     }

@@ -16,7 +16,7 @@ CallTarget TargetOf(const StageInstance& s) {
   return {s.stage, s.logger, s.counters, s.name(), s.settings.timeout, s.keeps_deadlines};
 }
 
-Status TimeoutStatus(const std::string& operation, std::chrono::milliseconds timeout) {
+Status TimedOutStatus(const std::string& operation, std::chrono::milliseconds timeout) {
   return Status::DeadlineExceeded(operation +
                                   " did not finish within timeout_ms = " + std::to_string(timeout.count()) +
                                   "; check the target's load, or raise the stage's timeout_ms");
@@ -213,24 +213,24 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
       stowage::WriteContext ctx{request->guest_id, request->message, Deadline::After(target.timeout),
                                 *target.log, done.attributes};
       ctx.replay = request->replay;
-      Status undone = target.stage->compensate(ctx);
+      Status compensated = target.stage->compensate(ctx);
       // The atomics only: this runs after the request, maybe after the
       // pipeline and its metrics registry are gone (the log says it).
-      (undone.ok() ? target.counters->compensated : target.counters->compensation_failed)
+      (compensated.ok() ? target.counters->compensated : target.counters->compensation_failed)
           .fetch_add(1, std::memory_order_relaxed);
-      if (undone.ok()) {
+      if (compensated.ok()) {
         target.log->warn("write for guest " + request->guest_id +
-                         " finished after its deadline and was undone (compensated)");
+                         " finished after its deadline and was compensated");
       } else {
         target.log->error("write for guest " + request->guest_id +
-                          " finished after its deadline and could not be undone: " + undone.ToString() +
-                          "; the message may remain in this target");
+                          " finished after its deadline and could not be compensated: " +
+                          compensated.ToString() + "; the message may remain in this target");
       }
     };
   }
   auto result = CallWithDeadline<WriteCall>(runner, deadline.at(), std::move(call), std::move(late));
   if (!result) {
-    return {TimeoutStatus(NameOf(op), target.timeout), attributes};
+    return {TimedOutStatus(NameOf(op), target.timeout), attributes};
   }
   return std::move(*result);
 }
@@ -257,7 +257,7 @@ WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactio
                             *s.logger,         call.attributes,  &session};
   ctx.replay = request->replay;
   call.status = Invoke(*s.stage, op, ctx);
-  if (call.status.ok() && deadline.expired()) call.status = TimeoutStatus(NameOf(op), s.settings.timeout);
+  if (call.status.ok() && deadline.expired()) call.status = TimedOutStatus(NameOf(op), s.settings.timeout);
   // A stage that tried to control the transaction, or left it aborted,
   // fails; one that ended it loses it for every stage.
   bool lost = false;
@@ -265,11 +265,11 @@ WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactio
   if (lost) {
     *transaction_lost = true;
   } else if (!call.status.ok() && !s.required()) {
-    Status undone = session.RollbackToSavepoint();
-    if (!undone.ok()) {
+    Status rolled_back = session.RollbackToSavepoint();
+    if (!rolled_back.ok()) {
       *transaction_lost = true;
       call.status = Status::Unavailable("the failure of best_effort stage '" + s.name() +
-                                        "' could not be rolled back (" + undone.ToString() +
+                                        "' could not be rolled back (" + rolled_back.ToString() +
                                         "), so the transaction of database '" + s.database->name() +
                                         "' is lost; " + call.status.ToString());
     }

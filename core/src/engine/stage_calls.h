@@ -40,7 +40,7 @@ struct CallTarget {
 CallTarget TargetOf(const StageInstance& s);
 
 // The status of a call that did not return within the stage's timeout_ms.
-stowage::Status TimeoutStatus(const std::string& operation, std::chrono::milliseconds timeout);
+stowage::Status TimedOutStatus(const std::string& operation, std::chrono::milliseconds timeout);
 
 // "required" or "best_effort".
 std::string PolicyText(const StageInstance& s);
@@ -63,7 +63,7 @@ void Count(const StageInstance& s, const stowage::Status& status, Clock::time_po
 // stowage_stage_admits_total (when `s` has metrics).
 void CountAdmit(const StageInstance& s, const stowage::Status& status);
 
-// Counts one compensation of a stage (`ok`: it undid the write), in its
+// Counts one compensation of a stage (`ok`: compensate() succeeded), in its
 // counters and its metric. Only while the request runs: the metric lives in
 // the pipeline's registry.
 void CountCompensation(StageCounters& counters, bool ok);
@@ -79,7 +79,7 @@ void Unprobed(const StageInstance& s);
 // The stage's health(), an exception it throws turned into a kInternal Status.
 stowage::Status HealthOf(stowage::Stage& stage, stowage::Deadline deadline);
 
-// Failures and timeouts of the stage so far, for log lines.
+// The calls of the stage that failed or timed out so far, for log lines.
 std::uint64_t FailuresOf(const StageCounters& counters);
 
 // The result of a write-like call: its status and the attributes it left.
@@ -102,7 +102,7 @@ const char* NameOf(WriteOp op);
 
 // What becomes of a write that returns after the engine stopped waiting.
 enum class LateWrite {
-  kCompensate,  // undo it: the request went on without it
+  kCompensate,  // compensate it: the request went on without it
   kKeep,        // keep it: it follows a COMMIT that happened (after-commit stages)
 };
 

@@ -4,7 +4,7 @@
 #include <cctype>
 #include <utility>
 
-#include "stowage/sql_migrations.h"
+#include "database/sql_statements.h"
 
 namespace stowage::engine {
 
@@ -262,7 +262,7 @@ Status LazySession::execute(std::string_view statement, const std::vector<stowag
       Status refused = Status::Internal(
           "refused a statement running " + std::string(command) + " on PostgreSQL database '" + db_.name() +
           "': stages must not control the transaction; the host owns BEGIN, SAVEPOINT, COMMIT and ROLLBACK "
-          "(return an error Status to have the stage's statements undone)");
+          "(return an error Status to have the stage's statements rolled back)");
       if (!refused_) refused_ = refused;
       return refused;
     }
@@ -337,7 +337,7 @@ Status LazySession::RollbackToSavepoint() noexcept {
       return Status::Unavailable("SAVEPOINT " + savepoint_ + " was not opened on PostgreSQL database '" +
                                  db_.name() + "', so there is no savepoint to roll back to");
   }
-  // The stage's own deadline may have passed: undoing gets a fresh moment.
+  // The stage's own deadline may have passed: the rollback gets a fresh deadline.
   connection_->set_deadline(stowage::Deadline::After(kSettleTimeout));
   return connection_->execute("ROLLBACK TO SAVEPOINT " + savepoint_, {}, nullptr);
 }

@@ -133,7 +133,7 @@ class LazySession final : public stowage::SqlSession {
   // transaction is gone) and returns why. Costs no round trip.
   stowage::Status Settle(stowage::Status returned, bool* lost) const noexcept;
 
-  // Undoes this call's statements: ROLLBACK TO its savepoint when the
+  // Rolls this call's statements back: ROLLBACK TO its savepoint when the
   // savepoint was opened; nothing when it was never sent (no statement ran).
   // A failure here (the savepoint or the rollback failed) means the whole
   // transaction is lost.

@@ -181,7 +181,7 @@ TEST_F(TransactionGuardTest, AStageThatLosesTheTransactionFailsTheRequestWhateve
   }
 }
 
-TEST_F(TransactionGuardTest, AnEraseThatTriesToCommitFailsItsStageAndTheOthersDeletionsCommit) {
+TEST_F(TransactionGuardTest, AnEraseThatTriesToCommitFailsItsStageAndWhatTheOthersErasedCommits) {
   auto p = Build(
       {{"a", Policy::kRequired,
         Insert("a",
@@ -193,7 +193,7 @@ TEST_F(TransactionGuardTest, AnEraseThatTriesToCommitFailsItsStageAndTheOthersDe
   auto erased = p->Erase(guest_);
   ASSERT_TRUE(erased.status.ok()) << erased.status.ToString();
   EXPECT_EQ(erased.degraded, (std::vector<std::string>{"b"}));
-  EXPECT_EQ(erased.deleted_from, (std::vector<std::string>{"postgresql"}));
+  EXPECT_EQ(erased.erased_from, (std::vector<std::string>{"postgresql"}));
   EXPECT_EQ(Rows(), (std::vector<std::string>{"b:hello"}));
 }
 

@@ -8,8 +8,8 @@ namespace {
 using stowage::Status;
 
 // The host's own table. Migration 1 is released as it stands.
-const std::vector<stowage::SqlMigration>& IdempotencyMigrations() {
-  static const std::vector<stowage::SqlMigration> migrations = {
+const std::vector<stowage::Migration>& IdempotencyMigrations() {
+  static const std::vector<stowage::Migration> migrations = {
       {1, "create stowage_idempotency", R"sql(
 CREATE TABLE stowage_idempotency (
   guest_id text NOT NULL,

@@ -29,7 +29,6 @@
 #include "idempotency/fingerprint.h"
 #include "stowage/logger.h"
 #include "stowage/sql.h"
-#include "stowage/sql_migrations.h"
 #include "stowage/status.h"
 
 namespace stowage::idempotency {

@@ -3,7 +3,7 @@
 #include <charconv>
 #include <map>
 
-#include "stowage/message_json.h"
+#include "stowage/chat/message_json.h"
 
 namespace stowage::journal {
 namespace {
@@ -11,8 +11,8 @@ namespace {
 using stowage::Status;
 
 // The host's own table. Migration 1 is released as it stands.
-const std::vector<stowage::SqlMigration>& JournalMigrations() {
-  static const std::vector<stowage::SqlMigration> migrations = {
+const std::vector<stowage::Migration>& JournalMigrations() {
+  static const std::vector<stowage::Migration> migrations = {
       {1, "create stowage_journal", R"sql(
 CREATE TABLE stowage_journal (
   id bigserial PRIMARY KEY,
@@ -107,9 +107,9 @@ std::string AttributesJson(const stowage::Attributes& attributes) {
   std::string out = "{";
   for (const auto& [key, value] : attributes.all()) {
     if (out.size() > 1) out += ',';
-    stowage::AppendJsonString(out, key);
+    stowage::chat::AppendJsonString(out, key);
     out += ':';
-    stowage::AppendJsonString(out, value);
+    stowage::chat::AppendJsonString(out, value);
   }
   return out + "}";
 }

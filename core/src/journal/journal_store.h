@@ -30,7 +30,6 @@
 #include "stowage/logger.h"
 #include "stowage/message.h"
 #include "stowage/sql.h"
-#include "stowage/sql_migrations.h"
 #include "stowage/status.h"
 
 namespace stowage::journal {

@@ -448,9 +448,6 @@ LoadPluginResult PluginLoader::Load(const std::string& spec, const fs::path& bas
   if (library->has(kTraitsSymbol)) {
     const auto& traits = library->get<const StowagePluginTraits>(kTraitsSymbol);
     if (traits.size >= sizeof(std::uint32_t) * 2) plugin->trait_flags_ = traits.flags;
-    // A stage's prepare() and abandon() exist in its virtual table from SDK
-    // 1.2 on: an older plugin claiming to run after the commit is not believed.
-    if (info.sdk_minor < 2) plugin->trait_flags_ &= ~STOWAGE_TRAIT_AFTER_COMMIT;
   }
   plugin->schema_ = library->get<StowagePluginSchemaFn>(kSchemaSymbol)();
   if (plugin->schema_ == nullptr) {

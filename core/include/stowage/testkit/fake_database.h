@@ -17,11 +17,21 @@
 // FakeDatabase's session, like with_session's, lets it through. It knows no SQL: what a real
 // PostgreSQL does with the statements is for tests against one (the
 // conformance suite, tests/support). Not thread-safe, as a session is not.
+//
+// FakeDatabase records the migrations a stage asks it to apply (SDK 2.0):
+//
+//   stowage::testkit::FakeDatabase database;
+//   stowage::StageEnvironment env{log, &database};
+//   MyStage stage(config, env);
+//   ASSERT_EQ(database.migration_calls().size(), 1u);
+//   EXPECT_EQ(database.migration_calls()[0].component, "my_stage");
+//   EXPECT_EQ(database.applied_versions("my_stage"), (std::vector<int>{1, 2}));
 #pragma once
 
 #include <cctype>
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -117,25 +127,36 @@ class FakeSqlSession final : public SqlSession {
 };
 
 // A Database whose sessions are one FakeSqlSession, for a stage's
-// constructor (migrations) and its work outside requests.
+// constructor and its work outside requests, and which records the
+// migrations it is asked to apply.
 class FakeDatabase final : public Database {
  public:
+  // One apply_migrations call.
+  struct MigrationCall {
+    std::string component;
+    std::vector<Migration> migrations;
+    Status status;  // what the call returned
+  };
+
   explicit FakeDatabase(std::string name = "main") : name_(name), session_(std::move(name), false) {}
 
-  // The next `times` with_session calls find no connection: they return
-  // `status` without running their work.
+  // The next `times` with_session and apply_migrations calls find no
+  // connection: they return `status` without running their work or
+  // applying anything (-1: every call).
   void FailSessions(Status status, int times = 1) {
     unavailable_ = std::move(status);
     unavailable_times_ = times;
   }
+  // The next `times` apply_migrations calls fail with `status` (not ok),
+  // applying nothing (-1: every call).
+  void FailMigrations(Status status, int times = 1) {
+    migrations_failure_ = std::move(status);
+    migrations_failure_times_ = times;
+  }
 
   const std::string& name() const noexcept override { return name_; }
   Status with_session(Deadline deadline, const std::function<Status(SqlSession&)>& work) noexcept override {
-    if (unavailable_times_ != 0) {
-      if (unavailable_times_ > 0) --unavailable_times_;
-      return unavailable_;
-    }
-    if (deadline.expired()) return Status::DeadlineExceeded("no connection to '" + name_ + "' before the deadline");
+    if (Status unavailable = TakeSession(deadline); !unavailable.ok()) return unavailable;
     try {
       return work(session_);
     } catch (...) {
@@ -143,14 +164,78 @@ class FakeDatabase final : public Database {
     }
   }
 
+  // Records the call, then, as the host's does, refuses a list whose
+  // versions do not strictly increase from 1 (kInternal) and "applies" the
+  // versions not applied before for `component`, appending them to
+  // `applied`. It runs none of their SQL (it knows none): a test of the
+  // migrations themselves needs a real PostgreSQL. Scripted failures
+  // (FailSessions, FailMigrations) apply nothing.
+  Status apply_migrations(std::string_view component, const std::vector<Migration>& migrations,
+                          Deadline deadline, std::vector<int>* applied = nullptr) noexcept override {
+    try {
+      calls_.push_back({std::string(component), migrations, Status::Ok()});
+      Status& status = calls_.back().status;
+      status = TakeSession(deadline);
+      if (status.ok() && migrations_failure_times_ != 0) {
+        if (migrations_failure_times_ > 0) --migrations_failure_times_;
+        status = migrations_failure_;
+      }
+      if (!status.ok()) return status;
+      int previous = 0;
+      for (const Migration& migration : migrations) {
+        if (migration.version <= previous) {
+          status =
+              Status::Internal("migrating the schema of '" + std::string(component) + "' in database '" +
+                               name_ + "': migration versions must strictly increase from 1, but version " +
+                               std::to_string(migration.version) + " follows " + std::to_string(previous));
+          return status;
+        }
+        previous = migration.version;
+      }
+      std::vector<int>& done = applied_[std::string(component)];
+      for (const Migration& migration : migrations) {
+        bool before = false;
+        for (int version : done) before = before || version == migration.version;
+        if (before) continue;
+        done.push_back(migration.version);
+        if (applied != nullptr) applied->push_back(migration.version);
+      }
+      return status;
+    } catch (...) {
+      return Status::Internal("FakeDatabase '" + name_ + "' ran out of memory");
+    }
+  }
+
   // The session every with_session call gets: script it, read what ran.
   FakeSqlSession& session() noexcept { return session_; }
+  // Every apply_migrations call, in order, failed ones included.
+  const std::vector<MigrationCall>& migration_calls() const noexcept { return calls_; }
+  // The versions of `component` applied so far, in the order they were.
+  std::vector<int> applied_versions(std::string_view component) const {
+    auto it = applied_.find(std::string(component));
+    return it == applied_.end() ? std::vector<int>{} : it->second;
+  }
 
  private:
+  // Ok, or the failure of a session scripted by FailSessions, or the deadline's.
+  Status TakeSession(Deadline deadline) {
+    if (unavailable_times_ != 0) {
+      if (unavailable_times_ > 0) --unavailable_times_;
+      return unavailable_;
+    }
+    if (deadline.expired())
+      return Status::DeadlineExceeded("no connection to '" + name_ + "' before the deadline");
+    return Status::Ok();
+  }
+
   std::string name_;
   FakeSqlSession session_;
   Status unavailable_;
   int unavailable_times_ = 0;
+  Status migrations_failure_;
+  int migrations_failure_times_ = 0;
+  std::vector<MigrationCall> calls_;
+  std::map<std::string, std::vector<int>> applied_;
 };
 
 }  // namespace stowage::testkit

@@ -1,7 +1,10 @@
-// Messages as JSON text: [{"role":"...","content":"...","timestamp":"..."},...]
-// oldest first. It is the body of the REST API's answer to a GET and the
-// value the Redis stage keeps, so the host and stages write the same bytes
-// for the same messages. Header-only; no Boost type crosses the SDK.
+// The chat part of the SDK (SDK 2.0; before, stowage/message_json.h in
+// namespace stowage): messages as JSON text,
+// [{"role":"...","content":"...","timestamp":"..."},...] oldest first. It is
+// the body of the REST API's answer to a GET and the value the Redis stage
+// keeps, so the host and stages write the same bytes for the same messages.
+// stowage/sdk.h does not include it: a stage that writes this JSON includes
+// it. Header-only; no Boost type crosses the SDK.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +15,7 @@
 
 #include "stowage/message.h"
 
-namespace stowage {
+namespace stowage::chat {
 
 namespace detail {
 
@@ -99,4 +102,4 @@ inline std::string MessagesJson(const std::vector<Message>& messages) {
   return out;
 }
 
-}  // namespace stowage
+}  // namespace stowage::chat
