@@ -28,21 +28,15 @@ namespace {
 // stages before it in that database erased is rolled back too.
 stowage::EraseResult EraseInTransaction(const StageInstance& s, std::size_t index, Transactions& transactions,
                                         const std::string& guest_id, bool* lost) {
-  const Deadline deadline = Deadline::After(s.settings.timeout);
-  LazySession session(*s.database, &transactions, SavepointOf(index), deadline);
-  stowage::GuestContext ctx{guest_id, deadline, *s.logger, &session};
-  stowage::EraseResult result = s.stage->erase(ctx);
-  if (result.status.ok() && deadline.expired()) result.status = TimedOutStatus("erase", s.settings.timeout);
-  result.status = session.Settle(std::move(result.status), lost);
-  if (!*lost && !result.status.ok()) {
-    Status rolled_back = session.RollbackToSavepoint();
-    if (!rolled_back.ok()) {
-      *lost = true;
-      result.status = Status::Unavailable("the failure could not be rolled back to the stage's savepoint (" +
-                                          rolled_back.ToString() + "), so the transaction of database '" +
-                                          s.database->name() + "' is lost; " + result.status.ToString());
-    }
-  }
+  stowage::EraseResult result;
+  result.status = CallInTransaction(
+      s, index, transactions, /*savepoint=*/true, "erase",
+      [&](stowage::SqlSession& session, Deadline deadline) {
+        stowage::GuestContext ctx{guest_id, deadline, *s.logger, &session};
+        result = s.stage->erase(ctx);
+        return result.status;
+      },
+      lost);
   if (*lost) {
     transactions.RollbackAll(Deadline::After(kSettleTimeout));
     result.held = false;

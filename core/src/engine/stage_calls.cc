@@ -193,13 +193,6 @@ Status Invoke(stowage::Stage& stage, WriteOp op, stowage::WriteContext& ctx) {
 WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_ptr<const Request> request,
                     const Attributes& attributes, WriteOp op, LateWrite late_write) {
   const Deadline deadline = Deadline::After(target.timeout);
-  if (target.keeps_deadlines) {
-    WriteCall done{Status::Ok(), attributes};
-    stowage::WriteContext ctx{request->guest_id, request->message, deadline, *target.log, done.attributes};
-    ctx.replay = request->replay;
-    done.status = Invoke(*target.stage, op, ctx);
-    return done;
-  }
   auto call = [target, request, attributes = Attributes(attributes), deadline, op]() mutable -> WriteCall {
     stowage::WriteContext ctx{request->guest_id, request->message, deadline, *target.log, attributes};
     ctx.replay = request->replay;
@@ -228,7 +221,7 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
       }
     };
   }
-  auto result = CallWithDeadline<WriteCall>(runner, deadline.at(), std::move(call), std::move(late));
+  auto result = RunStageCall<WriteCall>(runner, target.keeps_deadlines, deadline, std::move(call), std::move(late));
   if (!result) {
     return {TimedOutStatus(NameOf(op), target.timeout), attributes};
   }
@@ -247,33 +240,39 @@ std::string SavepointOf(std::size_t index) {
   return "stowage_stage_" + std::to_string(index);
 }
 
+Status CallInTransaction(const StageInstance& s, std::size_t index, Transactions& transactions, bool savepoint,
+                         const char* operation,
+                         const std::function<Status(stowage::SqlSession&, Deadline)>& call, bool* lost) {
+  const Deadline deadline = Deadline::After(s.settings.timeout);
+  LazySession session(*s.database, &transactions, savepoint ? SavepointOf(index) : "", deadline);
+  Status status = call(session, deadline);
+  if (status.ok() && deadline.expired()) status = TimedOutStatus(operation, s.settings.timeout);
+  // A stage that tried to control the transaction, or left it aborted,
+  // fails; one that ended it loses it for every stage.
+  status = session.Settle(std::move(status), lost);
+  if (*lost || status.ok() || !savepoint) return status;
+  Status rolled_back = session.RollbackToSavepoint();
+  if (rolled_back.ok()) return status;
+  *lost = true;
+  return Status::Unavailable("the failure of stage '" + s.name() + "' could not be rolled back to its savepoint (" +
+                             rolled_back.ToString() + "), so the transaction of database '" + s.database->name() +
+                             "' is lost; " + status.ToString());
+}
+
 WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactions& transactions,
                            const std::shared_ptr<const Request>& request, const Attributes& attributes,
                            WriteOp op, bool* transaction_lost) {
-  const Deadline deadline = Deadline::After(s.settings.timeout);
-  LazySession session(*s.database, &transactions, s.required() ? "" : SavepointOf(index), deadline);
   WriteCall call{Status::Ok(), attributes};
-  stowage::WriteContext ctx{request->guest_id, request->message, deadline,
-                            *s.logger,         call.attributes,  &session};
-  ctx.replay = request->replay;
-  call.status = Invoke(*s.stage, op, ctx);
-  if (call.status.ok() && deadline.expired()) call.status = TimedOutStatus(NameOf(op), s.settings.timeout);
-  // A stage that tried to control the transaction, or left it aborted,
-  // fails; one that ended it loses it for every stage.
   bool lost = false;
-  call.status = session.Settle(std::move(call.status), &lost);
-  if (lost) {
-    *transaction_lost = true;
-  } else if (!call.status.ok() && !s.required()) {
-    Status rolled_back = session.RollbackToSavepoint();
-    if (!rolled_back.ok()) {
-      *transaction_lost = true;
-      call.status = Status::Unavailable("the failure of best_effort stage '" + s.name() +
-                                        "' could not be rolled back (" + rolled_back.ToString() +
-                                        "), so the transaction of database '" + s.database->name() +
-                                        "' is lost; " + call.status.ToString());
-    }
-  }
+  call.status = CallInTransaction(
+      s, index, transactions, !s.required(), NameOf(op),
+      [&](stowage::SqlSession& session, Deadline deadline) {
+        stowage::WriteContext ctx{request->guest_id, request->message, deadline, *s.logger, call.attributes, &session};
+        ctx.replay = request->replay;
+        return Invoke(*s.stage, op, ctx);
+      },
+      &lost);
+  if (lost) *transaction_lost = true;
   return call;
 }
 

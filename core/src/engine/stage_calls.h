@@ -117,6 +117,20 @@ WriteCall CallWrite(CallRunner& runner, const CallTarget& target, std::shared_pt
 // The savepoint of the stage at `index` (names must be SQL identifiers).
 std::string SavepointOf(std::size_t index);
 
+// The one way a stage runs inside the shared transaction of its database:
+// `call` gets a session whose statements join `transactions` (inside the
+// stage's savepoint when `savepoint`) and the call's deadline (the stage's
+// timeout from now), on this thread. Its status then fails, whatever `call`
+// returned, when the deadline passed, when the stage tried to control the
+// transaction or left it aborted (LazySession::Settle); a failure is rolled
+// back to the savepoint. When the transaction was ended, its connection lost,
+// or that rollback failed, `*lost` is set: the caller rolls every database
+// back.
+stowage::Status CallInTransaction(const StageInstance& s, std::size_t index, Transactions& transactions,
+                                  bool savepoint, const char* operation,
+                                  const std::function<stowage::Status(stowage::SqlSession&, stowage::Deadline)>& call,
+                                  bool* lost);
+
 // Runs admit or write of a stage that has a database, on this thread, with
 // its statements in the request's transaction. A best_effort stage's
 // statements run inside its own savepoint, rolled back when it fails; when
@@ -128,13 +142,26 @@ WriteCall CallWithDatabase(const StageInstance& s, std::size_t index, Transactio
                            const std::shared_ptr<const Request>& request, const stowage::Attributes& attributes,
                            WriteOp op, bool* transaction_lost);
 
+// Where every stage call outside a transaction runs: `call` on this thread
+// when `on_this_thread` (the stage keeps its deadlines, or runs statements
+// whose waits the host bounds), else on `runner`, given up at `deadline`;
+// then `late`, when set, receives the result of a call given up, on the
+// call's thread. nullopt when given up. Everything `call` and `late` use must
+// be owned by them.
+template <typename R>
+std::optional<R> RunStageCall(CallRunner& runner, bool on_this_thread, stowage::Deadline deadline,
+                              std::function<R()> call, std::function<void(R&)> late = nullptr) {
+  if (on_this_thread) return call();
+  return CallWithDeadline<R>(runner, deadline.at(), std::move(call), std::move(late));
+}
+
 // Runs a guest call (read, refill, erase, search, prepare_erase) of one
-// stage: on this thread with an autocommit session when it has a database,
-// on this thread when it keeps its deadlines, else on the runner with its
-// timeout. `attributes` and `range` (each may be null) are given to the
-// stage as ctx.attributes and ctx.range; the call keeps them alive until it
-// is done, even when the engine stopped waiting for it, so read what the
-// stage left in them only once it returned in time.
+// stage, with its timeout: a stage with a database on this thread with an
+// autocommit session (a result that comes past the deadline is dropped),
+// else as RunStageCall places it. `attributes` and `range` (each may be
+// null) are given to the stage as ctx.attributes and ctx.range; the call
+// keeps them alive until it is done, even when the engine stopped waiting
+// for it, so read what the stage left in them only once it returned in time.
 // nullopt when the call did not return in time.
 template <typename R>
 std::optional<R> CallGuest(CallRunner& runner, const StageInstance& s, const std::string& guest_id,
@@ -142,23 +169,17 @@ std::optional<R> CallGuest(CallRunner& runner, const StageInstance& s, const std
                            std::shared_ptr<stowage::Attributes> attributes = nullptr,
                            std::shared_ptr<stowage::ReadRange> range = nullptr) {
   const stowage::Deadline deadline = stowage::Deadline::After(s.settings.timeout);
-  if (s.database != nullptr) {
-    LazySession session(*s.database, nullptr, "", deadline);
-    stowage::GuestContext ctx{guest_id, deadline, *s.logger, &session, attributes.get(), range.get()};
-    R result = op(*s.stage, ctx);
-    if (deadline.expired()) return std::nullopt;
-    return result;
-  }
-  if (s.keeps_deadlines) {
-    stowage::GuestContext ctx{guest_id, deadline, *s.logger, nullptr, attributes.get(), range.get()};
-    return op(*s.stage, ctx);
-  }
-  CallTarget target = TargetOf(s);
-  auto id = std::make_shared<const std::string>(guest_id);
-  return CallWithDeadline<R>(runner, deadline.at(), [target, id, deadline, op, attributes, range]() {
-    stowage::GuestContext ctx{*id, deadline, *target.log, nullptr, attributes.get(), range.get()};
+  auto call = [target = TargetOf(s), database = s.database, id = std::make_shared<const std::string>(guest_id),
+               deadline, op = std::move(op), attributes, range]() {
+    std::optional<LazySession> session;
+    if (database) session.emplace(*database, nullptr, "", deadline);
+    stowage::GuestContext ctx{*id, deadline, *target.log, session ? &*session : nullptr, attributes.get(),
+                              range.get()};
     return op(*target.stage, ctx);
-  });
+  };
+  std::optional<R> result = RunStageCall<R>(runner, s.database != nullptr || s.keeps_deadlines, deadline, call);
+  if (result && s.database != nullptr && deadline.expired()) return std::nullopt;
+  return result;
 }
 
 }  // namespace stowage::engine
