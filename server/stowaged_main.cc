@@ -1,6 +1,8 @@
 // stowaged: the stowage REST server. Loads pipeline.toml, builds the pipeline
 // of stages it declares, waits for its required stages to be healthy, and
 // serves the guest chat API until SIGTERM/SIGINT; SIGHUP reloads the file.
+// Under systemd (Type=notify) it reports when it is ready, reloading and
+// stopping (systemd_notify.h).
 //
 // Exit codes: 0 after a clean shutdown; 1 when the server could not listen or
 // requests were still running when the shutdown grace period ran out; 2 for
@@ -32,6 +34,8 @@
 #include "http/http_server.h"
 #include "logging/logging.h"
 #include "observability/metrics.h"
+#include "systemd_notify.h"
+#include "version_info.h"
 
 namespace {
 
@@ -42,21 +46,34 @@ constexpr const char* kUsage = R"(Usage: stowaged [--config FILE]
 Serves the stowage guest chat REST API with the pipeline of stages declared
 in FILE (default: pipeline.toml).
 
-Options:
-  --config FILE   the pipeline configuration to load
-  --help          show this help and exit
-  --version       show the version and exit
-
 Signals: SIGTERM or SIGINT stops accepting connections, lets requests in
 flight finish (at most 10 s), closes idle connections and exits. SIGHUP
 reloads FILE: unchanged stages are kept, the new pipeline is swapped in, and
 a file that does not validate is refused (the running pipeline keeps serving).
+
+Options:
+  --config FILE   the pipeline configuration to load
+  --help          show this help and exit
+  --version       show the version, SDK version, git revision, Boost and
+                  compiler, and exit
 
 Exit codes:
   0  clean shutdown
   1  could not listen, or requests were still running after the grace period
   2  usage error, invalid configuration, or a required stage still unhealthy
      after [server] startup_timeout_ms (every error is printed to stderr)
+
+Environment:
+  STOWAGE_ADMIN_TOKEN       the admin routes' bearer token (the variable
+                            [server] admin_token_env names); unset: no admin routes
+  STOWAGE_PLUGIN_CACHE_DIR  where the private copies of the loaded plugins are
+                            kept (else $XDG_RUNTIME_DIR, else $TMPDIR or /tmp)
+  NOTIFY_SOCKET             set by systemd (Type=notify): stowaged says READY=1
+                            once it listens and its required stages are healthy,
+                            RELOADING=1 then READY=1 around a SIGHUP reload, and
+                            STOPPING=1 when it shuts down
+  REDIS_URL, DATABASE_URL   and any other variable FILE names as ${VAR} (the
+                            default pipeline.toml names these two)
 )";
 
 struct Args {
@@ -156,7 +173,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (args.version) {
-    std::cout << "stowaged " << STOWAGE_VERSION << "\n";
+    std::cout << stowage::server::VersionText("stowaged");
     return 0;
   }
 
@@ -191,7 +208,15 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  spdlog::info("stowaged {} starting with {}", STOWAGE_VERSION, args.config);
+  spdlog::info("stowaged {} (revision {}) starting with {}", STOWAGE_VERSION, stowage::server::GitRevision(),
+               args.config);
+  // Under systemd (stowaged.service, Type=notify): what the start waits for,
+  // READY=1 once serving, the reloads and the shutdown. A failure to tell it
+  // is logged and changes nothing else.
+  const stowage::server::SystemdNotifier notifier = stowage::server::SystemdNotifier::FromEnvironment();
+  auto notified = [](const std::string& error) {
+    if (!error.empty()) spdlog::warn("could not notify systemd: {}", error);
+  };
   stowage::observability::Registry metrics;
   auto built = stowage::engine::Pipeline::Build(config, nullptr, &metrics);
   for (const auto& warning : built.warnings) spdlog::warn("{}", warning);
@@ -211,9 +236,14 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // systemd's start timeout must not end the wait before startup_timeout_ms does.
+  notified(notifier.Status("waiting for the required stages to be healthy (at most " +
+                               std::to_string(config.server.startup_timeout.count()) + " ms)",
+                           config.server.startup_timeout + std::chrono::seconds(30)));
   std::string not_ready = WaitForRequiredStages(*built.pipeline, config.server.startup_timeout);
   if (!not_ready.empty()) {
     spdlog::error("refusing to start: {}", not_ready);
+    notified(notifier.Status("refusing to start: " + not_ready));
     std::cerr << args.config << ": " << not_ready << "\n";
     return 2;
   }
@@ -229,12 +259,13 @@ int main(int argc, char** argv) {
   stowage::api::PipelineChatService service(
       holder, {&metrics.counter("stowage_degraded_responses_total",
                                 "Answers in which a stage failed or was skipped without failing them."),
-               &metrics.counter("stowage_idempotent_replays_total",
-                                "POSTs answered with the answer recorded for their Idempotency-Key."),
                &metrics.counter("stowage_commit_outcome_unknown_total",
                                 "POSTs whose COMMIT got no answer (503 outcome_unknown).")});
   stowage::api::GuestChatApi api(
-      service, {.max_content_bytes = config.server.max_content_bytes, .max_history = config.server.max_history});
+      service, {.max_content_bytes = config.server.max_content_bytes,
+                .max_history = config.server.max_history,
+                .replayed = &metrics.counter("stowage_idempotent_replays_total",
+                                             "POSTs answered with the answer recorded for their Idempotency-Key.")});
   const bool separate_admin = !config.server.admin_listen.empty();
   // One for both listeners: /readyz asks the stages at most once a second.
   stowage::api::Readiness readiness(holder);
@@ -280,7 +311,12 @@ int main(int argc, char** argv) {
         if (ec) return;
         if (signal == SIGHUP) {
           spdlog::info("received SIGHUP; reloading {}", args.config);
-          (void)admin.Reload();
+          notified(notifier.Reloading("reloading " + args.config));
+          const auto report = admin.Reload();
+          notified(notifier.Ready(report.ok ? "serving pipeline generation " + std::to_string(report.generation) +
+                                                  " (reloaded)"
+                                            : "serving pipeline generation " + std::to_string(report.generation) +
+                                                  " (the last reload was refused; see the log)"));
           signals.async_wait(on_signal);
           return;
         }
@@ -320,7 +356,11 @@ int main(int argc, char** argv) {
     }
 
     spdlog::default_logger()->flush();  // the startup lines, at once
+    notified(notifier.Ready("serving pipeline generation 1 on http://" + endpoint.address().to_string() + ":" +
+                            std::to_string(endpoint.port())));
     signals_context.run();
+    notified(notifier.Stopping("shutting down (at most " + std::to_string(kShutdownGrace.count()) +
+                               " s for requests in flight)"));
     spdlog::info("received {}; shutting down (waiting at most {} s for requests in flight)",
                  received == SIGTERM ? "SIGTERM" : "SIGINT", kShutdownGrace.count());
     if (admin_server) (void)admin_server->Shutdown(std::chrono::seconds(2));

@@ -20,10 +20,7 @@ namespace {
 namespace json = boost::json;
 
 http::Response Json(int status, const json::value& value) {
-  http::Response response;
-  response.status = status;
-  response.body = json::serialize(value);
-  return response;
+  return JsonResponse(status, json::serialize(value));
 }
 
 json::array Names(const std::vector<std::string>& names) {

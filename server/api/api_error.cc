@@ -20,11 +20,15 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
   return boost::json::serialize(body);
 }
 
-http::Response ErrorResponse(const ApiError& error) {
+http::Response JsonResponse(int status, std::string body) {
   http::Response response;
-  response.status = error.status;
-  response.body = ErrorBody(error.code, error.message);
+  response.status = status;
+  response.body = std::move(body);
   return response;
+}
+
+http::Response ErrorResponse(const ApiError& error) {
+  return JsonResponse(error.status, ErrorBody(error.code, error.message));
 }
 
 http::Response InternalError(const http::Request& request, std::string_view what) noexcept {

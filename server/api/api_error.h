@@ -41,6 +41,9 @@ struct ApiError {
 // calling thread's logging::CurrentRequest() and is left out when it has none.
 std::string ErrorBody(std::string_view code, std::string_view message);
 
+// An answer of `status` whose body is the JSON text `body`.
+http::Response JsonResponse(int status, std::string body);
+
 // The HTTP answer for `error`.
 http::Response ErrorResponse(const ApiError& error);
 

@@ -32,8 +32,6 @@ class ChatService {
 struct ChatServiceCounters {
   // Answers in which some stage failed or was skipped without failing them.
   observability::Counter* degraded = nullptr;
-  // POSTs answered with the answer recorded for their Idempotency-Key.
-  observability::Counter* replayed = nullptr;
   // POSTs whose COMMIT's answer was lost (503 outcome_unknown).
   observability::Counter* outcome_unknown = nullptr;
 };
@@ -50,7 +48,6 @@ class PipelineChatService final : public ChatService {
                              const engine::IdempotencyClaim* claim) override {
     auto outcome = holder_.current()->Write(guest_id, message, claim);
     CountDegraded(outcome.degraded);
-    if (counters_.replayed && outcome.claim == engine::WriteOutcome::Claim::kReplay) counters_.replayed->Add();
     if (counters_.outcome_unknown && outcome.outcome_unknown) counters_.outcome_unknown->Add();
     return outcome;
   }

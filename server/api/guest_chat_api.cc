@@ -20,14 +20,8 @@ namespace {
 
 constexpr const char* kRoutes =
     "the routes are POST, GET and DELETE /v1/guest/chat/{guest_id}, GET /v1/guest/chat/{guest_id}/search?q=TEXT, "
-    "GET /healthz, GET /readyz, GET /metrics, and the admin routes under /v1/admin/ (docs/api.md)";
-
-http::Response Json(int status, std::string body) {
-  http::Response response;
-  response.status = status;
-  response.body = std::move(body);
-  return response;
-}
+    "GET /healthz, GET /readyz, GET /metrics, GET /openapi.json (the API's description), and the admin routes "
+    "under /v1/admin/ (docs/api.md)";
 
 std::string Joined(const std::vector<std::string>& names) {
   std::string out;
@@ -102,7 +96,7 @@ std::vector<Route> GuestChatApi::Routes() {
   return {
       {.pattern = "/healthz",
        .methods = {"GET"},
-       .handler = [](const http::Request&, const PathParams&) { return Json(200, R"({"status":"ok"})"); },
+       .handler = [](const http::Request&, const PathParams&) { return JsonResponse(200, R"({"status":"ok"})"); },
        .audience = Audience::kEveryone,
        .immediate = true},
       {.pattern = "/v1/guest/chat/{guest_id}",
@@ -196,9 +190,10 @@ http::Response GuestChatApi::Post(const std::string& guest_id, const http::Reque
         release.cache = &idempotency_;
         break;
       case idempotency::IdempotencyCache::Verdict::kReplay: {
-        http::Response replay = Json(seen.status, std::move(seen.body));
+        http::Response replay = JsonResponse(seen.status, std::move(seen.body));
         replay.headers.emplace_back("Idempotent-Replayed", "true");
         replay.log_note = "idempotent_replay";
+        if (options_.replayed) options_.replayed->Add();
         return replay;
       }
       case idempotency::IdempotencyCache::Verdict::kConflict:
@@ -219,13 +214,14 @@ http::Response GuestChatApi::Post(const std::string& guest_id, const http::Reque
   engine::WriteOutcome outcome = service_.Write(guest_id, *parsed.message, has_key ? &claim : nullptr);
   http::Response response;
   if (outcome.claim == engine::WriteOutcome::Claim::kReplay) {
-    response = Json(200, std::move(outcome.replay));
+    response = JsonResponse(200, std::move(outcome.replay));
     response.headers.emplace_back("Idempotent-Replayed", "true");
     response.log_note = "idempotent_replay";
+    if (options_.replayed) options_.replayed->Add();
   } else if (outcome.claim == engine::WriteOutcome::Claim::kConflict) {
     return ErrorResponse({409, "idempotency_conflict", outcome.status.message()});
   } else if (outcome.status.ok()) {
-    response = Json(200, EncodeStored(guest_id, outcome));
+    response = JsonResponse(200, EncodeStored(guest_id, outcome));
   } else if (outcome.outcome_unknown) {
     spdlog::error("storing the message: stage '{}': {}", outcome.failed_stage, outcome.status.ToString());
     response = ErrorResponse({503, "outcome_unknown",
@@ -255,7 +251,7 @@ http::Response GuestChatApi::Get(const std::string& guest_id, std::string_view t
   engine::ReadOutcome outcome = service_.Read(guest_id, range);
   http::Response response =
       outcome.status.ok()
-          ? Json(200, EncodeMessages(outcome.messages))
+          ? JsonResponse(200, EncodeMessages(outcome.messages))
           : ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "reading the messages"));
   if (outcome.status.ok() && outcome.first_sequence > 0) {
     // Older messages exist: the page before this one, same size (RFC 8288).
@@ -277,7 +273,7 @@ http::Response GuestChatApi::Delete(const std::string& guest_id) {
   engine::EraseOutcome outcome = service_.Erase(guest_id);
   http::Response response =
       outcome.status.ok()
-          ? Json(200, EncodeDeleted(guest_id, outcome))
+          ? JsonResponse(200, EncodeDeleted(guest_id, outcome))
           : ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "deleting the messages"));
   if (!outcome.degraded.empty()) response.log_note = "degraded=" + Joined(outcome.degraded);
   return response;
@@ -322,7 +318,7 @@ http::Response GuestChatApi::Search(const std::string& guest_id, std::string_vie
   if (!outcome.status.ok()) {
     return ErrorResponse(PipelineError(outcome.status, outcome.failed_stage, "searching the messages"));
   }
-  return Json(200, EncodeSearch(guest_id, q->second, outcome.hits));
+  return JsonResponse(200, EncodeSearch(guest_id, q->second, outcome.hits));
 }
 
 }  // namespace stowage::api

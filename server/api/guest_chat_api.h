@@ -51,6 +51,10 @@ struct ApiOptions {
   // The most messages a GET of the chat answers (server.max_history): the
   // page size when the client gives no `limit`, and the largest `limit`.
   std::size_t max_history = 10000;
+  // Counts every POST answered with the answer recorded for its
+  // Idempotency-Key, whether this server still held it or the store did;
+  // may be null.
+  observability::Counter* replayed = nullptr;
 };
 
 class GuestChatApi final : public http::Handler {

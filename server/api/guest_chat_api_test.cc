@@ -405,6 +405,25 @@ TEST_F(GuestChatApiTest, AKeyRecordedByAnotherInstanceIsReplayedWithTheRecordedA
   EXPECT_EQ(Header(replayed, "Idempotent-Replayed"), "true");
 }
 
+// Both kinds of replay are counted: from this server's memory and from the store.
+TEST(GuestChatApiReplayCountTest, EveryReplayIsCounted) {
+  observability::Registry registry;
+  observability::Counter& replayed = registry.counter("stowage_idempotent_replays_total", "");
+  RecordingService service;
+  ApiOptions options;
+  options.replayed = &replayed;
+  GuestChatApi api(service, options);
+  const std::string body = R"({"role":"user","content":"hi"})";
+  ASSERT_EQ(api.Handle(PostWithKey("g1", "k-1", body)).status, 200);
+  EXPECT_EQ(replayed.value(), 0) << "a first answer is no replay";
+  ASSERT_EQ(Header(api.Handle(PostWithKey("g1", "k-1", body)), "Idempotent-Replayed"), "true");
+  EXPECT_EQ(replayed.value(), 1) << "answered from this server's memory";
+  service.write.claim = engine::WriteOutcome::Claim::kReplay;
+  service.write.replay = R"({"status":"stored","guest_id":"g1","message_id":3})";
+  ASSERT_EQ(Header(api.Handle(PostWithKey("g1", "k-2", body)), "Idempotent-Replayed"), "true");
+  EXPECT_EQ(replayed.value(), 2) << "answered from the store";
+}
+
 TEST_F(GuestChatApiTest, AKeyRecordedByAnotherInstanceWithAnotherBodyIsAConflict) {
   service_.write.claim = engine::WriteOutcome::Claim::kConflict;
   service_.write.status = stowage::Status::Conflict("Idempotency-Key 'k-1' was already used for guest g1 with another body");

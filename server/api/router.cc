@@ -83,6 +83,13 @@ const Route* Router::Find(std::string_view path) const noexcept {
   return nullptr;
 }
 
+std::vector<const Route*> Router::Routes() const {
+  std::vector<const Route*> routes;
+  routes.reserve(entries_.size());
+  for (const Entry& entry : entries_) routes.push_back(&entry.route);
+  return routes;
+}
+
 RouteMatch Router::Match(std::string_view path) const {
   RouteMatch match;
   for (const Entry& entry : entries_) {

@@ -92,6 +92,9 @@ class Router {
   RouteMatch Match(std::string_view path) const;
   // The same route without its parameters; allocates nothing.
   const Route* Find(std::string_view path) const noexcept;
+  // Every route, in the order they are matched: the route table, e.g. to
+  // compare with the API's description (docs/openapi.yaml).
+  std::vector<const Route*> Routes() const;
 
   // Answers `request` by `match` (see the top of this file). `match` comes
   // from Match, or is empty to answer as if no route matched.

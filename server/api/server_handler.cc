@@ -5,6 +5,7 @@
 #include <iterator>
 
 #include "api/api_error.h"
+#include "api/openapi.h"
 #include "logging/logging.h"
 
 namespace stowage::api {
@@ -34,6 +35,15 @@ std::vector<Route> ServerHandler::Routes() {
                           return response;
                         },
                     .audience = Audience::kEveryone});
+  routes.push_back({.pattern = "/openapi.json",
+                    .methods = {"GET"},
+                    .handler =
+                        [](const http::Request&, const PathParams&) {
+                          http::Response response;
+                          response.body = std::string(OpenApiJson());
+                          return response;
+                        },
+                    .audience = Audience::kEveryone});
   std::vector<Route> admin = admin_.Routes();
   std::move(admin.begin(), admin.end(), std::back_inserter(routes));
   return routes;
@@ -58,7 +68,7 @@ http::Response ServerHandler::NoRoute(const http::Request& request) const {
     return ErrorResponse(ApiError::NotFound("no route for " + request.method + " " + std::string(path) +
                                             "; this is the admin listener: it serves /v1/admin/reload, "
                                             "/v1/admin/pipeline, /v1/admin/journal (and its replay and "
-                                            "drop), /healthz, /readyz and /metrics"));
+                                            "drop), /healthz, /readyz, /metrics and /openapi.json"));
   }
   return GuestChatApi::NoRoute(request);
 }

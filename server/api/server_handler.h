@@ -10,6 +10,9 @@
 // trace_id, so every line logged while answering it (stage calls on the
 // CallRunner's threads included) and every error body carries its id.
 //   GET /metrics     the Prometheus text format (no authentication)
+//   GET /openapi.json
+//                    the API's OpenAPI 3.1 description (docs/openapi.yaml), a
+//                    static string built in
 //   /v1/admin/...    AdminApi, on the listener that serves the admin routes
 //
 // Every request is counted in stowage_http_requests_total{route,method,status}
@@ -53,9 +56,13 @@ class ServerHandler final : public http::Handler {
   http::Response Refuse(http::Refusal why, const http::Request& request,
                         std::size_t body_limit) noexcept override;
 
+  // Every route of stowaged, those of other listeners included (they are
+  // answered as unknown paths here).
+  const Router& router() const noexcept { return router_; }
+
  private:
-  // Every route of stowaged: the guest API's, /readyz, /metrics, the admin
-  // routes.
+  // Every route of stowaged: the guest API's, /readyz, /metrics,
+  // /openapi.json, the admin routes.
   std::vector<Route> Routes();
   bool Serves(Audience audience) const;
   // 404 for a path no route of this listener matches, in the words of the

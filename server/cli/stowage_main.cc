@@ -8,7 +8,7 @@
 //   stowage journal list|replay|drop FILE [options]
 //                           what best_effort stages failed to store, in the
 //                           journal of each [[database]]: list, make due, drop
-//   stowage version         the SDK version and the host's ABI
+//   stowage version         the version, SDK, git revision, Boost, compiler and host ABI
 //
 // `validate --no-environment` loads each plugin and checks the stage's config
 // table against the plugin's schema, but constructs no stage: it touches no
@@ -37,7 +37,7 @@
 #include "loader/plugin_loader.h"
 #include "logging/logging.h"
 #include "stowage/plugin.h"
-#include "stowage/version.h"
+#include "version_info.h"
 
 namespace {
 
@@ -80,7 +80,10 @@ constexpr const char* kUsage = R"(Usage:
                           delete the selected entries for good (their messages are
                           then never stored by that stage); needs --stage or --id.
                           Prints "dropped N entries".
-  stowage version         print the stowage version, the SDK version and the host ABI
+  stowage version, stowage --version
+                          print the stowage version, the SDK version, the git
+                          revision it was built from, Boost, the compiler and the
+                          host ABI a plugin must match
   stowage --help          print this help
 
 Exit codes:
@@ -511,9 +514,7 @@ int main(int argc, char** argv) {
   }
   if (command == "version" || command == "--version") {
     if (args.size() != 1) return Usage("'version' takes no arguments");
-    std::cout << "stowage " << STOWAGE_VERSION << "\n"
-              << "SDK " << STOWAGE_SDK_VERSION_MAJOR << "." << STOWAGE_SDK_VERSION_MINOR << "\n"
-              << "host " << stowage::loader::HostDescription() << "\n";
+    std::cout << stowage::server::VersionText("stowage");
     return 0;
   }
   if (command == "validate") {

@@ -328,8 +328,9 @@ void Session::Respond(Response response, bool refused) {
   response_.body() = std::move(response.body);
   response_.keep_alive(keep_alive);
   response_.prepare_payload();
-  // HEAD: Content-Length stays that of the body, which is not sent.
-  if (response.head_only) response_.body().clear();
+  // HEAD: Content-Length stays that of the body, which is not sent; a
+  // refusal of a HEAD request (413, 431, 503 overloaded, ...) has no body either.
+  if (response.head_only || request_.method == "HEAD") response_.body().clear();
   std::size_t bytes = response_.body().size();
   auto status = static_cast<std::size_t>(response.status);
   stream_.expires_after(host_->options().io_timeout);

@@ -36,13 +36,6 @@ struct StageSpec {
   int timeout_ms = 3000;
 };
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // A folder of its own for one test, removed afterwards.
 fs::path TempFolder() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();

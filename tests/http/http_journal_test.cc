@@ -32,13 +32,6 @@ using std::chrono::milliseconds;
 constexpr const char* kToken = "journal-test-token";
 constexpr const char* kContent = "the guest's secret words";
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 fs::path TempFolder() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "suite";

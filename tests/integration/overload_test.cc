@@ -32,6 +32,7 @@
 #include "http_client.h"
 #include "stores.h"
 #include "stowaged_process.h"
+#include "support/process.h"
 #include "support/services.h"
 
 namespace stowage::testing {
@@ -50,11 +51,6 @@ std::string ErrorCode(const HttpResult& result) {
   if (at == std::string::npos) return "";
   at += 8;
   return result.body.substr(at, result.body.find('"', at) - at);
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::size_t CountOf(const std::string& text, const std::string& what) {

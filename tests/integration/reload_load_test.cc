@@ -15,6 +15,7 @@
 
 #include "http_client.h"
 #include "stowaged_process.h"
+#include "support/process.h"
 #include "support/services.h"
 
 namespace stowage::testing {
@@ -25,13 +26,6 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 constexpr const char* kToken = "reload-under-load";
-
-std::string ReadFile(const fs::path& file) {
-  std::ifstream in(file);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // The default pipeline with the embeddings stage enabled or not.
 std::string WithEmbeddings(const std::string& pipeline, bool enabled) {

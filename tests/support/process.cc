@@ -265,4 +265,9 @@ bool WaitForTcp(std::uint16_t port, std::chrono::milliseconds timeout) {
   }
 }
 
+std::string ReadFile(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 }  // namespace stowage::testing

@@ -73,4 +73,8 @@ std::uint16_t FreePort();
 // passed; always tries at least once. True if a connection was accepted.
 bool WaitForTcp(std::uint16_t port, std::chrono::milliseconds timeout);
 
+// The whole content of `file` (a log, a journal a program wrote), or "" when
+// it cannot be read.
+std::string ReadFile(const std::filesystem::path& file);
+
 }  // namespace stowage::testing
