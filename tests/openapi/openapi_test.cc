@@ -290,6 +290,14 @@ TEST(OpenApiRoutesTest, TheDescriptionHasEveryRouteWithItsMethodsAndNothingElse)
   EXPECT_EQ(routed.size(), 11u) << "the route table changed: check this test's route count";
 }
 
+// The description's version is stowage's (the CMake project's, the SDK's):
+// a client reading it knows which server it describes.
+TEST(OpenApiRoutesTest, TheDescriptionsVersionIsTheServers) {
+  const boost::json::value description = boost::json::parse(api::OpenApiJson());
+  EXPECT_EQ(description.at("info").at("version").as_string(), STOWAGE_VERSION)
+      << "set info.version in docs/openapi.yaml to the project version";
+}
+
 TEST(OpenApiRoutesTest, AdminRoutesAndOnlyThemNeedTheTokenInTheDescription) {
   OpenApiDescription description(api::OpenApiJson());
   ServedRoutes served;
