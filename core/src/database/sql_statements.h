@@ -12,6 +12,26 @@
 
 namespace stowage::internal {
 
+// The position just past the block comment that starts at `at` ("/*"),
+// nested ones included as PostgreSQL reads them; the end of `text` when it
+// is not closed.
+inline std::size_t SkipBlockComment(std::string_view text, std::size_t at) noexcept {
+  const std::size_t n = text.size();
+  int depth = 0;
+  while (at < n) {
+    if (text[at] == '/' && at + 1 < n && text[at + 1] == '*') {
+      ++depth;
+      at += 2;
+    } else if (text[at] == '*' && at + 1 < n && text[at + 1] == '/') {
+      at += 2;
+      if (--depth == 0) break;
+    } else {
+      ++at;
+    }
+  }
+  return at;
+}
+
 // Calls `visit(statement)` for each statement of `sql`, in order: the text
 // between the ';' that end statements, leaving the ';' inside quotes
 // ('...', E'...', "..."), dollar quotes ($tag$...$tag$) and comments (--,
@@ -34,19 +54,7 @@ void ForEachSqlStatement(std::string_view sql, Visit&& visit) {
       std::size_t end = sql.find('\n', i);
       i = end == std::string_view::npos ? n : end;
     } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
-      // Block comments nest in PostgreSQL.
-      int depth = 0;
-      while (i < n) {
-        if (sql[i] == '/' && i + 1 < n && sql[i + 1] == '*') {
-          ++depth;
-          i += 2;
-        } else if (sql[i] == '*' && i + 1 < n && sql[i + 1] == '/') {
-          i += 2;
-          if (--depth == 0) break;
-        } else {
-          ++i;
-        }
-      }
+      i = SkipBlockComment(sql, i);
     } else if (c == '\'' || c == '"') {
       // E'...' strings escape with a backslash; all quotes double themselves.
       bool backslash =

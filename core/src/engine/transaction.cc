@@ -22,18 +22,7 @@ std::size_t SkipBlank(std::string_view text, std::size_t at) noexcept {
       at = text.find('\n', at);
       if (at == std::string_view::npos) return n;
     } else if (text[at] == '/' && at + 1 < n && text[at + 1] == '*') {
-      int depth = 0;
-      while (at < n) {
-        if (text[at] == '/' && at + 1 < n && text[at + 1] == '*') {
-          ++depth;
-          at += 2;
-        } else if (text[at] == '*' && at + 1 < n && text[at + 1] == '/') {
-          at += 2;
-          if (--depth == 0) break;
-        } else {
-          ++at;
-        }
-      }
+      at = stowage::internal::SkipBlockComment(text, at);
     } else {
       break;
     }
